@@ -1,0 +1,124 @@
+//! What each command does: parse, build the runtime, run, report, exit code.
+
+use crate::cli::{Cli, Command, OutputArgs, RunArgs};
+use crate::config::{self, Overrides, TestPlan};
+use crate::console::Console;
+use crate::engine::{self, Abort, RunOptions, RunOutcome};
+use crate::exit;
+use clap::Parser;
+use std::ffi::OsString;
+use std::future::Future;
+
+/// Runs the CLI with `args` and returns the process exit code.
+pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::INVALID_CONFIG } else { exit::OK };
+            let _ = e.print();
+            return code;
+        }
+    };
+    match cli.command {
+        Command::Run(args) => run_command(args),
+        Command::Demo(_args) => todo!(),
+    }
+}
+
+fn run_command(args: RunArgs) -> i32 {
+    let overrides = Overrides {
+        vus: args.vus,
+        duration: args.duration,
+        iterations: args.iterations,
+        env: args.env.clone(),
+        system_env: !args.no_system_env,
+    };
+    let plan = match config::load_file(&args.file, &overrides) {
+        Ok(plan) => plan,
+        Err(errors) => {
+            report_invalid(&errors);
+            return exit::INVALID_CONFIG;
+        }
+    };
+    execute(plan, &args.output, |_| async {})
+}
+
+/// Prints configuration problems, one per line, each with its field path.
+pub fn report_invalid(errors: &config::reader::ConfigErrors) {
+    eprintln!("ERROR invalid configuration ({} problem{}):", errors.0.len(), if errors.0.len() == 1 { "" } else { "s" });
+    for e in &errors.0 {
+        eprintln!("  {e}");
+    }
+}
+
+/// Builds the runtime and runs `plan`; `before` runs inside the runtime
+/// first (the demo starts its targets there). Returns the exit code.
+pub fn execute<F, Fut>(plan: TestPlan, output: &OutputArgs, before: F) -> i32
+where
+    F: FnOnce(&tokio::runtime::Handle) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("volley-vu").build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ERROR cannot start the runtime: {e}");
+            return exit::INTERNAL;
+        }
+    };
+    let console = Console::new(output.quiet);
+    let opts = RunOptions {
+        window: output.window,
+        series_cap: output.series_cap,
+        test_id: output.test_id.clone().unwrap_or_else(engine::default_test_id),
+        ..RunOptions::default()
+    };
+    let trend_stats = plan.summary_trend_stats.clone();
+    let outcome = runtime.block_on(async {
+        before(runtime.handle()).await;
+        engine::run(plan, opts, console.clone(), shutdown_signal(console.clone())).await
+    });
+    finish(&outcome, output, &trend_stats)
+}
+
+/// Prints and writes the results; returns the exit code.
+pub fn finish(outcome: &RunOutcome, output: &OutputArgs, trend_stats: &[crate::summary::stats::TrendStat]) -> i32 {
+    if !output.no_summary {
+        print!("{}", crate::summary::text::render(outcome, trend_stats));
+    }
+    if let Some(path) = &output.summary_export {
+        let doc = crate::summary::export::to_json(outcome, trend_stats);
+        let text = serde_json::to_string_pretty(&doc).expect("JSON values always serialize");
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("ERROR cannot write the summary export {}: {e}", path.display());
+            return exit::INTERNAL;
+        }
+    }
+    match (&outcome.aborted, outcome.thresholds_ok()) {
+        (_, false) | (Some(Abort::Threshold(_)), _) => exit::THRESHOLDS_FAILED,
+        (Some(Abort::Signal), true) => exit::EXTERNAL_ABORT,
+        (None, true) => exit::OK,
+    }
+}
+
+/// Resolves on the first Ctrl-C or SIGTERM; a second one exits at once.
+async fn shutdown_signal(console: Console) {
+    wait_signal().await;
+    tokio::spawn(async move {
+        wait_signal().await;
+        console.warn("second signal: exiting without a summary");
+        std::process::exit(exit::EXTERNAL_ABORT);
+    });
+}
+
+async fn wait_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

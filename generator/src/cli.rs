@@ -1,0 +1,94 @@
+//! The `volley` command line.
+
+use crate::config::duration::parse_duration;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Volley: distributed load and soak testing with k6's executors.
+#[derive(Parser, Debug)]
+#[command(name = "volley", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a scenario file (YAML or JSON with k6 `options` and `flows`).
+    Run(RunArgs),
+    /// Start local testbed targets and run a short mixed test against them.
+    Demo(DemoArgs),
+}
+
+/// `volley run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The scenario file.
+    pub file: PathBuf,
+    /// Replace the scenarios by one `default` scenario with this many VUs.
+    #[arg(long, short = 'u')]
+    pub vus: Option<u64>,
+    /// Replace the scenarios by one constant-vus `default` scenario of this length.
+    #[arg(long, short = 'd', value_parser = duration_arg)]
+    pub duration: Option<Duration>,
+    /// Replace the scenarios by one shared-iterations `default` scenario.
+    #[arg(long, short = 'i')]
+    pub iterations: Option<u64>,
+    /// Environment variable for templates (`{{env.NAME}}`), repeatable.
+    #[arg(long = "env", short = 'e', value_name = "NAME=VALUE", value_parser = env_arg)]
+    pub env: Vec<(String, String)>,
+    /// Do not expose the process environment to templates.
+    #[arg(long)]
+    pub no_system_env: bool,
+    #[command(flatten)]
+    /// Output settings shared with `demo`.
+    pub output: OutputArgs,
+}
+
+/// Output and run settings shared by `run` and `demo`.
+#[derive(Args, Debug, Clone)]
+pub struct OutputArgs {
+    /// Write k6's summary-export JSON to this path.
+    #[arg(long, value_name = "PATH")]
+    pub summary_export: Option<PathBuf>,
+    /// Hide the live progress.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Do not print the end-of-test summary.
+    #[arg(long)]
+    pub no_summary: bool,
+    /// Metric window length.
+    #[arg(long, default_value = "1s", value_parser = duration_arg)]
+    pub window: Duration,
+    /// Series per metric before further tag combinations fold into one.
+    #[arg(long, default_value_t = crate::metrics::registry::DEFAULT_SERIES_CAP)]
+    pub series_cap: usize,
+    /// Test run id stamped on every window (default: volley-<unix time>).
+    #[arg(long)]
+    pub test_id: Option<String>,
+}
+
+/// `volley demo`.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Total length of the demo.
+    #[arg(long, default_value = "20s", value_parser = duration_arg)]
+    pub duration: Duration,
+    #[command(flatten)]
+    /// Output settings shared with `run`.
+    pub output: OutputArgs,
+}
+
+fn duration_arg(s: &str) -> Result<Duration, String> {
+    parse_duration(s)
+}
+
+fn env_arg(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} must be NAME=VALUE")),
+    }
+}

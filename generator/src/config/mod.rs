@@ -1,0 +1,271 @@
+//! The scenario file: k6 `options` plus Volley's `flows`, read into a
+//! validated [`TestPlan`].
+//!
+//! # Layout
+//! - [`duration`]: k6 duration strings.
+//! - [`reader`]: the validating reader that reports every problem with its
+//!   field path.
+//! - this file: the document's top level, `options` and the cross-checks
+//!   between scenarios, flows and environment.
+
+pub mod duration;
+pub mod reader;
+
+use crate::executor::{BaseConfig, ExecutorConfig, DEFAULT_GRACEFUL_STOP};
+use crate::flow::{FlowDef, Flows};
+use crate::summary::stats::TrendStat;
+use crate::threshold::ThresholdSet;
+use reader::{ConfigError, ConfigErrors, Obj, Report};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use volley_window::Tags;
+
+/// One scenario of a plan.
+#[derive(Debug)]
+pub struct ScenarioPlan {
+    /// Scenario name (a key of `options.scenarios`).
+    pub name: String,
+    /// Options every executor has.
+    pub base: BaseConfig,
+    /// The executor and its options.
+    pub executor: ExecutorConfig,
+}
+
+/// A validated test: what `volley run` executes.
+#[derive(Debug)]
+pub struct TestPlan {
+    /// Scenarios, in file order.
+    pub scenarios: Vec<ScenarioPlan>,
+    /// Thresholds per metric or sub-metric.
+    pub thresholds: Vec<ThresholdSet>,
+    /// Trend columns of the summary.
+    pub summary_trend_stats: Vec<TrendStat>,
+    /// Tags on every metric.
+    pub tags: Tags,
+    /// Compiled flows by name.
+    pub flows: Flows,
+    /// Environment per scenario (process env, `-e`, scenario `env`).
+    pub env: HashMap<String, HashMap<String, String>>,
+}
+
+/// Command-line settings that shape the plan.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--vus`: replaces the scenarios by one `default` scenario.
+    pub vus: Option<u64>,
+    /// `--duration`: likewise (constant-vus).
+    pub duration: Option<Duration>,
+    /// `--iterations`: likewise (shared-iterations).
+    pub iterations: Option<u64>,
+    /// `-e NAME=VALUE` pairs.
+    pub env: Vec<(String, String)>,
+    /// Whether the process environment is visible to templates.
+    pub system_env: bool,
+}
+
+const TOP_FIELDS: &[&str] = &["options", "flows"];
+const OPTION_FIELDS: &[&str] = &["scenarios", "thresholds", "summaryTrendStats", "tags", "vus", "duration", "iterations", "stages"];
+
+/// Reads and validates a scenario file (`.json`, `.yaml` or `.yml`).
+pub fn load_file(path: &Path, overrides: &Overrides) -> Result<TestPlan, ConfigErrors> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| single(&shown, format!("cannot read the scenario file: {e}")))?;
+    let doc = parse_document(&text, path).map_err(|e| single(&shown, e))?;
+    load(&doc, overrides)
+}
+
+fn single(path: &str, message: String) -> ConfigErrors {
+    ConfigErrors(vec![ConfigError { path: path.to_string(), message }])
+}
+
+/// Parses JSON or YAML text into a document (JSON is also valid YAML, but its
+/// own parser gives better positions).
+pub fn parse_document(text: &str, path: &Path) -> Result<Value, String> {
+    let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    if is_json {
+        serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))
+    } else {
+        serde_yaml::from_str(text).map_err(|e| format!("invalid YAML: {e}"))
+    }
+}
+
+/// Validates a parsed document.
+pub fn load(doc: &Value, overrides: &Overrides) -> Result<TestPlan, ConfigErrors> {
+    let report = Report::default();
+    let plan = read_plan(doc, overrides, &report);
+    match plan {
+        Some(plan) if report.is_clean() => Ok(plan),
+        _ => Err(report.into_result(()).err().unwrap_or_else(|| single("", "invalid scenario file".into()))),
+    }
+}
+
+fn read_plan(doc: &Value, overrides: &Overrides, report: &Report) -> Option<TestPlan> {
+    let top = Obj::new(doc, "", report)?;
+    let options = top.object("options");
+    let flows_obj = top.object("flows");
+    top.finish_with(TOP_FIELDS);
+
+    let mut flows: Flows = HashMap::new();
+    if let Some(f) = &flows_obj {
+        for (name, def) in f.entries() {
+            if let Some(flow_obj) = Obj::new(def, f.path_of(name), report) {
+                if let Some(flow) = FlowDef::parse(flow_obj) {
+                    flows.insert(name.clone(), Arc::new(flow));
+                }
+            }
+        }
+    }
+
+    let mut scenarios = Vec::new();
+    let mut thresholds = Vec::new();
+    let mut trend_stats = crate::summary::stats::default_trend_stats();
+    let mut tags = Tags::new();
+    if let Some(options) = options {
+        if let Some(list) = options.array("summaryTrendStats") {
+            match crate::summary::stats::parse_trend_stats(list) {
+                Ok(stats) => trend_stats = stats,
+                Err(e) => options.error("summaryTrendStats", e),
+            }
+        }
+        tags = Tags::from_pairs(options.string_map("tags").unwrap_or_default());
+        if let Some(t) = options.object("thresholds") {
+            thresholds = crate::threshold::parse_all(t);
+        }
+        scenarios = read_scenarios(&options);
+        options.finish_with(OPTION_FIELDS);
+    }
+    if let Some(default) = default_scenario(overrides) {
+        scenarios = vec![default];
+    }
+    if scenarios.is_empty() && report.is_clean() {
+        report.error("options.scenarios", "no scenario to run: define options.scenarios, or pass --vus and --duration (or --iterations)");
+    }
+
+    // Cross-checks: every scenario's flow exists and its environment is set.
+    let mut env = HashMap::new();
+    for s in &scenarios {
+        let path = format!("options.scenarios.{}", s.name);
+        let mut scenario_env: HashMap<String, String> = HashMap::new();
+        if overrides.system_env {
+            scenario_env.extend(std::env::vars());
+        }
+        scenario_env.extend(overrides.env.iter().cloned());
+        scenario_env.extend(s.base.env.iter().cloned());
+        match flows.get(&s.base.exec) {
+            Some(flow) => {
+                for var in flow.env_refs() {
+                    if !scenario_env.contains_key(var) {
+                        report.error(
+                            path.clone(),
+                            format!("flow \"{}\" uses {{{{env.{var}}}}}, which is not set (pass -e {var}=VALUE or set it in the scenario's env)", s.base.exec),
+                        );
+                    }
+                }
+            }
+            None if flows_obj.is_some() || s.base.exec != "default" => {
+                let mut names: Vec<&str> = flows.keys().map(String::as_str).collect();
+                names.sort_unstable();
+                report.error(
+                    format!("{path}.exec"),
+                    format!("flow \"{}\" is not defined in flows (defined: {})", s.base.exec, if names.is_empty() { "none".into() } else { names.join(", ") }),
+                );
+            }
+            None => {
+                report.error("flows", "is required: define at least the flow \"default\" (e.g. {default: {type: noop}})");
+            }
+        }
+        env.insert(s.name.clone(), scenario_env);
+    }
+    let known_metrics: Vec<&str> = crate::metrics::builtin::ALL.iter().map(|d| d.name).collect();
+    for set in &thresholds {
+        if !known_metrics.contains(&set.metric.as_str()) {
+            let hint = reader::closest(&set.metric, &known_metrics).map(|s| format!(" (did you mean \"{s}\"?)")).unwrap_or_default();
+            report.error(format!("options.thresholds.{}", set.source), format!("no metric named \"{}\"{hint}", set.metric));
+        }
+    }
+    Some(TestPlan { scenarios, thresholds, summary_trend_stats: trend_stats, tags, flows, env })
+}
+
+fn read_scenarios(options: &Obj) -> Vec<ScenarioPlan> {
+    let mut out = Vec::new();
+    if let Some(map) = options.object("scenarios") {
+        for (name, value) in map.entries() {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                map.error(name, "scenario names may contain only letters, digits, '_' and '-'");
+                continue;
+            }
+            let Some(obj) = Obj::new(value, map.path_of(name), options.report) else { continue };
+            if let Some((base, executor)) = ExecutorConfig::parse(obj) {
+                out.push(ScenarioPlan { name: name.clone(), base, executor });
+            }
+        }
+    }
+    // k6's shortcut options create a scenario named "default".
+    let shortcut = ["vus", "duration", "iterations", "stages"].iter().any(|f| options.has(f));
+    if shortcut {
+        if !out.is_empty() {
+            options.error("scenarios", "cannot be combined with the shortcut options vus/duration/iterations/stages");
+            return out;
+        }
+        let vus = options.uint("vus", 1);
+        let duration = options.duration("duration");
+        let iterations = options.uint("iterations", 1);
+        let stages = options.has("stages").then(|| crate::executor::stages::parse_stages(options)).flatten();
+        let executor = if let Some(stages) = stages {
+            Some(ExecutorConfig::RampingVus(crate::executor::ramping_vus::Config {
+                start_vus: vus.unwrap_or(1),
+                stages,
+                graceful_ramp_down: crate::executor::ramping_vus::DEFAULT_GRACEFUL_RAMP_DOWN,
+            }))
+        } else {
+            shortcut_executor(vus, duration, iterations)
+        };
+        if let Some(executor) = executor {
+            out.push(ScenarioPlan { name: "default".into(), base: default_base(), executor });
+        }
+    }
+    out
+}
+
+fn default_base() -> BaseConfig {
+    BaseConfig {
+        start_time: Duration::ZERO,
+        graceful_stop: DEFAULT_GRACEFUL_STOP,
+        exec: "default".into(),
+        env: Vec::new(),
+        tags: Tags::new(),
+    }
+}
+
+fn shortcut_executor(vus: Option<u64>, duration: Option<Duration>, iterations: Option<u64>) -> Option<ExecutorConfig> {
+    use crate::executor::{constant_vus, per_vu_iterations, shared_iterations};
+    let vus = vus.unwrap_or(1);
+    Some(match (duration, iterations) {
+        (_, Some(iterations)) => ExecutorConfig::SharedIterations(shared_iterations::Config {
+            vus: vus.min(iterations),
+            iterations,
+            max_duration: duration.unwrap_or(per_vu_iterations::DEFAULT_MAX_DURATION),
+        }),
+        (Some(d), None) if !d.is_zero() => ExecutorConfig::ConstantVus(constant_vus::Config { vus, duration: d }),
+        _ => ExecutorConfig::PerVuIterations(per_vu_iterations::Config {
+            vus,
+            iterations: 1,
+            max_duration: per_vu_iterations::DEFAULT_MAX_DURATION,
+        }),
+    })
+}
+
+fn default_scenario(o: &Overrides) -> Option<ScenarioPlan> {
+    if o.vus.is_none() && o.duration.is_none() && o.iterations.is_none() {
+        return None;
+    }
+    let executor = shortcut_executor(o.vus, o.duration, o.iterations)?;
+    Some(ScenarioPlan { name: "default".into(), base: default_base(), executor })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,89 @@
+//! Scenario-file validation: every problem reported with its field path.
+
+use super::*;
+
+fn errors(doc: serde_json::Value) -> String {
+    match load(&doc, &Overrides::default()) {
+        Ok(_) => String::new(),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn a_valid_file_becomes_a_plan() {
+    let doc = serde_json::json!({
+        "options": {
+            "scenarios": {
+                "a": {"executor": "constant-arrival-rate", "rate": 10, "timeUnit": "1m", "duration": "1m", "preAllocatedVUs": 2},
+                "b": {"executor": "ramping-vus", "stages": [{"duration": "10s", "target": 5}], "startTime": "5s", "exec": "api"}
+            },
+            "thresholds": {"http_req_duration{scenario:b}": ["p(95)<300"]},
+            "summaryTrendStats": ["avg", "p(99)"],
+            "tags": {"team": "core"}
+        },
+        "flows": {
+            "default": {"type": "noop"},
+            "api": {"type": "http", "steps": [{"request": {"url": "http://127.0.0.1:1/x"}, "checks": {"status": 200}}]}
+        }
+    });
+    let plan = load(&doc, &Overrides::default()).unwrap();
+    assert_eq!(plan.scenarios.len(), 2);
+    assert_eq!(plan.scenarios[1].base.start_time, Duration::from_secs(5));
+    assert_eq!(plan.thresholds[0].selector.get("scenario"), Some("b"));
+    assert_eq!(plan.tags.get("team"), Some("core"));
+    match &plan.scenarios[0].executor {
+        ExecutorConfig::ConstantArrivalRate(c) => {
+            assert_eq!((c.rate, c.pre_allocated_vus, c.max_vus), (10, 2, 2));
+            assert_eq!(c.time_unit, Duration::from_secs(60));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn reports_every_problem_at_once() {
+    let e = errors(serde_json::json!({
+        "options": {"scenarios": {
+            "a": {"executor": "constant-arival-rate", "rate": 1},
+            "b": {"executor": "constant-vus", "vus": 0, "duration": "10x"},
+            "c": {"executor": "ramping-arrival-rate", "stages": [], "preAllocatedVUs": 1, "bogus": true},
+            "d": {"executor": "shared-iterations", "vus": 10, "iterations": 5}
+        }},
+        "flows": {"default": {"type": "noop"}}
+    }));
+    assert!(e.contains("options.scenarios.a.executor: unknown executor \"constant-arival-rate\" (did you mean \"constant-arrival-rate\"?)"), "{e}");
+    assert!(e.contains("options.scenarios.b.vus: must be at least 1, found 0"), "{e}");
+    assert!(e.contains("options.scenarios.b.duration: \"10x\" has an unknown unit \"x\""), "{e}");
+    assert!(e.contains("options.scenarios.c.stages: must list at least one"), "{e}");
+    assert!(e.contains("options.scenarios.c.bogus: unknown field"), "{e}");
+    assert!(e.contains("options.scenarios.d.vus: must not be more than iterations (10 > 5)"), "{e}");
+}
+
+#[test]
+fn cross_checks_flows_env_and_thresholds() {
+    let e = errors(serde_json::json!({
+        "options": {
+            "scenarios": {"a": {"executor": "constant-vus", "duration": "1s", "exec": "missing"},
+                          "b": {"executor": "constant-vus", "duration": "1s", "exec": "api"}},
+            "thresholds": {"http_req_durations": ["p(95)<1"], "checks": ["rate>>1"]}
+        },
+        "flows": {"api": {"type": "http", "steps": [{"request": {"url": "{{env.NOPE_NOT_SET}}/x"}}]}}
+    }));
+    assert!(e.contains("options.scenarios.a.exec: flow \"missing\" is not defined in flows (defined: api)"), "{e}");
+    assert!(e.contains("options.scenarios.b: flow \"api\" uses {{env.NOPE_NOT_SET}}, which is not set"), "{e}");
+    assert!(e.contains("options.thresholds.http_req_durations: no metric named \"http_req_durations\" (did you mean \"http_req_duration\"?)"), "{e}");
+    assert!(e.contains("options.thresholds.checks[0]: \"rate>>1\": \">1\" is not a number"), "{e}");
+}
+
+#[test]
+fn cli_overrides_replace_scenarios() {
+    let doc = serde_json::json!({
+        "options": {"scenarios": {"a": {"executor": "constant-vus", "duration": "1s"}}},
+        "flows": {"default": {"type": "noop"}}
+    });
+    let o = Overrides { vus: Some(7), duration: Some(Duration::from_secs(3)), ..Overrides::default() };
+    let plan = load(&doc, &o).unwrap();
+    assert_eq!(plan.scenarios.len(), 1);
+    assert_eq!(plan.scenarios[0].name, "default");
+    assert!(matches!(&plan.scenarios[0].executor, ExecutorConfig::ConstantVus(c) if c.vus == 7 && c.duration == Duration::from_secs(3)));
+}

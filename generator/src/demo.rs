@@ -1,0 +1,77 @@
+//! `volley demo`: the README's first command. Starts the reference HTTP
+//! target in process on a free loopback port, runs [`demo.yaml`](demo.yaml)
+//! (an arrival-rate and a ramping-vus scenario with checks and thresholds)
+//! against it, and prints the progress and the summary. Needs nothing else.
+
+use crate::cli::DemoArgs;
+use crate::config::{self, Overrides};
+use crate::exit;
+use std::path::Path;
+use std::time::Duration;
+
+/// The demo's scenario file.
+pub const SCENARIO: &str = include_str!("demo.yaml");
+
+/// Runs the demo; returns the exit code.
+pub fn run(args: DemoArgs) -> i32 {
+    // The target must exist before the plan is validated (BASE_URL), and it
+    // must live on the test's runtime: start it on a runtime of its own
+    // thread, then hand its address to the plan.
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let target = std::thread::Builder::new()
+        .name("demo-target".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+            rt.block_on(async move {
+                let testbed = volley_testbed::HttpTestbed::start(([127, 0, 0, 1], 0).into()).await?;
+                let _ = addr_tx.send(testbed.base_url());
+                let _ = stop_rx.await;
+                testbed.shutdown().await;
+                Ok::<_, std::io::Error>(())
+            })
+        })
+        .expect("spawn the demo target thread");
+    let base_url = match addr_rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(url) => url,
+        Err(_) => {
+            eprintln!("ERROR the demo target did not start: {:?}", target.join());
+            return exit::INTERNAL;
+        }
+    };
+    eprintln!("volley demo: testbed target at {base_url}; running a {} test (arrival-rate + ramping VUs)", crate::config::duration::format_duration(args.duration));
+
+    let doc = match scaled_scenario(args.duration) {
+        Ok(doc) => doc,
+        Err(e) => {
+            eprintln!("ERROR {e}");
+            return exit::INVALID_CONFIG;
+        }
+    };
+    let overrides = Overrides { env: vec![("BASE_URL".into(), base_url)], ..Overrides::default() };
+    let plan = match config::load(&doc, &overrides) {
+        Ok(plan) => plan,
+        Err(errors) => {
+            crate::app::report_invalid(&errors);
+            return exit::INVALID_CONFIG;
+        }
+    };
+    let code = crate::app::execute(plan, &args.output, |_| async {});
+    let _ = stop_tx.send(());
+    let _ = target.join();
+    code
+}
+
+/// The demo scenario with its schedule stretched or shrunk to `total`
+/// (the file is written for 18 s of load in a 20 s demo).
+pub fn scaled_scenario(total: Duration) -> Result<serde_json::Value, String> {
+    let mut doc = config::parse_document(SCENARIO, Path::new("demo.yaml"))?;
+    let load = total.saturating_sub(Duration::from_secs(2)).max(Duration::from_secs(3));
+    let ms = |d: Duration| format!("{}ms", d.as_millis());
+    let scenarios = &mut doc["options"]["scenarios"];
+    scenarios["api"]["duration"] = ms(load).into();
+    for stage in scenarios["browse"]["stages"].as_array_mut().into_iter().flatten() {
+        stage["duration"] = ms(load / 3).into();
+    }
+    Ok(doc)
+}

@@ -1,0 +1,281 @@
+//! Runs a [`TestPlan`]: scenarios on their executors, the window clock, the
+//! run totals and the stop logic (end of schedule, Ctrl-C, `abortOnFail`).
+//!
+//! # Layout
+//! - [`scenario`]: [`ScenarioRun`], what an executor drives (VUs, the
+//!   iteration runner, stop signals, per-scenario series).
+//! - [`window`]: the window clock producing [`volley_window::WindowReport`]s.
+//! - [`health`]: RSS and CPU of the generator itself.
+
+pub mod health;
+pub mod scenario;
+pub mod window;
+
+pub use scenario::{ScenarioRun, Vu};
+
+use crate::config::TestPlan;
+use crate::console::Console;
+use crate::metrics::builtin::{VUS, VUS_MAX};
+use crate::metrics::Metrics;
+use crate::progress::Progress;
+use crate::summary::totals::RunTotals;
+use crate::threshold::Outcome;
+use parking_lot::Mutex;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use volley_window::{Tags, WindowReport};
+use window::WindowClock;
+
+/// How a run is carried out (not what it runs).
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Window length (default 1 s).
+    pub window: Duration,
+    /// Series per metric before folding into the overflow series.
+    pub series_cap: usize,
+    /// Test run id stamped on every window.
+    pub test_id: String,
+    /// This generator's id.
+    pub generator_id: String,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(1),
+            series_cap: crate::metrics::registry::DEFAULT_SERIES_CAP,
+            test_id: default_test_id(),
+            generator_id: default_generator_id(),
+        }
+    }
+}
+
+/// A test id unique enough for one machine: start time in seconds.
+pub fn default_test_id() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    format!("volley-{secs}")
+}
+
+/// `<hostname>-<pid>`.
+pub fn default_generator_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "host".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// Why a run ended before its schedule did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Abort {
+    /// Ctrl-C or SIGTERM.
+    Signal,
+    /// A threshold with `abortOnFail` failed.
+    Threshold(String),
+}
+
+/// Per-scenario results for the summary.
+#[derive(Clone, Debug)]
+pub struct ScenarioResult {
+    /// Scenario name.
+    pub name: String,
+    /// Executor name.
+    pub executor: &'static str,
+    /// One-line description of the schedule.
+    pub description: String,
+    /// Flow it ran.
+    pub exec: String,
+    /// `startTime`.
+    pub start_time: Duration,
+    /// `gracefulStop`.
+    pub graceful_stop: Duration,
+    /// Completed iterations.
+    pub completed: u64,
+    /// Interrupted iterations.
+    pub interrupted: u64,
+    /// Dropped iterations.
+    pub dropped: u64,
+    /// VUs allocated.
+    pub vus_allocated: u64,
+    /// Open-model scenario with its rate per second, for drop advice.
+    pub rate_per_sec: Option<f64>,
+}
+
+/// Everything a finished run produced.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// Totals per series.
+    pub totals: RunTotals,
+    /// Every threshold's outcome.
+    pub thresholds: Vec<Outcome>,
+    /// Per-scenario results.
+    pub scenarios: Vec<ScenarioResult>,
+    /// Test duration.
+    pub elapsed: Duration,
+    /// Set when the run was stopped early.
+    pub aborted: Option<Abort>,
+    /// Windows produced.
+    pub windows: u64,
+}
+
+impl RunOutcome {
+    /// True when every threshold held.
+    pub fn thresholds_ok(&self) -> bool {
+        self.thresholds.iter().all(|o| o.ok)
+    }
+}
+
+/// Runs `plan` until its scenarios end or `shutdown` resolves (then
+/// in-flight iterations are interrupted and the summary is still produced).
+pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: impl Future<Output = ()>) -> RunOutcome {
+    let warn_console = console.clone();
+    let metrics = Metrics::new(opts.series_cap, move |w| warn_console.warn(&w));
+    let stop_new = CancellationToken::new();
+    let interrupt = CancellationToken::new();
+    let vu_ids = Arc::new(AtomicU64::new(0));
+    let test_tags = plan.tags.clone();
+
+    let scenarios: Vec<(Arc<ScenarioRun>, &crate::config::ScenarioPlan)> = plan
+        .scenarios
+        .iter()
+        .map(|s| {
+            let flow = plan.flows.get(&s.base.exec).cloned().unwrap_or_else(|| Arc::new(crate::flow::FlowDef::Noop(Default::default())));
+            let env = plan.env.get(&s.name).cloned().unwrap_or_default();
+            let run = ScenarioRun::new(s.name.clone(), s.base.clone(), flow, metrics.clone(), &test_tags, env, vu_ids.clone(), &stop_new, &interrupt);
+            (Arc::new(run), s)
+        })
+        .collect();
+    let runs: Vec<Arc<ScenarioRun>> = scenarios.iter().map(|(r, _)| r.clone()).collect();
+
+    let mut clock = WindowClock::new(opts.window, opts.generator_id.clone(), opts.test_id.clone());
+    let t0 = clock.t0;
+    let totals = Arc::new(Mutex::new(RunTotals::default()));
+    let aborted: Arc<Mutex<Option<Abort>>> = Arc::new(Mutex::new(None));
+    let vus_gauge = metrics.series(VUS, Tags::new());
+    let vus_max_gauge = metrics.series(VUS_MAX, Tags::new());
+    let sample_gauges = {
+        let (metrics, runs) = (metrics.clone(), runs.clone());
+        move || {
+            let active: u64 = runs.iter().map(|r| r.stats.active.load(Ordering::Relaxed)).sum();
+            let allocated: u64 = runs.iter().map(|r| r.stats.allocated.load(Ordering::Relaxed)).sum();
+            metrics.set_gauge(vus_gauge, active as f64);
+            metrics.set_gauge(vus_max_gauge, allocated as f64);
+            active
+        }
+    };
+    let fold = {
+        let (totals, aborted, thresholds, stop_new, interrupt, console) =
+            (totals.clone(), aborted.clone(), plan.thresholds.clone(), stop_new.clone(), interrupt.clone(), console.clone());
+        move |report: &WindowReport| {
+            let mut totals = totals.lock();
+            totals.add_window(&report.series);
+            totals.elapsed = t0.elapsed();
+            let failing: Vec<Outcome> = thresholds.iter().flat_map(|t| t.aborting(&totals, totals.elapsed)).collect();
+            if let Some(first) = failing.first() {
+                let mut aborted = aborted.lock();
+                if aborted.is_none() {
+                    let why = format!("threshold {} on {} failed", first.source, first.key);
+                    console.warn(&format!("{why}; aborting the test (abortOnFail)"));
+                    *aborted = Some(Abort::Threshold(why));
+                    stop_new.cancel();
+                    interrupt.cancel();
+                }
+            }
+        }
+    };
+
+    // The window clock.
+    let collector_stop = CancellationToken::new();
+    let collector = {
+        let (metrics, stop, sample, fold) = (metrics.clone(), collector_stop.clone(), sample_gauges.clone(), fold.clone());
+        tokio::spawn(async move {
+            loop {
+                let boundary = tokio::time::Instant::from_std(clock.next_boundary());
+                tokio::select! {
+                    _ = tokio::time::sleep_until(boundary) => {}
+                    _ = stop.cancelled() => break,
+                }
+                let active = sample();
+                let report = clock.close(&metrics, active);
+                fold(&report);
+            }
+            clock
+        })
+    };
+
+    let progress = Progress::start(console.clone(), runs.clone(), scenarios.iter().map(|(_, s)| s.executor.executor().duration() + s.base.start_time).max().unwrap_or_default());
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for (run, plan) in &scenarios {
+        let run = run.clone();
+        let executor = plan.executor.clone();
+        let start = tokio::time::Instant::from_std(t0) + plan.base.start_time;
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep_until(start) => executor.executor().run(run.clone()).await,
+                _ = run.stop_new.cancelled() => {}
+            }
+            run.stats.finished.store(true, Ordering::Relaxed);
+        });
+    }
+
+    let all_done = async { while tasks.join_next().await.is_some() {} };
+    tokio::pin!(all_done);
+    tokio::pin!(shutdown);
+    tokio::select! {
+        _ = &mut all_done => {}
+        _ = &mut shutdown => {
+            console.warn("stopping: interrupted by signal; in-flight iterations are cut short, the summary follows");
+            aborted.lock().get_or_insert(Abort::Signal);
+            stop_new.cancel();
+            interrupt.cancel();
+            all_done.await;
+        }
+    }
+
+    progress.stop().await;
+    collector_stop.cancel();
+    let mut clock = collector.await.expect("window clock task");
+    let active = sample_gauges();
+    let last = clock.close(&metrics, active);
+    fold(&last);
+
+    let totals = std::mem::take(&mut *totals.lock());
+    let elapsed = t0.elapsed();
+    let mut totals = totals;
+    totals.elapsed = elapsed;
+    let thresholds = plan.thresholds.iter().flat_map(|t| t.evaluate(&totals)).collect();
+    let scenarios = scenarios
+        .iter()
+        .map(|(run, plan)| {
+            let ex = plan.executor.executor();
+            ScenarioResult {
+                name: run.name.clone(),
+                executor: ex.kind(),
+                description: ex.describe(),
+                exec: plan.base.exec.clone(),
+                start_time: plan.base.start_time,
+                graceful_stop: plan.base.graceful_stop,
+                completed: run.stats.completed.load(Ordering::Relaxed),
+                interrupted: run.stats.interrupted.load(Ordering::Relaxed),
+                dropped: run.stats.dropped.load(Ordering::Relaxed),
+                vus_allocated: run.stats.allocated.load(Ordering::Relaxed),
+                rate_per_sec: rate_per_sec(&plan.executor),
+            }
+        })
+        .collect();
+    let aborted = aborted.lock().clone();
+    RunOutcome { totals, thresholds, scenarios, elapsed, aborted, windows: last.seq + 1 }
+}
+
+fn rate_per_sec(executor: &crate::executor::ExecutorConfig) -> Option<f64> {
+    use crate::executor::ExecutorConfig as E;
+    match executor {
+        E::ConstantArrivalRate(c) => Some(c.rate as f64 / c.time_unit.as_secs_f64()),
+        E::RampingArrivalRate(c) => {
+            let peak = c.stages.iter().map(|s| s.target).fold(c.start_rate, u64::max);
+            Some(peak as f64 / c.time_unit.as_secs_f64())
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,213 @@
+//! What an executor gets to run one scenario: VUs, the iteration runner,
+//! the scenario's metric series and its two stop signals.
+
+use crate::executor::BaseConfig;
+use crate::flow::{FlowDef, FlowVu, IterCtx};
+use crate::metrics::builtin::{DROPPED_ITERATIONS, ITERATIONS, ITERATION_DURATION, ITERATION_START_LAG};
+use crate::metrics::registry::SeriesId;
+use crate::metrics::Metrics;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use volley_window::Tags;
+
+/// A virtual user: an id and its flow state.
+pub struct Vu {
+    /// Global VU number, from 1 (k6's `__VU`).
+    pub id: u64,
+    /// Iterations this VU started in the scenario (k6's `__ITER` of the next).
+    pub iterations: u64,
+    state: FlowVu,
+}
+
+/// Live counters of a scenario, read by the progress display and windows.
+#[derive(Default, Debug)]
+pub struct ScenarioStats {
+    /// VUs currently inside an iteration (or a closed-model loop).
+    pub active: AtomicU64,
+    /// VUs allocated so far.
+    pub allocated: AtomicU64,
+    /// Iterations that ran to the end.
+    pub completed: AtomicU64,
+    /// Iterations cut off by a stop.
+    pub interrupted: AtomicU64,
+    /// Arrival-rate iterations not started for want of a VU.
+    pub dropped: AtomicU64,
+    /// Set when the executor returned.
+    pub finished: AtomicBool,
+}
+
+/// One scenario in a running test.
+pub struct ScenarioRun {
+    /// Scenario name.
+    pub name: String,
+    /// The executor-independent options.
+    pub base: BaseConfig,
+    /// The flow each iteration runs.
+    pub flow: Arc<FlowDef>,
+    /// The run's metric store.
+    pub metrics: Metrics,
+    /// Tags on every series of the scenario (test tags, scenario tags, `scenario`).
+    pub tags: Tags,
+    /// Template environment.
+    pub env: HashMap<String, String>,
+    /// "Start nothing new": the scenario's regular end, or a test stop.
+    pub stop_new: CancellationToken,
+    /// "Interrupt now": end of `gracefulStop`, or a hard test stop.
+    pub interrupt: CancellationToken,
+    /// Live counters.
+    pub stats: ScenarioStats,
+    series: Series,
+    vu_ids: Arc<AtomicU64>,
+    started: OnceLock<Instant>,
+}
+
+#[derive(Clone, Copy)]
+struct Series {
+    iterations: SeriesId,
+    iteration_duration: SeriesId,
+    dropped: SeriesId,
+    start_lag: SeriesId,
+}
+
+/// Aborts the scenario's deadline timer when the scenario ends early.
+pub struct DeadlineGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for DeadlineGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl ScenarioRun {
+    /// Prepares a scenario; its stop signals are children of the test's.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        name: String,
+        base: BaseConfig,
+        flow: Arc<FlowDef>,
+        metrics: Metrics,
+        test_tags: &Tags,
+        env: HashMap<String, String>,
+        vu_ids: Arc<AtomicU64>,
+        test_stop_new: &CancellationToken,
+        test_interrupt: &CancellationToken,
+    ) -> Self {
+        let mut tags = test_tags.clone();
+        for (k, v) in base.tags.iter() {
+            tags.insert(k, v);
+        }
+        tags.insert("scenario", name.clone());
+        let series = Series {
+            iterations: metrics.series(ITERATIONS, tags.clone()),
+            iteration_duration: metrics.series(ITERATION_DURATION, tags.clone()),
+            dropped: metrics.series(DROPPED_ITERATIONS, tags.clone()),
+            start_lag: metrics.series(ITERATION_START_LAG, tags.clone()),
+        };
+        Self {
+            name,
+            base,
+            flow,
+            metrics,
+            tags,
+            env,
+            stop_new: test_stop_new.child_token(),
+            interrupt: test_interrupt.child_token(),
+            stats: ScenarioStats::default(),
+            series,
+            vu_ids,
+            started: OnceLock::new(),
+        }
+    }
+
+    /// A new VU with a fresh global id and flow state.
+    pub fn new_vu(&self) -> Vu {
+        self.stats.allocated.fetch_add(1, Ordering::Relaxed);
+        let id = self.vu_ids.fetch_add(1, Ordering::Relaxed) + 1;
+        Vu { id, iterations: 0, state: self.flow.new_vu(&self.tags, &self.metrics) }
+    }
+
+    /// Marks the scenario's start and arms its stops: nothing new after
+    /// `duration`, interrupt after `duration + gracefulStop`.
+    pub fn begin(self: &Arc<Self>, duration: Duration) -> DeadlineGuard {
+        let start = *self.started.get_or_init(Instant::now);
+        let run = self.clone();
+        let grace = self.base.graceful_stop;
+        DeadlineGuard(tokio::spawn(async move {
+            let start = tokio::time::Instant::from_std(start);
+            tokio::select! {
+                _ = tokio::time::sleep_until(start + duration) => run.stop_new.cancel(),
+                _ = run.stop_new.cancelled() => {}
+            }
+            tokio::time::sleep_until((start + duration + grace).max(tokio::time::Instant::now() + grace)).await;
+            run.interrupt.cancel();
+        }))
+    }
+
+    /// When the scenario began (after its `startTime`).
+    pub fn started_at(&self) -> Option<Instant> {
+        self.started.get().copied()
+    }
+
+    /// Runs one iteration unless interrupted; true when it completed.
+    pub async fn iterate(&self, vu: &mut Vu) -> bool {
+        self.iterate_until(vu, std::future::pending()).await
+    }
+
+    /// Runs one iteration, cut off by the scenario interrupt or by `cut`
+    /// (ramping-vus uses it for `gracefulRampDown`); true when it completed.
+    pub async fn iterate_until(&self, vu: &mut Vu, cut: impl Future<Output = ()>) -> bool {
+        let start = Instant::now();
+        let ctx = IterCtx { vu: vu.id, iter: vu.iterations, scenario: &self.name, env: &self.env };
+        vu.iterations += 1;
+        // The flow is polled first so an iteration that is ready at once
+        // never registers with the stop signals.
+        let completed = tokio::select! {
+            biased;
+            _ = self.flow.iterate(&mut vu.state, &ctx) => true,
+            _ = self.interrupt.cancelled() => false,
+            _ = cut => false,
+        };
+        if completed {
+            let ms = start.elapsed().as_secs_f64() * 1e3;
+            let s = self.series;
+            self.metrics.batch(|shard| {
+                shard.add(s.iterations, 1.0);
+                shard.trend(s.iteration_duration, ms);
+            });
+            self.stats.completed.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.stats.interrupted.fetch_add(1, Ordering::Relaxed);
+        }
+        completed
+    }
+
+    /// Records an open-model iteration's start lag.
+    pub fn record_lag(&self, lag: Duration) {
+        self.metrics.trend(self.series.start_lag, lag.as_secs_f64() * 1e3);
+    }
+
+    /// Counts an iteration that was due but had no VU.
+    pub fn drop_iteration(&self) {
+        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        self.metrics.add(self.series.dropped, 1.0);
+    }
+
+    /// Marks a VU busy until the guard drops.
+    pub fn active(&self) -> ActiveGuard<'_> {
+        self.stats.active.fetch_add(1, Ordering::Relaxed);
+        ActiveGuard(&self.stats.active)
+    }
+}
+
+/// Decrements the active-VU count on drop.
+pub struct ActiveGuard<'a>(&'a AtomicU64);
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,88 @@
+//! The window clock: closes a window every `len` on absolute boundaries,
+//! turns it into a [`WindowReport`] and folds it into the run totals.
+
+use super::health;
+use crate::metrics::Metrics;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use volley_window::{Aggregate, HealthRecord, SeriesWindow, WindowReport};
+
+/// Numbers windows and stamps them with wall-clock starts.
+pub struct WindowClock {
+    /// Monotonic test start.
+    pub t0: Instant,
+    t0_unix_ms: u64,
+    /// Window length.
+    pub len: Duration,
+    seq: u64,
+    last_cpu: Duration,
+    /// Identity stamped on reports.
+    pub generator: String,
+    /// Test run id stamped on reports.
+    pub test_id: String,
+}
+
+impl WindowClock {
+    /// A clock starting now.
+    pub fn new(len: Duration, generator: String, test_id: String) -> Self {
+        let t0_unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        Self { t0: Instant::now(), t0_unix_ms, len, seq: 0, last_cpu: health::cpu_time(), generator, test_id }
+    }
+
+    /// When the current window ends.
+    pub fn next_boundary(&self) -> Instant {
+        self.t0 + self.len * (self.seq as u32 + 1)
+    }
+
+    /// Closes the current window (at its boundary, or early for the last one).
+    pub fn close(&mut self, metrics: &Metrics, active_vus: u64) -> WindowReport {
+        let series = metrics.close_window();
+        let start = self.len * self.seq as u32;
+        let len = self.t0.elapsed().saturating_sub(start).min(self.len);
+        let cpu = health::cpu_time();
+        let health = HealthRecord {
+            rss_bytes: health::rss_bytes(),
+            cpu_seconds: (cpu - self.last_cpu).as_secs_f64(),
+            active_vus,
+            dropped_iterations: sum_counter(&series, "dropped_iterations"),
+            start_lag_p99_ms: lag_p99(&series),
+        };
+        self.last_cpu = cpu;
+        let report = WindowReport {
+            generator: self.generator.clone(),
+            test_id: self.test_id.clone(),
+            seq: self.seq,
+            start_unix_ms: self.t0_unix_ms + start.as_millis() as u64,
+            len_ms: len.as_millis() as u64,
+            series,
+            health,
+        };
+        self.seq += 1;
+        report
+    }
+}
+
+fn sum_counter(series: &[SeriesWindow], metric: &str) -> u64 {
+    series
+        .iter()
+        .filter(|s| s.key.metric == metric)
+        .map(|s| match s.value {
+            Aggregate::Counter(c) => c as u64,
+            _ => 0,
+        })
+        .sum()
+}
+
+fn lag_p99(series: &[SeriesWindow]) -> Option<f64> {
+    let mut merged: Option<volley_window::Sketch> = None;
+    for s in series.iter().filter(|s| s.key.metric == "iteration_start_lag") {
+        if let Aggregate::Trend(sk) = &s.value {
+            match &mut merged {
+                Some(m) => {
+                    let _ = m.merge(sk);
+                }
+                None => merged = Some(sk.clone()),
+            }
+        }
+    }
+    merged.and_then(|m| m.quantile(0.99))
+}

@@ -1,0 +1,77 @@
+//! `ramping-arrival-rate`: the start rate follows stages (open model).
+
+use super::arrivals::run_open;
+use super::constant_arrival_rate::{parse_time_unit, parse_vus};
+use super::stages::{parse_stages, total_duration, RampingArrivals, Stage};
+use super::{Executor, RunFuture};
+use crate::config::duration::format_duration;
+use crate::config::reader::Obj;
+use crate::engine::ScenarioRun;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Fields of ramping-arrival-rate.
+pub const FIELDS: &[&str] = &["startRate", "timeUnit", "stages", "preAllocatedVUs", "maxVUs"];
+
+/// `ramping-arrival-rate` options.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Iterations per `time_unit` at the start (default 0).
+    pub start_rate: u64,
+    /// The period rates refer to (default 1s).
+    pub time_unit: Duration,
+    /// Rate targets.
+    pub stages: Vec<Stage>,
+    /// VUs initialised before the start.
+    pub pre_allocated_vus: u64,
+    /// Upper bound on VUs (default: `preAllocatedVUs`).
+    pub max_vus: u64,
+}
+
+impl Config {
+    /// Reads the options.
+    pub fn parse(obj: &Obj) -> Option<Config> {
+        let start_rate = if obj.has("startRate") { obj.uint("startRate", 0) } else { Some(0) };
+        let time_unit = parse_time_unit(obj);
+        let stages = parse_stages(obj);
+        let vus = parse_vus(obj);
+        let (start_rate, time_unit, stages) = (start_rate?, time_unit?, stages?);
+        if total_duration(&stages).is_zero() {
+            obj.error("stages", "must last longer than 0s in total");
+            return None;
+        }
+        if start_rate == 0 && stages.iter().all(|s| s.target == 0) {
+            obj.error("stages", "never start an iteration: startRate and every target are 0");
+            return None;
+        }
+        let (pre_allocated_vus, max_vus) = vus?;
+        Some(Config { start_rate, time_unit, stages, pre_allocated_vus, max_vus })
+    }
+}
+
+impl Executor for Config {
+    fn kind(&self) -> &'static str {
+        "ramping-arrival-rate"
+    }
+    fn describe(&self) -> String {
+        let peak = self.stages.iter().map(|s| s.target).fold(self.start_rate, u64::max);
+        format!(
+            "Up to {:.2} iterations/s for {} over {} stages (maxVUs: {}-{})",
+            peak as f64 / self.time_unit.as_secs_f64(),
+            format_duration(self.duration()),
+            self.stages.len(),
+            self.pre_allocated_vus,
+            self.max_vus
+        )
+    }
+    fn max_vus(&self) -> u64 {
+        self.max_vus
+    }
+    fn duration(&self) -> Duration {
+        total_duration(&self.stages)
+    }
+    fn run<'a>(&'a self, run: Arc<ScenarioRun>) -> RunFuture<'a> {
+        let offsets = RampingArrivals::new(self.start_rate, self.time_unit, &self.stages);
+        Box::pin(run_open(run, offsets, self.duration(), self.pre_allocated_vus, self.max_vus))
+    }
+}

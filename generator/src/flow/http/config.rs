@@ -1,0 +1,167 @@
+//! Parsing of `type: http` flows: steps, requests, checks.
+
+use super::check::Check;
+use crate::config::reader::Obj;
+use crate::flow::template::Template;
+use http::{HeaderName, Method};
+use std::time::Duration;
+
+/// Fields of an http flow.
+pub const FIELDS: &[&str] = &["type", "steps", "sleep", "insecureSkipTLSVerify"];
+const STEP_FIELDS: &[&str] = &["request", "checks", "sleep"];
+const REQUEST_FIELDS: &[&str] = &["method", "url", "headers", "body", "timeout", "name"];
+
+/// k6's default request timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One step of an http flow.
+#[derive(Debug)]
+pub enum Step {
+    /// A request, its checks and an optional sleep after it.
+    Request(Box<RequestStep>),
+    /// A pause.
+    Sleep(Duration),
+}
+
+/// A request step.
+#[derive(Debug)]
+pub struct RequestStep {
+    /// HTTP method.
+    pub method: Method,
+    /// Absolute `http://` or `https://` URL.
+    pub url: Template,
+    /// Request headers.
+    pub headers: Vec<(HeaderName, Template)>,
+    /// Request body.
+    pub body: Option<Template>,
+    /// Limit on the whole request.
+    pub timeout: Duration,
+    /// The `name` tag; defaults to the URL (its template when it varies per
+    /// VU or iteration, so templated URLs do not create a series per VU).
+    pub name: Option<String>,
+    /// Checks on the response.
+    pub checks: Vec<Check>,
+    /// Sleep after the request.
+    pub sleep: Option<Duration>,
+}
+
+impl RequestStep {
+    /// True when a check needs the response body kept.
+    pub fn needs_body(&self) -> bool {
+        self.checks.iter().any(Check::needs_body)
+    }
+}
+
+/// Reads the `steps` list.
+pub fn parse_steps(obj: &Obj) -> Option<Vec<Step>> {
+    let Some(list) = obj.array("steps") else {
+        if !obj.has("steps") {
+            obj.error("steps", "is required: a list of {request, checks, sleep}");
+        }
+        return None;
+    };
+    if list.is_empty() {
+        obj.error("steps", "must list at least one step");
+        return None;
+    }
+    let mut steps = Vec::new();
+    let mut ok = true;
+    for (i, item) in list.iter().enumerate() {
+        let Some(step) = Obj::new(item, format!("{}[{i}]", obj.path_of("steps")), obj.report) else {
+            ok = false;
+            continue;
+        };
+        match parse_step(&step) {
+            Some(s) => steps.push(s),
+            None => ok = false,
+        }
+        step.finish_with(STEP_FIELDS);
+    }
+    ok.then_some(steps)
+}
+
+fn parse_step(step: &Obj) -> Option<Step> {
+    let sleep = step.duration("sleep");
+    let Some(request) = step.object("request") else {
+        if step.has("checks") {
+            step.error("checks", "needs a request in the same step");
+        }
+        return match sleep {
+            Some(d) => Some(Step::Sleep(d)),
+            None => {
+                if !step.has("sleep") {
+                    step.report.error(step.path.clone(), "a step needs a request or a sleep");
+                }
+                None
+            }
+        };
+    };
+    let report = step.report;
+    let before = report.is_clean();
+    let method = request.string("method").unwrap_or_else(|| "GET".into());
+    let method = match Method::from_bytes(method.to_ascii_uppercase().as_bytes()) {
+        Ok(m) => Some(m),
+        Err(_) => {
+            request.error("method", format!("{method:?} is not an HTTP method"));
+            None
+        }
+    };
+    let url = request.require("url").and(request.string("url")).and_then(|u| {
+        let t = template(&request, "url", &u)?;
+        let lower = u.to_ascii_lowercase();
+        if !(lower.starts_with("http://") || lower.starts_with("https://") || u.starts_with("{{")) {
+            request.error("url", format!("{u:?} must start with http:// or https://"));
+            return None;
+        }
+        Some(t)
+    });
+    let mut headers = Vec::new();
+    for (name, value) in request.string_map("headers").unwrap_or_default() {
+        let path = format!("headers.{name}");
+        match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(h) => {
+                if let Some(t) = template(&request, &path, &value) {
+                    headers.push((h, t));
+                }
+            }
+            Err(_) => request.error(&path, "is not a valid header name"),
+        }
+    }
+    let body = match request.get("body") {
+        None => None,
+        Some(serde_json::Value::String(s)) => template(&request, "body", s),
+        Some(other @ (serde_json::Value::Object(_) | serde_json::Value::Array(_))) => {
+            // A structured body is sent as JSON.
+            if !headers.iter().any(|(h, _)| h == http::header::CONTENT_TYPE) {
+                headers.push((http::header::CONTENT_TYPE, Template::parse("application/json").ok()?));
+            }
+            template(&request, "body", &other.to_string())
+        }
+        Some(other) => template(&request, "body", &other.to_string()),
+    };
+    let timeout = request.duration("timeout").unwrap_or(DEFAULT_TIMEOUT);
+    if timeout.is_zero() {
+        request.error("timeout", "must be greater than 0");
+    }
+    let name = request.string("name");
+    request.finish_with(REQUEST_FIELDS);
+    let checks = match step.object("checks") {
+        Some(c) => Check::parse_all(c),
+        None => Vec::new(),
+    };
+    if !before || !report.is_clean() {
+        return None;
+    }
+    let (method, url) = (method?, url?);
+    Some(Step::Request(Box::new(RequestStep { method, url, headers, body, timeout, name, checks, sleep })))
+}
+
+fn template(obj: &Obj, field: &str, text: &str) -> Option<Template> {
+    match Template::parse(text) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            obj.error(field, e);
+            None
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! `type: http`: a list of request steps with templating and checks.
+//!
+//! # Layout
+//! - [`config`]: steps as written in the scenario file.
+//! - [`check`]: status / body / JSON checks.
+//! - [`client`]: the per-VU hyper connection and TLS.
+//! - this file: one iteration, and the series each request records into
+//!   (resolved once per VU, step and status code, then cached).
+
+pub mod check;
+pub mod client;
+pub mod config;
+
+use crate::config::reader::Obj;
+use crate::flow::{pause, FlowError, IterCtx};
+use crate::metrics::builtin::*;
+use crate::metrics::registry::SeriesId;
+use crate::metrics::Metrics;
+use bytes::Bytes;
+use client::{Connection, ConnectTimings, Origin};
+pub use config::FIELDS;
+use config::{RequestStep, Step};
+use http::header::HOST;
+use http::Uri;
+use http_body_util::{BodyExt, Full};
+use std::time::{Duration, Instant};
+use volley_window::Tags;
+
+/// A compiled http flow.
+pub struct HttpFlow {
+    steps: Vec<Step>,
+    sleep: Option<Duration>,
+    tls: tokio_rustls::TlsConnector,
+}
+
+impl std::fmt::Debug for HttpFlow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpFlow").field("steps", &self.steps).field("sleep", &self.sleep).finish()
+    }
+}
+
+/// The series of one (step, status code).
+#[derive(Clone, Copy)]
+struct RequestSeries {
+    reqs: SeriesId,
+    duration: SeriesId,
+    waiting: SeriesId,
+    connecting: SeriesId,
+    tls: SeriesId,
+    failed: SeriesId,
+}
+
+/// A VU's connections and cached series.
+pub struct HttpVu {
+    conns: Vec<Connection>,
+    metrics: Metrics,
+    tags: Tags,
+    /// Per step: `(status, series)`; a handful of statuses per step at most.
+    series: Vec<Vec<(u16, RequestSeries)>>,
+    /// Per step: one `checks` series per check.
+    checks: Vec<Vec<SeriesId>>,
+    data_sent: SeriesId,
+    data_received: SeriesId,
+}
+
+/// What one request produced.
+struct Outcome {
+    status: u16,
+    waiting: Duration,
+    duration: Duration,
+    body: Vec<u8>,
+}
+
+impl HttpFlow {
+    /// Reads the flow's steps and options.
+    pub fn parse(obj: &Obj) -> Option<HttpFlow> {
+        let sleep = obj.duration("sleep");
+        let insecure = obj.boolean("insecureSkipTLSVerify").unwrap_or(false);
+        let steps = config::parse_steps(obj)?;
+        Some(HttpFlow { steps, sleep, tls: client::tls_connector(insecure) })
+    }
+
+    /// Environment variables the templates read.
+    pub fn env_refs(&self) -> Vec<&str> {
+        let mut refs = Vec::new();
+        for step in &self.steps {
+            if let Step::Request(r) = step {
+                refs.extend(r.url.env_refs());
+                for (_, h) in &r.headers {
+                    refs.extend(h.env_refs());
+                }
+                if let Some(b) = &r.body {
+                    refs.extend(b.env_refs());
+                }
+            }
+        }
+        refs.sort_unstable();
+        refs.dedup();
+        refs
+    }
+
+    /// Per-VU state; check and data series are resolved here, request
+    /// series on first use of each status code.
+    pub fn new_vu(&self, tags: &Tags, metrics: &Metrics) -> HttpVu {
+        let checks = self
+            .steps
+            .iter()
+            .map(|step| match step {
+                Step::Request(r) => r
+                    .checks
+                    .iter()
+                    .map(|c| {
+                        let mut t = tags.clone();
+                        t.insert("check", c.name.clone());
+                        metrics.series(CHECKS, t)
+                    })
+                    .collect(),
+                Step::Sleep(_) => Vec::new(),
+            })
+            .collect();
+        HttpVu {
+            conns: Vec::new(),
+            metrics: metrics.clone(),
+            tags: tags.clone(),
+            series: vec![Vec::new(); self.steps.len()],
+            checks,
+            data_sent: metrics.series(DATA_SENT, tags.clone()),
+            data_received: metrics.series(DATA_RECEIVED, tags.clone()),
+        }
+    }
+
+    /// Runs every step once.
+    pub async fn iterate(&self, vu: &mut HttpVu, ctx: &IterCtx<'_>) -> Result<(), FlowError> {
+        for (i, step) in self.steps.iter().enumerate() {
+            match step {
+                Step::Sleep(d) => pause(Some(*d)).await,
+                Step::Request(r) => {
+                    self.request(vu, i, r, ctx).await?;
+                    pause(r.sleep).await;
+                }
+            }
+        }
+        pause(self.sleep).await;
+        Ok(())
+    }
+
+    async fn request(&self, vu: &mut HttpVu, step: usize, r: &RequestStep, ctx: &IterCtx<'_>) -> Result<(), FlowError> {
+        let url = r.url.render(ctx);
+        let uri: Uri = url.parse().map_err(|e| FlowError::Step(format!("invalid URL {url:?}: {e}")))?;
+        let tls = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(FlowError::Step(format!("URL {url:?} must start with http:// or https://"))),
+        };
+        let authority = uri.authority().ok_or_else(|| FlowError::Step(format!("URL {url:?} has no host")))?.clone();
+        let origin = Origin {
+            tls,
+            host: authority.host().trim_start_matches('[').trim_end_matches(']').to_string(),
+            port: authority.port_u16().unwrap_or(if tls { 443 } else { 80 }),
+        };
+        let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let body = r.body.as_ref().map(|b| Bytes::from(b.render(ctx))).unwrap_or_default();
+
+        let mut timings = ConnectTimings::default();
+        let mut attempt = 0;
+        let outcome = loop {
+            attempt += 1;
+            // Reuse this VU's connection to the origin while it is open.
+            vu.conns.retain(|c| !c.sender.is_closed());
+            let reused = vu.conns.iter().position(|c| c.origin == origin);
+            let idx = match reused {
+                Some(i) => i,
+                None => match tokio::time::timeout(r.timeout, client::connect(&origin, &self.tls)).await {
+                    Ok(Ok((conn, t))) => {
+                        timings = t;
+                        vu.conns.push(conn);
+                        vu.conns.len() - 1
+                    }
+                    Ok(Err(_)) | Err(_) => break None,
+                },
+            };
+            let mut req = http::Request::builder().method(r.method.clone()).uri(path).header(HOST, authority.as_str());
+            for (name, value) in &r.headers {
+                req = req.header(name, value.render(ctx));
+            }
+            let req = req
+                .body(Full::new(body.clone()))
+                .map_err(|e| FlowError::Step(format!("cannot build request for {url:?}: {e}")))?;
+            let before = vu.conns[idx].counts.get();
+            let sent = tokio::time::timeout(r.timeout, send(&mut vu.conns[idx], req, r.needs_body())).await;
+            let after = vu.conns[idx].counts.get();
+            vu.metrics.batch(|s| {
+                s.add(vu.data_sent, (after.0 - before.0) as f64);
+                s.add(vu.data_received, (after.1 - before.1) as f64);
+            });
+            match sent {
+                Ok(Ok(outcome)) => break Some(outcome),
+                // A kept-alive connection the server closed meanwhile: retry
+                // once on a fresh one, as browsers and k6 do.
+                Ok(Err(e)) if reused.is_some() && attempt == 1 && (e.is_closed() || e.is_incomplete_message() || e.is_canceled()) => {
+                    vu.conns.remove(idx);
+                }
+                Ok(Err(_)) | Err(_) => {
+                    vu.conns.remove(idx);
+                    break None;
+                }
+            }
+        };
+
+        let status = outcome.as_ref().map_or(0, |o| o.status);
+        let series = vu.request_series(step, status, r, &url);
+        let failed = !(200..400).contains(&status);
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        vu.metrics.batch(|s| {
+            s.add(series.reqs, 1.0);
+            s.rate(series.failed, failed);
+            s.trend(series.connecting, ms(timings.connecting));
+            s.trend(series.tls, ms(timings.tls));
+            if let Some(o) = &outcome {
+                s.trend(series.duration, ms(o.duration));
+                s.trend(series.waiting, ms(o.waiting));
+            }
+        });
+        if !r.checks.is_empty() {
+            let body: &[u8] = outcome.as_ref().map_or(&[], |o| o.body.as_slice());
+            let mut json = None;
+            let ids = &vu.checks[step];
+            vu.metrics.batch(|s| {
+                for (check, id) in r.checks.iter().zip(ids) {
+                    s.rate(*id, check.passes(status, body, &mut json));
+                }
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Sends one request and reads the whole response.
+async fn send(conn: &mut Connection, req: http::Request<Full<Bytes>>, keep_body: bool) -> Result<Outcome, hyper::Error> {
+    conn.sender.ready().await?;
+    let start = Instant::now();
+    let resp = conn.sender.send_request(req).await?;
+    let waiting = start.elapsed();
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    let mut kept = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            if keep_body {
+                kept.extend_from_slice(&data);
+            }
+        }
+    }
+    Ok(Outcome { status, waiting, duration: start.elapsed(), body: kept })
+}
+
+impl HttpVu {
+    fn request_series(&mut self, step: usize, status: u16, r: &RequestStep, url: &str) -> RequestSeries {
+        if let Some((_, s)) = self.series[step].iter().find(|(code, _)| *code == status) {
+            return *s;
+        }
+        let mut tags = self.tags.clone();
+        tags.insert("method", r.method.as_str());
+        tags.insert("status", status.to_string());
+        // A URL that varies per VU or iteration is tagged by its template,
+        // so it cannot create a series per request.
+        let (name, url) = match (&r.name, r.url.is_static()) {
+            (Some(n), true) => (n.clone(), url.to_string()),
+            (Some(n), false) => (n.clone(), r.url.source().to_string()),
+            (None, true) => (url.to_string(), url.to_string()),
+            (None, false) => (r.url.source().to_string(), r.url.source().to_string()),
+        };
+        tags.insert("name", name);
+        tags.insert("url", url);
+        tags.insert("expected_response", if (200..400).contains(&status) { "true" } else { "false" });
+        let m = &self.metrics;
+        let s = RequestSeries {
+            reqs: m.series(HTTP_REQS, tags.clone()),
+            duration: m.series(HTTP_REQ_DURATION, tags.clone()),
+            waiting: m.series(HTTP_REQ_WAITING, tags.clone()),
+            connecting: m.series(HTTP_REQ_CONNECTING, tags.clone()),
+            tls: m.series(HTTP_REQ_TLS_HANDSHAKING, tags.clone()),
+            failed: m.series(HTTP_REQ_FAILED, tags),
+        };
+        self.series[step].push((status, s));
+        s
+    }
+}

@@ -1,0 +1,125 @@
+//! `{{...}}` placeholders in URLs, headers and bodies, compiled once.
+//!
+//! Known placeholders: `{{vu}}`, `{{iter}}`, `{{scenario}}`, `{{env.NAME}}`.
+//! An unknown one is a configuration error at load time, not an empty string
+//! at run time.
+
+use super::IterCtx;
+use std::fmt::Write;
+
+/// One piece of a compiled template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Part {
+    Text(String),
+    Vu,
+    Iter,
+    Scenario,
+    Env(String),
+}
+
+/// A compiled template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Template {
+    source: String,
+    parts: Vec<Part>,
+}
+
+impl Template {
+    /// Compiles `source`; the error names the bad placeholder.
+    pub fn parse(source: &str) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut rest = source;
+        while let Some(open) = rest.find("{{") {
+            if open > 0 {
+                parts.push(Part::Text(rest[..open].to_string()));
+            }
+            let after = &rest[open + 2..];
+            let close = after
+                .find("}}")
+                .ok_or_else(|| format!("unclosed placeholder in {source:?} (missing \"}}}}\")"))?;
+            let name = after[..close].trim();
+            parts.push(match name {
+                "vu" => Part::Vu,
+                "iter" => Part::Iter,
+                "scenario" => Part::Scenario,
+                env if env.starts_with("env.") && env.len() > 4 => Part::Env(env[4..].to_string()),
+                other => {
+                    return Err(format!(
+                        "unknown placeholder {{{{{other}}}}} (known: {{{{vu}}}}, {{{{iter}}}}, {{{{scenario}}}}, {{{{env.NAME}}}})"
+                    ))
+                }
+            });
+            rest = &after[close + 2..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Text(rest.to_string()));
+        }
+        Ok(Template { source: source.to_string(), parts })
+    }
+
+    /// The template as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// True when the template has no placeholder that changes per VU or
+    /// iteration (its rendering can then be a metric tag).
+    pub fn is_static(&self) -> bool {
+        self.parts.iter().all(|p| matches!(p, Part::Text(_) | Part::Env(_) | Part::Scenario))
+    }
+
+    /// Environment variables the template reads.
+    pub fn env_refs(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Env(n) => Some(n.as_str()),
+            _ => None,
+        })
+    }
+
+    /// Appends the rendering for `ctx` to `out`.
+    pub fn render_into(&self, ctx: &IterCtx<'_>, out: &mut String) {
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => out.push_str(t),
+                Part::Vu => {
+                    let _ = write!(out, "{}", ctx.vu);
+                }
+                Part::Iter => {
+                    let _ = write!(out, "{}", ctx.iter);
+                }
+                Part::Scenario => out.push_str(ctx.scenario),
+                Part::Env(name) => out.push_str(ctx.env.get(name).map(String::as_str).unwrap_or("")),
+            }
+        }
+    }
+
+    /// The rendering for `ctx`.
+    pub fn render(&self, ctx: &IterCtx<'_>) -> String {
+        let mut out = String::with_capacity(self.source.len() + 8);
+        self.render_into(ctx, &mut out);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn renders_every_placeholder() {
+        let env = HashMap::from([("BASE".to_string(), "http://h:1".to_string())]);
+        let ctx = IterCtx { vu: 3, iter: 41, scenario: "browse", env: &env };
+        let t = Template::parse("{{env.BASE}}/items?vu={{vu}}&i={{ iter }}&s={{scenario}}").unwrap();
+        assert_eq!(t.render(&ctx), "http://h:1/items?vu=3&i=41&s=browse");
+        assert!(!t.is_static());
+        assert_eq!(t.env_refs().collect::<Vec<_>>(), vec!["BASE"]);
+        assert!(Template::parse("{{env.BASE}}/x").unwrap().is_static());
+    }
+
+    #[test]
+    fn rejects_unknown_and_unclosed_placeholders() {
+        assert!(Template::parse("/x/{{user}}").unwrap_err().contains("unknown placeholder {{user}}"));
+        assert!(Template::parse("/x/{{vu").unwrap_err().contains("unclosed placeholder"));
+    }
+}

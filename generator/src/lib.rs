@@ -1,0 +1,46 @@
+//! Volley's generator: k6's executors and option names, flows that run
+//! iterations, and a metric store that folds every sample into mergeable
+//! per-window summaries, so memory depends on series, never on samples.
+//!
+//! # Layout
+//! - [`cli`] → [`app`]: the command line and what each command does.
+//! - [`config`]: the scenario file → a validated [`config::TestPlan`].
+//! - [`executor`]: the seven k6 executors (plans are pure, runs drive VUs).
+//! - [`engine`]: runs a plan: scenarios, the window clock, stops, totals.
+//! - [`flow`]: what one iteration does (`noop`, `http`).
+//! - [`metrics`]: series registry and per-thread shards, drained per window.
+//! - [`threshold`]: k6 threshold expressions, evaluated on merged totals.
+//! - [`summary`]: the text summary and k6's summary-export JSON.
+//! - [`console`], [`progress`]: terminal output while a test runs.
+//! - [`demo`]: `volley demo`, a real test against in-process testbed targets.
+//!
+//! Data flow: executor → [`engine::ScenarioRun::iterate`] → flow → metrics
+//! shards → (every window) [`volley_window::WindowReport`] → run totals →
+//! thresholds and summary.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod console;
+#[cfg(any())] pub mod demo;
+pub mod engine;
+pub mod executor;
+pub mod flow;
+pub mod metrics;
+pub mod progress;
+pub mod summary;
+pub mod threshold;
+
+/// Exit codes, as k6 uses them.
+pub mod exit {
+    /// Everything ran and every threshold held.
+    pub const OK: i32 = 0;
+    /// A threshold failed (or aborted the test).
+    pub const THRESHOLDS_FAILED: i32 = 99;
+    /// The scenario file or the flags are invalid; nothing ran.
+    pub const INVALID_CONFIG: i32 = 104;
+    /// Stopped by Ctrl-C / SIGTERM (the summary was still printed).
+    pub const EXTERNAL_ABORT: i32 = 105;
+    /// The generator itself failed (runtime, I/O).
+    pub const INTERNAL: i32 = 103;
+}

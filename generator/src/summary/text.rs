@@ -1,0 +1,226 @@
+//! The end-of-test text summary, laid out like k6's: thresholds, totals by
+//! area (checks, HTTP, execution, network, other), then one block per scenario.
+
+use super::format::{bytes, number, time_ms};
+use super::stats::TrendStat;
+use crate::config::duration::format_duration;
+use crate::engine::{Abort, RunOutcome, ScenarioResult};
+use crate::threshold::Outcome;
+use std::fmt::Write;
+use volley_window::{Aggregate, Tags, Unit};
+
+const WIDTH: usize = 44;
+
+/// Renders the summary of `outcome`.
+pub fn render(outcome: &RunOutcome, trend_stats: &[TrendStat]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out);
+    scenarios_header(&mut out, &outcome.scenarios);
+    dropped_advice(&mut out, outcome);
+    thresholds(&mut out, &outcome.thresholds);
+    totals(&mut out, outcome, trend_stats);
+    per_scenario(&mut out, outcome, trend_stats);
+    match &outcome.aborted {
+        Some(Abort::Signal) => {
+            let _ = writeln!(out, "  The test was stopped by a signal after {}.", format_duration(outcome.elapsed));
+        }
+        Some(Abort::Threshold(why)) => {
+            let _ = writeln!(out, "  The test was aborted: {why}.");
+        }
+        None => {}
+    }
+    if !outcome.thresholds_ok() {
+        let failed: Vec<String> = outcome.thresholds.iter().filter(|o| !o.ok).map(|o| format!("{}: {}", o.key, o.source)).collect();
+        let _ = writeln!(out, "  ✗ thresholds failed: {}", failed.join(", "));
+    }
+    out
+}
+
+fn scenarios_header(out: &mut String, scenarios: &[ScenarioResult]) {
+    let max_vus: u64 = scenarios.iter().map(|s| s.vus_allocated).sum();
+    let _ = writeln!(out, "  scenarios: ({}) {} scenario{}, {max_vus} VUs allocated", if scenarios.len() == 1 { "1" } else { "*" }, scenarios.len(), if scenarios.len() == 1 { "" } else { "s" });
+    for s in scenarios {
+        let _ = writeln!(
+            out,
+            "           * {}: {} (executor: {}, exec: {}, startTime: {}, gracefulStop: {})",
+            s.name,
+            s.description,
+            s.executor,
+            s.exec,
+            format_duration(s.start_time),
+            format_duration(s.graceful_stop)
+        );
+    }
+    let _ = writeln!(out);
+}
+
+/// "s: 245 iterations dropped; median iteration 102 ms at 100/s needs ≈ 11
+/// VUs — set preAllocatedVUs ≥ 12": the sizing k6's docs ask users to do by hand.
+fn dropped_advice(out: &mut String, outcome: &RunOutcome) {
+    for s in outcome.scenarios.iter().filter(|s| s.dropped > 0) {
+        let selector = Tags::from_pairs([("scenario", s.name.as_str())]);
+        let median = outcome.totals.metric("iteration_duration", &selector).and_then(|(_, a)| match a {
+            Aggregate::Trend(sk) => sk.quantile(0.5),
+            _ => None,
+        });
+        let line = match (median, s.rate_per_sec) {
+            (Some(med_ms), Some(rate)) => {
+                let needed = (med_ms / 1000.0 * rate).ceil().max(1.0);
+                let advice = (needed * 1.1).ceil().max(needed + 1.0);
+                format!(
+                    "  ⚠ {}: {} iterations dropped; median iteration {} at {}/s needs ≈ {} VUs — set preAllocatedVUs ≥ {} (or raise maxVUs)",
+                    s.name,
+                    s.dropped,
+                    time_ms(med_ms),
+                    number((rate * 100.0).round() / 100.0),
+                    needed,
+                    advice
+                )
+            }
+            _ => format!("  ⚠ {}: {} iterations dropped: no VU was free when they were due (raise preAllocatedVUs or maxVUs)", s.name, s.dropped),
+        };
+        let _ = writeln!(out, "{line}\n");
+    }
+}
+
+fn thresholds(out: &mut String, outcomes: &[Outcome]) {
+    if outcomes.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "  █ THRESHOLDS\n");
+    let mut last_key = "";
+    for o in outcomes {
+        if o.key != last_key {
+            let _ = writeln!(out, "    {}", o.key);
+            last_key = &o.key;
+        }
+        let mark = if o.ok { "✓" } else { "✗" };
+        let observed = match o.observed {
+            Some(v) => {
+                let stat = o.source.split(['<', '>', '=', '!']).next().unwrap_or("").trim();
+                let unit_is_time = o.key.starts_with("http_req_") && !o.key.starts_with("http_req_failed")
+                    || o.key.starts_with("iteration_duration")
+                    || o.key.starts_with("iteration_start_lag");
+                let shown = if unit_is_time && !matches!(stat, "count" | "rate") { time_ms(v) } else { number(round4(v)) };
+                format!(" {stat}={shown}")
+            }
+            None => " (no data)".into(),
+        };
+        let _ = writeln!(out, "    {mark} '{}'{observed}", o.source);
+    }
+    let _ = writeln!(out);
+}
+
+fn round4(v: f64) -> f64 {
+    (v * 10_000.0).round() / 10_000.0
+}
+
+fn totals(out: &mut String, outcome: &RunOutcome, stats: &[TrendStat]) {
+    let _ = writeln!(out, "  █ TOTAL RESULTS\n");
+    let t = &outcome.totals;
+    if let Some((_, checks)) = t.metric("checks", &Tags::new()) {
+        if let Aggregate::Rate { passes, fails } = checks {
+            let total = passes + fails;
+            let secs = outcome.elapsed.as_secs_f64().max(1e-9);
+            line(out, "checks_total", &format!("{total:<8} {}/s", number((total as f64 / secs * 100.0).round() / 100.0)));
+            line(out, "checks_succeeded", &percent(passes, total));
+            line(out, "checks_failed", &percent(fails, total));
+            let _ = writeln!(out);
+            for name in t.tag_values("checks", "check") {
+                let sel = Tags::from_pairs([("check", name.as_str())]);
+                if let Some((_, Aggregate::Rate { passes, fails })) = t.metric("checks", &sel) {
+                    if fails == 0 {
+                        let _ = writeln!(out, "    ✓ {name}");
+                    } else {
+                        let _ = writeln!(out, "    ✗ {name}\n      ↳  {}% — ✓ {passes} / ✗ {fails}", number(round4(passes as f64 * 100.0 / (passes + fails) as f64)));
+                    }
+                }
+            }
+            let _ = writeln!(out);
+        }
+    }
+    let groups: [(&str, &[&str]); 3] = [
+        ("HTTP", &["http_req_connecting", "http_req_duration", "http_req_failed", "http_req_tls_handshaking", "http_req_waiting", "http_reqs"]),
+        ("EXECUTION", &["dropped_iterations", "iteration_duration", "iteration_start_lag", "iterations", "vus", "vus_max"]),
+        ("NETWORK", &["data_received", "data_sent"]),
+    ];
+    for (title, metrics) in groups {
+        let present: Vec<&&str> = metrics.iter().filter(|m| t.metric(m, &Tags::new()).is_some_and(|(_, a)| !is_zero_counter(&a, m))).collect();
+        if present.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "    {title}");
+        for m in present {
+            if let Some((unit, agg)) = t.metric(m, &Tags::new()) {
+                line(out, m, &value(&agg, unit, stats, outcome));
+                if *m == "http_req_duration" {
+                    if let Some((unit, agg)) = t.metric(m, &Tags::from_pairs([("expected_response", "true")])) {
+                        line(out, "  { expected_response:true }", &value(&agg, unit, stats, outcome));
+                    }
+                }
+            }
+        }
+        let _ = writeln!(out);
+    }
+}
+
+fn is_zero_counter(agg: &Aggregate, metric: &str) -> bool {
+    // dropped_iterations is only worth a line when something was dropped.
+    metric == "dropped_iterations" && matches!(agg, Aggregate::Counter(c) if *c == 0.0)
+}
+
+fn per_scenario(out: &mut String, outcome: &RunOutcome, stats: &[TrendStat]) {
+    if outcome.scenarios.len() < 2 {
+        return;
+    }
+    for s in &outcome.scenarios {
+        let _ = writeln!(out, "  █ SCENARIO: {}\n", s.name);
+        let sel = Tags::from_pairs([("scenario", s.name.as_str())]);
+        let interrupted = if s.interrupted > 0 { format!(", {} interrupted", s.interrupted) } else { String::new() };
+        let dropped = if s.dropped > 0 { format!(", {} dropped", s.dropped) } else { String::new() };
+        line(out, "iterations", &format!("{}{interrupted}{dropped}", s.completed));
+        for m in ["iteration_duration", "http_req_duration", "http_req_failed", "checks"] {
+            if let Some((unit, agg)) = outcome.totals.metric(m, &sel) {
+                line(out, m, &value(&agg, unit, stats, outcome));
+            }
+        }
+        let _ = writeln!(out);
+    }
+}
+
+fn line(out: &mut String, name: &str, value: &str) {
+    let dots = WIDTH.saturating_sub(name.chars().count() + 4);
+    let _ = writeln!(out, "    {name}{}: {value}", ".".repeat(dots.max(1)));
+}
+
+fn percent(part: u64, total: u64) -> String {
+    let p = if total == 0 { 0.0 } else { part as f64 * 100.0 / total as f64 };
+    format!("{p:.2}% {part} out of {total}")
+}
+
+fn value(agg: &Aggregate, unit: Unit, stats: &[TrendStat], outcome: &RunOutcome) -> String {
+    let secs = outcome.elapsed.as_secs_f64().max(1e-9);
+    match agg {
+        Aggregate::Counter(c) => match unit {
+            Unit::Data => format!("{:<8} {}/s", bytes(*c), bytes(c / secs)),
+            _ => format!("{:<8} {}/s", number(*c), number((c / secs * 1000.0).round() / 1000.0)),
+        },
+        Aggregate::Gauge { value, min, max } => format!("{:<8} min={} max={}", number(*value), number(*min), number(*max)),
+        Aggregate::Rate { passes, fails } => percent(*passes, passes + fails),
+        Aggregate::Trend(sk) => stats
+            .iter()
+            .map(|s| {
+                let v = s.of(sk);
+                let shown = match (v, unit, s) {
+                    (None, _, _) => "-".into(),
+                    (Some(v), _, TrendStat::Count) => number(v),
+                    (Some(v), Unit::Time, _) => time_ms(v),
+                    (Some(v), Unit::Data, _) => bytes(v),
+                    (Some(v), Unit::None, _) => number(round4(v)),
+                };
+                format!("{s}={shown}")
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}

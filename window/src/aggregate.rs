@@ -1,0 +1,136 @@
+//! What one series holds for one window, and how two of them merge.
+
+use crate::series::MetricKind;
+use crate::sketch::Sketch;
+use serde::{Deserialize, Serialize};
+
+/// Why two aggregates could not be merged.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MergeError {
+    /// The same series was reported with two different metric types.
+    #[error("cannot merge a {0} into a {1}")]
+    Kind(MetricKind, MetricKind),
+    /// A sketch was built with another bucket configuration.
+    #[error("cannot merge sketches with different configurations")]
+    SketchConfig,
+}
+
+/// One series' summary over a window (or over many merged windows).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Aggregate {
+    /// Sum of increments.
+    Counter(f64),
+    /// Last value seen, with the window's extremes.
+    Gauge {
+        /// The value at the end of the span.
+        value: f64,
+        /// Smallest value seen in the span.
+        min: f64,
+        /// Largest value seen in the span.
+        max: f64,
+    },
+    /// Counts of non-zero (`passes`) and zero (`fails`) samples.
+    Rate {
+        /// Samples that were true / non-zero.
+        passes: u64,
+        /// Samples that were false / zero.
+        fails: u64,
+    },
+    /// A distribution.
+    Trend(Sketch),
+}
+
+impl Aggregate {
+    /// An empty aggregate of `kind`.
+    pub fn empty(kind: MetricKind) -> Self {
+        match kind {
+            MetricKind::Counter => Aggregate::Counter(0.0),
+            MetricKind::Gauge => Aggregate::Gauge { value: 0.0, min: f64::INFINITY, max: f64::NEG_INFINITY },
+            MetricKind::Rate => Aggregate::Rate { passes: 0, fails: 0 },
+            MetricKind::Trend => Aggregate::Trend(Sketch::new()),
+        }
+    }
+
+    /// A gauge aggregate holding one value.
+    pub fn gauge(value: f64) -> Self {
+        Aggregate::Gauge { value, min: value, max: value }
+    }
+
+    /// The metric type this aggregate belongs to.
+    pub fn kind(&self) -> MetricKind {
+        match self {
+            Aggregate::Counter(_) => MetricKind::Counter,
+            Aggregate::Gauge { .. } => MetricKind::Gauge,
+            Aggregate::Rate { .. } => MetricKind::Rate,
+            Aggregate::Trend(_) => MetricKind::Trend,
+        }
+    }
+
+    /// Folds a *later* span of the same series into this one: counters, rates
+    /// and sketches add up; a gauge takes the later value and widens min/max.
+    pub fn merge(&mut self, later: &Aggregate) -> Result<(), MergeError> {
+        match (self, later) {
+            (Aggregate::Counter(a), Aggregate::Counter(b)) => *a += b,
+            (Aggregate::Rate { passes, fails }, Aggregate::Rate { passes: p, fails: f }) => {
+                *passes += p;
+                *fails += f;
+            }
+            (Aggregate::Trend(a), Aggregate::Trend(b)) => a.merge(b)?,
+            (Aggregate::Gauge { value, min, max }, Aggregate::Gauge { value: v, min: lo, max: hi }) => {
+                *value = *v;
+                *min = min.min(*lo);
+                *max = max.max(*hi);
+            }
+            (this, other) => return Err(MergeError::Kind(other.kind(), this.kind())),
+        }
+        Ok(())
+    }
+
+    /// The share of passes for a rate, `None` for other kinds or no samples.
+    pub fn rate(&self) -> Option<f64> {
+        match self {
+            Aggregate::Rate { passes, fails } if passes + fails > 0 => {
+                Some(*passes as f64 / (passes + fails) as f64)
+            }
+            _ => None,
+        }
+    }
+
+    /// True when the span recorded nothing.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Aggregate::Counter(v) => *v == 0.0,
+            Aggregate::Gauge { min, .. } => min.is_infinite(),
+            Aggregate::Rate { passes, fails } => passes + fails == 0,
+            Aggregate::Trend(s) => s.is_empty(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_rates_and_gauges_merge() {
+        let mut c = Aggregate::Counter(3.0);
+        c.merge(&Aggregate::Counter(4.0)).unwrap();
+        assert!(matches!(c, Aggregate::Counter(v) if v == 7.0));
+
+        let mut r = Aggregate::Rate { passes: 9, fails: 1 };
+        r.merge(&Aggregate::Rate { passes: 0, fails: 10 }).unwrap();
+        assert_eq!(r.rate(), Some(0.45));
+
+        let mut g = Aggregate::gauge(10.0);
+        g.merge(&Aggregate::gauge(4.0)).unwrap();
+        g.merge(&Aggregate::gauge(6.0)).unwrap();
+        assert!(matches!(g, Aggregate::Gauge { value, min, max } if value == 6.0 && min == 4.0 && max == 10.0));
+    }
+
+    #[test]
+    fn kinds_do_not_mix() {
+        let mut c = Aggregate::Counter(1.0);
+        let err = c.merge(&Aggregate::Rate { passes: 1, fails: 0 }).unwrap_err();
+        assert_eq!(err.to_string(), "cannot merge a rate into a counter");
+    }
+}

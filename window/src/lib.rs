@@ -1,0 +1,27 @@
+//! The data that leaves a generator: per-window, per-series summaries that
+//! can be merged exactly across windows and across machines.
+//!
+//! A generator never keeps samples. Every measurement is folded into an
+//! [`Aggregate`] of its series for the current window; a closed window becomes
+//! a [`WindowReport`]. Run totals, fleet totals and the exporter's merged
+//! windows are all built with the same [`Aggregate::merge`], which is why a
+//! percentile computed from merged data equals the percentile of all samples
+//! (within the sketch's relative accuracy), and why memory depends on the
+//! number of series, never on the number of samples.
+//!
+//! # Layout
+//! - [`sketch`]: the DDSketch wrapper with Volley's fixed bucket mapping
+//!   (OpenTelemetry exponential-histogram scale 6).
+//! - [`series`]: metric kinds, units, tags and the series key.
+//! - [`aggregate`]: what one series holds for one window, and how two merge.
+//! - [`report`]: the window report and the per-generator health record.
+
+pub mod aggregate;
+pub mod report;
+pub mod series;
+pub mod sketch;
+
+pub use aggregate::{Aggregate, MergeError};
+pub use report::{HealthRecord, SeriesWindow, WindowReport};
+pub use series::{MetricKind, SeriesKey, Tags, Unit};
+pub use sketch::Sketch;

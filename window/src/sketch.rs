@@ -1,0 +1,207 @@
+//! DDSketch with a fixed configuration shared by every Volley process.
+//!
+//! Sketches only merge when their configurations are identical, so the
+//! configuration is not a user option: it is part of the wire format. Gamma is
+//! chosen as `2^(2^-6)` so that a sketch bucket key equals the index of an
+//! OpenTelemetry exponential histogram bucket at scale 6, which lets the
+//! exporter emit histograms without re-bucketing (relative accuracy ≈ 0.54%).
+
+use serde::{Deserialize, Serialize};
+use sketches_ddsketch::{Config, DDSketch};
+
+/// OpenTelemetry exponential-histogram scale whose buckets the sketch keys match.
+pub const OTEL_SCALE: i32 = 6;
+
+/// Upper bound on buckets per sign; the lowest buckets collapse beyond it, so a
+/// sketch never exceeds a few tens of KiB whatever it is fed. 4096 buckets at
+/// this gamma cover a ratio of ~2^64 between the smallest and largest value.
+pub const MAX_BINS: u32 = 4096;
+
+/// Values closer to zero than this are counted in the zero bucket.
+pub const MIN_VALUE: f64 = 1e-9;
+
+/// The relative accuracy guaranteed for quantiles: `(gamma - 1) / (gamma + 1)`.
+pub fn relative_accuracy() -> f64 {
+    let gamma = gamma();
+    (gamma - 1.0) / (gamma + 1.0)
+}
+
+fn gamma() -> f64 {
+    2f64.powf(2f64.powi(-OTEL_SCALE))
+}
+
+fn config() -> Config {
+    Config::new(relative_accuracy(), MAX_BINS, MIN_VALUE)
+}
+
+/// A mergeable quantile summary of one trend series.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Sketch {
+    inner: DDSketch,
+}
+
+impl std::fmt::Debug for Sketch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sketch")
+            .field("count", &self.count())
+            .field("min", &self.min())
+            .field("max", &self.max())
+            .finish()
+    }
+}
+
+impl Default for Sketch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sketch {
+    /// An empty sketch with Volley's fixed configuration.
+    pub fn new() -> Self {
+        Self { inner: DDSketch::new(config()) }
+    }
+
+    /// Records one value.
+    #[inline]
+    pub fn add(&mut self, value: f64) {
+        self.inner.add(value);
+    }
+
+    /// Folds `other` into `self`. Exact: the result equals the sketch of the
+    /// union of both inputs. Fails only for a sketch built with another
+    /// configuration (for example one decoded from an incompatible peer).
+    pub fn merge(&mut self, other: &Sketch) -> Result<(), crate::MergeError> {
+        self.inner.merge(&other.inner).map_err(|_| crate::MergeError::SketchConfig)
+    }
+
+    /// Number of recorded values.
+    pub fn count(&self) -> u64 {
+        self.inner.count() as u64
+    }
+
+    /// Sum of recorded values (exact).
+    pub fn sum(&self) -> f64 {
+        self.inner.sum().unwrap_or(0.0)
+    }
+
+    /// Smallest recorded value (exact), `None` when empty.
+    pub fn min(&self) -> Option<f64> {
+        self.inner.min()
+    }
+
+    /// Largest recorded value (exact), `None` when empty.
+    pub fn max(&self) -> Option<f64> {
+        self.inner.max()
+    }
+
+    /// Arithmetic mean (exact), `None` when empty.
+    pub fn mean(&self) -> Option<f64> {
+        let n = self.count();
+        (n > 0).then(|| self.sum() / n as f64)
+    }
+
+    /// The `q`-quantile (`0.0..=1.0`) within [`relative_accuracy`];
+    /// `None` when empty. Clamped to the exact min and max.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let q = q.clamp(0.0, 1.0);
+        let v = self.inner.quantile(q).ok().flatten()?;
+        match (self.min(), self.max()) {
+            (Some(lo), Some(hi)) => Some(v.clamp(lo, hi)),
+            _ => Some(v),
+        }
+    }
+
+    /// True when nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.count() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn exact_quantile(sorted: &[f64], q: f64) -> f64 {
+        // Same rank rule as the sketch: the value at rank floor(q * (n - 1)).
+        sorted[(q * (sorted.len() - 1) as f64) as usize]
+    }
+
+    fn samples(seed: u64, n: usize) -> Vec<f64> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        (0..n)
+            .map(|_| {
+                // Log-normal-ish latencies between ~0.05 ms and ~20 s.
+                let x: f64 = rng.gen_range(-3.0..10.0);
+                x.exp() * rng.gen_range(1.0..1.5)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn quantiles_are_within_relative_accuracy() {
+        let mut values = samples(7, 100_000);
+        let mut sketch = Sketch::new();
+        for &v in &values {
+            sketch.add(v);
+        }
+        values.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let alpha = relative_accuracy();
+        assert!(alpha < 0.01, "accuracy {alpha} must be better than 1%");
+        for q in [0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999] {
+            let exact = exact_quantile(&values, q);
+            let got = sketch.quantile(q).unwrap();
+            let err = (got - exact).abs() / exact;
+            assert!(err <= alpha + 1e-12, "q={q}: exact {exact}, sketch {got}, error {err}");
+        }
+        assert_eq!(sketch.count(), 100_000);
+        assert_eq!(sketch.min(), Some(values[0]));
+        assert_eq!(sketch.max(), Some(*values.last().unwrap()));
+    }
+
+    #[test]
+    fn merge_equals_sketch_of_all_samples() {
+        let a_values = samples(1, 20_000);
+        let b_values = samples(2, 30_000);
+        let (mut a, mut b, mut all) = (Sketch::new(), Sketch::new(), Sketch::new());
+        for &v in &a_values {
+            a.add(v);
+            all.add(v);
+        }
+        for &v in &b_values {
+            b.add(v);
+            all.add(v);
+        }
+        a.merge(&b).unwrap();
+        assert_eq!(a.count(), all.count());
+        assert_eq!(a.min(), all.min());
+        assert_eq!(a.max(), all.max());
+        assert!((a.sum() - all.sum()).abs() < 1e-6 * all.sum());
+        for i in 0..=1000 {
+            let q = i as f64 / 1000.0;
+            assert_eq!(a.quantile(q), all.quantile(q), "q={q}");
+        }
+    }
+
+    #[test]
+    fn survives_serialization_and_still_merges() {
+        let mut a = Sketch::new();
+        for v in [0.2, 1.5, 3.0, 250.0] {
+            a.add(v);
+        }
+        let bytes = bincode::serialize(&a).unwrap();
+        let mut back: Sketch = bincode::deserialize(&bytes).unwrap();
+        back.merge(&a).unwrap();
+        assert_eq!(back.count(), 8);
+        assert_eq!(back.quantile(1.0), Some(250.0));
+    }
+
+    #[test]
+    fn empty_sketch_has_no_quantiles() {
+        let s = Sketch::new();
+        assert_eq!(s.quantile(0.5), None);
+        assert_eq!(s.mean(), None);
+        assert!(s.is_empty());
+    }
+}
