@@ -21,7 +21,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     };
     match cli.command {
         Command::Run(args) => run_command(args),
-        Command::Demo(_args) => todo!(),
+        Command::Demo(args) => crate::demo::run(args),
     }
 }
 

@@ -22,7 +22,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod console;
-#[cfg(any())] pub mod demo;
+pub mod demo;
 pub mod engine;
 pub mod executor;
 pub mod flow;
