@@ -88,3 +88,75 @@ pub fn read_json(path: &Path) -> serde_json::Value {
 pub fn export_count(summary: &serde_json::Value, key: &str) -> u64 {
     summary["metrics"][key]["count"].as_f64().map_or(0, |c| c.round() as u64)
 }
+
+/// A `volley-testbed http` process on a free loopback port, killed on drop.
+pub struct Testbed {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+}
+
+impl Testbed {
+    /// Starts the HTTP testbed and waits for its address.
+    pub fn http() -> Testbed {
+        use std::io::BufRead;
+        let mut child = Command::new(binary("volley-testbed"))
+            .args(["http", "--listen", "127.0.0.1:0", "--threads", "1"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start volley-testbed");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read testbed address");
+        let url = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
+        assert!(url.starts_with("http://127.0.0.1:"), "unexpected testbed banner {line:?}");
+        Testbed { child, url }
+    }
+
+    /// The server's `/stats` counters.
+    pub fn stats(&self) -> serde_json::Value {
+        let out = Command::new("curl").args(["-s", &format!("{}/stats", self.url)]).output();
+        match out {
+            Ok(o) if o.status.success() => serde_json::from_slice(&o.stdout).expect("stats JSON"),
+            _ => stats_without_curl(&self.url),
+        }
+    }
+}
+
+/// Reads `/stats` with a plain HTTP/1.0 request (no client dependency).
+fn stats_without_curl(url: &str) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to testbed");
+    write!(s, "GET /stats HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let body = resp.split("\r\n\r\n").nth(1).expect("response body");
+    serde_json::from_str(body).expect("stats JSON")
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().unwrap().port()
+}
+
+/// Runs `volley run` on a scenario document; returns the process output
+/// and the parsed summary export.
+pub fn run_scenario(doc: &serde_json::Value, extra: &[&str]) -> (Output, serde_json::Value) {
+    let dir = Scratch::new("run");
+    let file = dir.write("scenario.json", &serde_json::to_string_pretty(doc).unwrap());
+    let export = dir.path("summary.json");
+    let mut args = vec!["run", "--quiet", "--summary-export", export.to_str().unwrap(), file.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = volley(&args);
+    let summary = if export.exists() { read_json(&export) } else { serde_json::Value::Null };
+    (out, summary)
+}

@@ -52,11 +52,15 @@ pub fn to_json(outcome: &RunOutcome, stats: &[TrendStat]) -> Value {
         // Iteration counts per scenario, so tools can compare scenarios directly.
         let sel = Tags::from_pairs([("scenario", s.name.as_str())]);
         for metric in ["iterations", "dropped_iterations"] {
+            let key = format!("{metric}{{scenario:{}}}", s.name);
+            if metrics.contains_key(&key) {
+                continue;
+            }
             let count = totals.metric(metric, &sel).map_or(0.0, |(_, a)| match a {
                 Aggregate::Counter(c) => c,
                 _ => 0.0,
             });
-            metrics.insert(format!("{metric}{{scenario:{}}}", s.name), json!({"count": count, "rate": count / secs}));
+            metrics.insert(key, json!({"count": count, "rate": count / secs}));
         }
     }
 

@@ -1,0 +1,134 @@
+//! Bad input: exit code 104, one clear message naming the field path and the
+//! problem, and nothing runs (no summary, no export written).
+
+use volley_tests::*;
+
+/// Runs `volley run` on `text` written as `name`, expects exit 104 and
+/// stderr containing `expected`.
+fn rejects(name: &str, text: &str, extra: &[&str], expected: &str) {
+    let dir = Scratch::new("bad");
+    let file = dir.write(name, text);
+    let export = dir.path("summary.json");
+    let mut args = vec!["run", file.to_str().unwrap(), "--summary-export", export.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = volley(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(104), "{}", describe(&out));
+    assert!(stderr.contains(expected), "expected {expected:?} in:\n{stderr}");
+    assert!(!export.exists(), "nothing may run on invalid input");
+    assert!(out.stdout.is_empty(), "no summary on invalid input: {}", String::from_utf8_lossy(&out.stdout));
+}
+
+const FLOWS: &str = "flows:\n  default: {type: noop}\n";
+
+#[test]
+fn unknown_executor_suggests_the_closest_name() {
+    rejects(
+        "s.yaml",
+        &format!("options:\n  scenarios:\n    s: {{executor: ramping-vu, stages: [{{duration: 1s, target: 1}}]}}\n{FLOWS}"),
+        &[],
+        "options.scenarios.s.executor: unknown executor \"ramping-vu\" (did you mean \"ramping-vus\"?)",
+    );
+}
+
+#[test]
+fn unknown_field_is_named_with_its_path() {
+    rejects(
+        "s.yaml",
+        &format!("options:\n  scenarios:\n    s: {{executor: constant-vus, vus: 1, duration: 1s, preAllocatedVU: 3}}\n{FLOWS}"),
+        &[],
+        "options.scenarios.s.preAllocatedVU: unknown field",
+    );
+}
+
+#[test]
+fn missing_required_option() {
+    rejects(
+        "s.yaml",
+        &format!("options:\n  scenarios:\n    s: {{executor: constant-arrival-rate, duration: 1s, preAllocatedVUs: 1}}\n{FLOWS}"),
+        &[],
+        "options.scenarios.s.rate: is required",
+    );
+}
+
+#[test]
+fn zero_rate_is_rejected() {
+    rejects(
+        "s.yaml",
+        &format!("options:\n  scenarios:\n    s: {{executor: constant-arrival-rate, rate: 0, duration: 1s, preAllocatedVUs: 1}}\n{FLOWS}"),
+        &[],
+        "options.scenarios.s.rate: must be at least 1, found 0",
+    );
+}
+
+#[test]
+fn negative_vus_are_rejected() {
+    rejects(
+        "s.json",
+        r#"{"options": {"scenarios": {"s": {"executor": "constant-vus", "vus": -3, "duration": "1s"}}}, "flows": {"default": {"type": "noop"}}}"#,
+        &[],
+        "options.scenarios.s.vus: must not be negative, found -3",
+    );
+}
+
+#[test]
+fn unparsable_duration() {
+    rejects(
+        "s.yaml",
+        &format!("options:\n  scenarios:\n    s: {{executor: constant-vus, duration: 10 minutes}}\n{FLOWS}"),
+        &[],
+        "options.scenarios.s.duration: \"10 minutes\"",
+    );
+}
+
+#[test]
+fn exec_naming_a_missing_flow() {
+    rejects(
+        "s.yaml",
+        &format!("options:\n  scenarios:\n    s: {{executor: constant-vus, duration: 1s, exec: checkout}}\n{FLOWS}"),
+        &[],
+        "options.scenarios.s.exec: flow \"checkout\" is not defined in flows (defined: default)",
+    );
+}
+
+#[test]
+fn malformed_threshold() {
+    rejects(
+        "s.yaml",
+        &format!("options:\n  scenarios:\n    s: {{executor: constant-vus, duration: 1s}}\n  thresholds:\n    http_req_duration: [\"p95 < 300\"]\n{FLOWS}"),
+        &[],
+        "options.thresholds.http_req_duration[0]: \"p95 < 300\": unknown aggregation \"p95\"",
+    );
+}
+
+#[test]
+fn unreadable_file() {
+    let out = volley(&["run", "/nonexistent/volley/scenario.yaml"]);
+    assert_eq!(out.status.code(), Some(104), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/volley/scenario.yaml: cannot read the scenario file"), "{stderr}");
+}
+
+#[test]
+fn invalid_yaml_syntax() {
+    rejects("s.yaml", "options: [unclosed\n", &[], "invalid YAML");
+}
+
+#[test]
+fn every_problem_is_listed_at_once() {
+    rejects(
+        "s.yaml",
+        &format!("options:\n  scenarios:\n    a: {{executor: constant-vus, duration: 0s}}\n    b: {{executor: per-vu-iterations, iterations: 0}}\n{FLOWS}"),
+        &[],
+        "(2 problems)",
+    );
+}
+
+#[test]
+fn bad_flag_value() {
+    let dir = Scratch::new("badflag");
+    let file = dir.write("s.yaml", &format!("options:\n  scenarios:\n    s: {{executor: constant-vus, duration: 1s}}\n{FLOWS}"));
+    let out = volley(&["run", file.to_str().unwrap(), "--duration", "soon"]);
+    assert_eq!(out.status.code(), Some(104), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"soon\" is not a duration"), "{}", describe(&out));
+}

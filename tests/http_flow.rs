@@ -1,0 +1,91 @@
+//! The http flow against the real testbed server: what volley counts must
+//! equal what the server saw, failures are counted and the test goes on.
+
+use serde_json::json;
+use volley_tests::*;
+
+#[test]
+fn request_and_check_counts_equal_the_servers() {
+    let server = Testbed::http();
+    let doc = json!({
+        "options": {"scenarios": {"s": {"executor": "shared-iterations", "vus": 4, "iterations": 200}}},
+        "flows": {"default": {"type": "http", "steps": [
+            {"request": {"url": format!("{}/?vu={{{{vu}}}}", server.url)}, "checks": {"status": 200}},
+            {"request": {"url": format!("{}/status/404", server.url)}, "checks": {"status": 200}},
+            {"request": {"method": "POST", "url": format!("{}/echo", server.url), "body": "vu={{vu}} iter={{iter}}"},
+             "checks": {"bodyContains": "vu=", "status": [200, 201]}}
+        ]}}
+    });
+    let (out, s) = run_scenario(&doc, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let stats = server.stats();
+    assert_eq!(stats["requests"], 600);
+    assert_eq!(stats["by_status"]["200"], 400);
+    assert_eq!(stats["by_status"]["404"], 200);
+    let m = &s["metrics"];
+    assert_eq!(m["http_reqs"]["count"], 600.0);
+    assert_eq!(m["iterations"]["count"], 200.0);
+    assert_eq!(m["http_req_failed"]["passes"], 200, "failed requests are the rate's passes, as in k6");
+    assert_eq!(m["http_req_failed"]["fails"], 400);
+    assert_eq!(m["checks"]["passes"], 600);
+    assert_eq!(m["checks"]["fails"], 200);
+    let checks = &s["root_group"]["checks"];
+    assert_eq!(checks["status is 200"]["passes"], 200);
+    assert_eq!(checks["status is 200"]["fails"], 200);
+    assert_eq!(checks["body contains \"vu=\""]["passes"], 200);
+    assert_eq!(checks["status in [200,201]"]["passes"], 200);
+    assert_eq!(checks["status is 200"]["path"], "::status is 200");
+    assert_eq!(checks["status is 200"]["id"].as_str().map(str::len), Some(32));
+}
+
+#[test]
+fn unreachable_target_counts_failures_and_the_test_goes_on() {
+    let port = closed_port();
+    let doc = json!({
+        "options": {"scenarios": {"s": {"executor": "per-vu-iterations", "vus": 2, "iterations": 5}}},
+        "flows": {"default": {"type": "http", "steps": [
+            {"request": {"url": format!("http://127.0.0.1:{port}/"), "timeout": "2s"}, "checks": {"status": 200}}
+        ]}}
+    });
+    let (out, s) = run_scenario(&doc, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let m = &s["metrics"];
+    assert_eq!(m["iterations"]["count"], 10.0);
+    assert_eq!(m["http_reqs"]["count"], 10.0);
+    assert_eq!(m["http_req_failed"]["value"], 1.0);
+    assert_eq!(m["checks"]["fails"], 10);
+}
+
+#[test]
+fn bytes_on_the_wire_are_counted() {
+    let server = Testbed::http();
+    let doc = json!({
+        "options": {"scenarios": {"s": {"executor": "shared-iterations", "vus": 1, "iterations": 50}}},
+        "flows": {"default": {"type": "http", "steps": [{"request": {"url": format!("{}/bytes/1000", server.url)}}]}}
+    });
+    let (out, s) = run_scenario(&doc, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let received = s["metrics"]["data_received"]["count"].as_f64().unwrap();
+    let sent = s["metrics"]["data_sent"]["count"].as_f64().unwrap();
+    // 50 bodies of 1000 bytes plus status lines and headers (~100 bytes each).
+    assert!((50_000.0..60_000.0).contains(&received), "data_received {received}");
+    // 50 request lines with Host headers, each a few dozen bytes.
+    assert!((50.0 * 30.0..50.0 * 120.0).contains(&sent), "data_sent {sent}");
+}
+
+#[test]
+fn json_checks_read_the_response_body() {
+    let server = Testbed::http();
+    let doc = json!({
+        "options": {"scenarios": {"s": {"executor": "shared-iterations", "vus": 2, "iterations": 20}}},
+        "flows": {"default": {"type": "http", "steps": [
+            {"request": {"url": format!("{}/json", server.url)},
+             "checks": {"json": {"items.1.price": 3, "nested.level.deep": "no"}}}
+        ]}}
+    });
+    let (out, s) = run_scenario(&doc, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let checks = &s["root_group"]["checks"];
+    assert_eq!(checks["json items.1.price is 3"]["passes"], 20);
+    assert_eq!(checks["json nested.level.deep is \"no\""]["fails"], 20);
+}
