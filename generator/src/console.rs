@@ -26,7 +26,14 @@ struct Inner {
 impl Console {
     /// A console on stderr; `quiet` hides progress (warnings still show).
     pub fn new(quiet: bool) -> Self {
-        Self { inner: Arc::new(Inner { tty: std::io::stderr().is_terminal(), quiet, start: Instant::now(), drawn: Mutex::new(0) }) }
+        Self {
+            inner: Arc::new(Inner {
+                tty: std::io::stderr().is_terminal(),
+                quiet,
+                start: Instant::now(),
+                drawn: Mutex::new(0),
+            }),
+        }
     }
 
     /// True when stderr is a terminal (progress is redrawn in place).

@@ -20,12 +20,17 @@ impl Progress {
     /// scenario end (for the bar).
     pub fn start(console: Console, runs: Vec<Arc<ScenarioRun>>, planned: Duration) -> Progress {
         let stop = CancellationToken::new();
-        let period = if console.is_tty() { Duration::from_millis(200) } else { Duration::from_secs(5) };
+        let period = if console.is_tty() {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(5)
+        };
         let task = {
             let stop = stop.clone();
             tokio::spawn(async move {
                 let start = Instant::now();
-                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+                let mut tick =
+                    tokio::time::interval_at(tokio::time::Instant::now() + period, period);
                 loop {
                     tokio::select! {
                         _ = tick.tick() => console.progress(&render(&runs, start.elapsed(), planned, console.is_tty())),
@@ -49,7 +54,12 @@ impl Progress {
 }
 
 /// The progress lines for the current state.
-pub fn render(runs: &[Arc<ScenarioRun>], elapsed: Duration, planned: Duration, bars: bool) -> Vec<String> {
+pub fn render(
+    runs: &[Arc<ScenarioRun>],
+    elapsed: Duration,
+    planned: Duration,
+    bars: bool,
+) -> Vec<String> {
     let (mut active, mut allocated, mut completed, mut interrupted) = (0, 0, 0, 0);
     for r in runs {
         active += r.stats.active.load(Ordering::Relaxed);
@@ -67,11 +77,15 @@ pub fn render(runs: &[Arc<ScenarioRun>], elapsed: Duration, planned: Duration, b
         let state = if s.finished.load(Ordering::Relaxed) {
             "done".to_string()
         } else if let Some(started) = r.started_at() {
-            format!("{}", clock(started.elapsed()))
+            clock(started.elapsed())
         } else {
             "waiting".to_string()
         };
-        let share = if planned.is_zero() { 0.0 } else { (elapsed.as_secs_f64() / planned.as_secs_f64()).min(1.0) };
+        let share = if planned.is_zero() {
+            0.0
+        } else {
+            (elapsed.as_secs_f64() / planned.as_secs_f64()).min(1.0)
+        };
         let bar = if bars {
             let filled = (share * 30.0) as usize;
             format!("[{}{}] ", "=".repeat(filled), " ".repeat(30 - filled))
@@ -79,7 +93,11 @@ pub fn render(runs: &[Arc<ScenarioRun>], elapsed: Duration, planned: Duration, b
             String::new()
         };
         let dropped = s.dropped.load(Ordering::Relaxed);
-        let dropped = if dropped > 0 { format!(", {dropped} dropped") } else { String::new() };
+        let dropped = if dropped > 0 {
+            format!(", {dropped} dropped")
+        } else {
+            String::new()
+        };
         lines.push(format!(
             "{:width$} {bar}{state:>8} {}/{} VUs, {} iterations{dropped}",
             r.name,

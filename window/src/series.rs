@@ -53,7 +53,9 @@ impl Tags {
     }
 
     /// Builds a tag set; a later duplicate name wins.
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
         let mut tags = Self::new();
         for (k, v) in pairs {
             tags.insert(k, v);
@@ -125,7 +127,10 @@ pub struct SeriesKey {
 impl SeriesKey {
     /// A series of `metric` with `tags`.
     pub fn new(metric: impl Into<String>, tags: Tags) -> Self {
-        Self { metric: metric.into(), tags }
+        Self {
+            metric: metric.into(),
+            tags,
+        }
     }
 }
 

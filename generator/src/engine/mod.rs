@@ -55,13 +55,18 @@ impl Default for RunOptions {
 
 /// A test id unique enough for one machine: start time in seconds.
 pub fn default_test_id() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     format!("volley-{secs}")
 }
 
 /// `<hostname>-<pid>`.
 pub fn default_generator_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "host".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "host".into());
     format!("{host}-{}", std::process::id())
 }
 
@@ -127,7 +132,12 @@ impl RunOutcome {
 
 /// Runs `plan` until its scenarios end or `shutdown` resolves (then
 /// in-flight iterations are interrupted and the summary is still produced).
-pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: impl Future<Output = ()>) -> RunOutcome {
+pub async fn run(
+    plan: TestPlan,
+    opts: RunOptions,
+    console: Console,
+    shutdown: impl Future<Output = ()>,
+) -> RunOutcome {
     let warn_console = console.clone();
     let metrics = Metrics::new(opts.series_cap, move |w| warn_console.warn(&w));
     let stop_new = CancellationToken::new();
@@ -135,16 +145,29 @@ pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: i
     let vu_ids = Arc::new(AtomicU64::new(0));
     let test_tags = plan.tags.clone();
 
-    let scenarios: Vec<(Arc<ScenarioRun>, &crate::config::ScenarioPlan)> = plan
-        .scenarios
-        .iter()
-        .map(|s| {
-            let flow = plan.flows.get(&s.base.exec).cloned().unwrap_or_else(|| Arc::new(crate::flow::FlowDef::Noop(Default::default())));
-            let env = plan.env.get(&s.name).cloned().unwrap_or_default();
-            let run = ScenarioRun::new(s.name.clone(), s.base.clone(), flow, metrics.clone(), &test_tags, env, vu_ids.clone(), &stop_new, &interrupt);
-            (Arc::new(run), s)
-        })
-        .collect();
+    let scenarios: Vec<(Arc<ScenarioRun>, &crate::config::ScenarioPlan)> =
+        plan.scenarios
+            .iter()
+            .map(|s| {
+                let flow =
+                    plan.flows.get(&s.base.exec).cloned().unwrap_or_else(|| {
+                        Arc::new(crate::flow::FlowDef::Noop(Default::default()))
+                    });
+                let env = plan.env.get(&s.name).cloned().unwrap_or_default();
+                let run = ScenarioRun::new(
+                    s.name.clone(),
+                    s.base.clone(),
+                    flow,
+                    metrics.clone(),
+                    &test_tags,
+                    env,
+                    vu_ids.clone(),
+                    &stop_new,
+                    &interrupt,
+                );
+                (Arc::new(run), s)
+            })
+            .collect();
     let runs: Vec<Arc<ScenarioRun>> = scenarios.iter().map(|(r, _)| r.clone()).collect();
 
     let mut clock = WindowClock::new(opts.window, opts.generator_id.clone(), opts.test_id.clone());
@@ -156,21 +179,36 @@ pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: i
     let sample_gauges = {
         let (metrics, runs) = (metrics.clone(), runs.clone());
         move || {
-            let active: u64 = runs.iter().map(|r| r.stats.active.load(Ordering::Relaxed)).sum();
-            let allocated: u64 = runs.iter().map(|r| r.stats.allocated.load(Ordering::Relaxed)).sum();
+            let active: u64 = runs
+                .iter()
+                .map(|r| r.stats.active.load(Ordering::Relaxed))
+                .sum();
+            let allocated: u64 = runs
+                .iter()
+                .map(|r| r.stats.allocated.load(Ordering::Relaxed))
+                .sum();
             metrics.set_gauge(vus_gauge, active as f64);
             metrics.set_gauge(vus_max_gauge, allocated as f64);
             active
         }
     };
     let fold = {
-        let (totals, aborted, thresholds, stop_new, interrupt, console) =
-            (totals.clone(), aborted.clone(), plan.thresholds.clone(), stop_new.clone(), interrupt.clone(), console.clone());
+        let (totals, aborted, thresholds, stop_new, interrupt, console) = (
+            totals.clone(),
+            aborted.clone(),
+            plan.thresholds.clone(),
+            stop_new.clone(),
+            interrupt.clone(),
+            console.clone(),
+        );
         move |report: &WindowReport| {
             let mut totals = totals.lock();
             totals.add_window(&report.series);
             totals.elapsed = t0.elapsed();
-            let failing: Vec<Outcome> = thresholds.iter().flat_map(|t| t.aborting(&totals, totals.elapsed)).collect();
+            let failing: Vec<Outcome> = thresholds
+                .iter()
+                .flat_map(|t| t.aborting(&totals, totals.elapsed))
+                .collect();
             if let Some(first) = failing.first() {
                 let mut aborted = aborted.lock();
                 if aborted.is_none() {
@@ -187,7 +225,12 @@ pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: i
     // The window clock.
     let collector_stop = CancellationToken::new();
     let collector = {
-        let (metrics, stop, sample, fold) = (metrics.clone(), collector_stop.clone(), sample_gauges.clone(), fold.clone());
+        let (metrics, stop, sample, fold) = (
+            metrics.clone(),
+            collector_stop.clone(),
+            sample_gauges.clone(),
+            fold.clone(),
+        );
         tokio::spawn(async move {
             loop {
                 let boundary = tokio::time::Instant::from_std(clock.next_boundary());
@@ -203,7 +246,15 @@ pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: i
         })
     };
 
-    let progress = Progress::start(console.clone(), runs.clone(), scenarios.iter().map(|(_, s)| s.executor.executor().duration() + s.base.start_time).max().unwrap_or_default());
+    let progress = Progress::start(
+        console.clone(),
+        runs.clone(),
+        scenarios
+            .iter()
+            .map(|(_, s)| s.executor.executor().duration() + s.base.start_time)
+            .max()
+            .unwrap_or_default(),
+    );
 
     let mut tasks = tokio::task::JoinSet::new();
     for (run, plan) in &scenarios {
@@ -244,7 +295,11 @@ pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: i
     let elapsed = t0.elapsed();
     let mut totals = totals;
     totals.elapsed = elapsed;
-    let thresholds = plan.thresholds.iter().flat_map(|t| t.evaluate(&totals)).collect();
+    let thresholds = plan
+        .thresholds
+        .iter()
+        .flat_map(|t| t.evaluate(&totals))
+        .collect();
     let scenarios = scenarios
         .iter()
         .map(|(run, plan)| {
@@ -265,7 +320,14 @@ pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: i
         })
         .collect();
     let aborted = aborted.lock().clone();
-    RunOutcome { totals, thresholds, scenarios, elapsed, aborted, windows: last.seq + 1 }
+    RunOutcome {
+        totals,
+        thresholds,
+        scenarios,
+        elapsed,
+        aborted,
+        windows: last.seq + 1,
+    }
 }
 
 fn rate_per_sec(executor: &crate::executor::ExecutorConfig) -> Option<f64> {
@@ -273,7 +335,11 @@ fn rate_per_sec(executor: &crate::executor::ExecutorConfig) -> Option<f64> {
     match executor {
         E::ConstantArrivalRate(c) => Some(c.rate as f64 / c.time_unit.as_secs_f64()),
         E::RampingArrivalRate(c) => {
-            let peak = c.stages.iter().map(|s| s.target).fold(c.start_rate, u64::max);
+            let peak = c
+                .stages
+                .iter()
+                .map(|s| s.target)
+                .fold(c.start_rate, u64::max);
             Some(peak as f64 / c.time_unit.as_secs_f64())
         }
         _ => None,

@@ -3,7 +3,9 @@
 
 use crate::executor::BaseConfig;
 use crate::flow::{FlowDef, FlowVu, IterCtx};
-use crate::metrics::builtin::{DROPPED_ITERATIONS, ITERATIONS, ITERATION_DURATION, ITERATION_START_LAG};
+use crate::metrics::builtin::{
+    DROPPED_ITERATIONS, ITERATIONS, ITERATION_DURATION, ITERATION_START_LAG,
+};
 use crate::metrics::registry::SeriesId;
 use crate::metrics::Metrics;
 use std::collections::HashMap;
@@ -127,7 +129,11 @@ impl ScenarioRun {
     pub fn new_vu(&self) -> Vu {
         self.stats.allocated.fetch_add(1, Ordering::Relaxed);
         let id = self.vu_ids.fetch_add(1, Ordering::Relaxed) + 1;
-        Vu { id, iterations: 0, state: self.flow.new_vu(&self.tags, &self.metrics) }
+        Vu {
+            id,
+            iterations: 0,
+            state: self.flow.new_vu(&self.tags, &self.metrics),
+        }
     }
 
     /// Marks the scenario's start and arms its stops: nothing new after
@@ -142,7 +148,10 @@ impl ScenarioRun {
                 _ = tokio::time::sleep_until(start + duration) => run.stop_new.cancel(),
                 _ = run.stop_new.cancelled() => {}
             }
-            tokio::time::sleep_until((start + duration + grace).max(tokio::time::Instant::now() + grace)).await;
+            tokio::time::sleep_until(
+                (start + duration + grace).max(tokio::time::Instant::now() + grace),
+            )
+            .await;
             run.interrupt.cancel();
         }))
     }
@@ -161,7 +170,12 @@ impl ScenarioRun {
     /// (ramping-vus uses it for `gracefulRampDown`); true when it completed.
     pub async fn iterate_until(&self, vu: &mut Vu, cut: impl Future<Output = ()>) -> bool {
         let start = Instant::now();
-        let ctx = IterCtx { vu: vu.id, iter: vu.iterations, scenario: &self.name, env: &self.env };
+        let ctx = IterCtx {
+            vu: vu.id,
+            iter: vu.iterations,
+            scenario: &self.name,
+            env: &self.env,
+        };
         vu.iterations += 1;
         // The flow is polled first so an iteration that is ready at once
         // never registers with the stop signals.
@@ -187,7 +201,8 @@ impl ScenarioRun {
 
     /// Records an open-model iteration's start lag.
     pub fn record_lag(&self, lag: Duration) {
-        self.metrics.trend(self.series.start_lag, lag.as_secs_f64() * 1e3);
+        self.metrics
+            .trend(self.series.start_lag, lag.as_secs_f64() * 1e3);
     }
 
     /// Counts an iteration that was due but had no VU.

@@ -76,7 +76,13 @@ pub async fn run_open(
     pool.tasks.wait().await;
 }
 
-fn dispatch(run: &Arc<ScenarioRun>, pool: &Arc<Pool>, start: Instant, duration: Duration, offsets: impl Iterator<Item = Duration>) {
+fn dispatch(
+    run: &Arc<ScenarioRun>,
+    pool: &Arc<Pool>,
+    start: Instant,
+    duration: Duration,
+    offsets: impl Iterator<Item = Duration>,
+) {
     for offset in offsets {
         if offset > duration {
             break;
@@ -99,7 +105,9 @@ fn dispatch(run: &Arc<ScenarioRun>, pool: &Arc<Pool>, start: Instant, duration: 
                 slot.assigned.store(nanos, Ordering::Release);
                 slot.wake.notify_one();
             }
-            None if run.stats.allocated.load(Ordering::Relaxed) < pool.max_vus => pool.add_vu(run, start, nanos),
+            None if run.stats.allocated.load(Ordering::Relaxed) < pool.max_vus => {
+                pool.add_vu(run, start, nanos)
+            }
             None => run.drop_iteration(),
         }
     }
@@ -109,7 +117,10 @@ impl Pool {
     /// Allocates a VU; with `first` set it starts that iteration at once,
     /// otherwise it parks in the free pool.
     fn add_vu(self: &Arc<Self>, run: &Arc<ScenarioRun>, start: Instant, first: u64) {
-        let slot = Arc::new(Slot { assigned: AtomicU64::new(first), wake: Notify::new() });
+        let slot = Arc::new(Slot {
+            assigned: AtomicU64::new(first),
+            wake: Notify::new(),
+        });
         if first == UNASSIGNED {
             // Capacity is max_vus and each VU holds one slot: cannot be full.
             let _ = self.free.push(slot.clone());
@@ -117,10 +128,17 @@ impl Pool {
         let vu = run.new_vu();
         let run = run.clone();
         let pool = self.clone();
-        self.tasks.spawn_on(pool.clone().vu_task(run, slot, vu, start), &self.runtime);
+        self.tasks
+            .spawn_on(pool.clone().vu_task(run, slot, vu, start), &self.runtime);
     }
 
-    async fn vu_task(self: Arc<Self>, run: Arc<ScenarioRun>, slot: Arc<Slot>, mut vu: Vu, start: Instant) {
+    async fn vu_task(
+        self: Arc<Self>,
+        run: Arc<ScenarioRun>,
+        slot: Arc<Slot>,
+        mut vu: Vu,
+        start: Instant,
+    ) {
         loop {
             let offset = loop {
                 let assigned = slot.assigned.swap(UNASSIGNED, Ordering::AcqRel);

@@ -30,12 +30,17 @@ pub struct Config {
 
 /// Reads `preAllocatedVUs` and `maxVUs` and checks them against each other.
 pub fn parse_vus(obj: &Obj) -> Option<(u64, u64)> {
-    let pre = obj.require("preAllocatedVUs").and(obj.uint("preAllocatedVUs", 0));
+    let pre = obj
+        .require("preAllocatedVUs")
+        .and(obj.uint("preAllocatedVUs", 0));
     let max = obj.uint("maxVUs", 0);
     let pre = pre?;
     let max = match max {
         Some(m) if m < pre => {
-            obj.error("maxVUs", format!("must not be less than preAllocatedVUs ({m} < {pre})"));
+            obj.error(
+                "maxVUs",
+                format!("must not be less than preAllocatedVUs ({m} < {pre})"),
+            );
             return None;
         }
         Some(m) => m,
@@ -43,7 +48,10 @@ pub fn parse_vus(obj: &Obj) -> Option<(u64, u64)> {
         None => pre,
     };
     if max == 0 {
-        obj.error("preAllocatedVUs", "must be greater than 0 (or set maxVUs above 0)");
+        obj.error(
+            "preAllocatedVUs",
+            "must be greater than 0 (or set maxVUs above 0)",
+        );
         return None;
     }
     Some((pre, max))
@@ -74,7 +82,13 @@ impl Config {
         }
         let vus = parse_vus(obj);
         let (pre_allocated_vus, max_vus) = vus?;
-        Some(Config { rate: rate?, time_unit: time_unit?, duration: duration.filter(|d| !d.is_zero())?, pre_allocated_vus, max_vus })
+        Some(Config {
+            rate: rate?,
+            time_unit: time_unit?,
+            duration: duration.filter(|d| !d.is_zero())?,
+            pre_allocated_vus,
+            max_vus,
+        })
     }
 }
 
@@ -101,6 +115,12 @@ impl Executor for Config {
     fn run<'a>(&'a self, run: Arc<ScenarioRun>) -> RunFuture<'a> {
         let (rate, unit) = (self.rate, self.time_unit);
         let offsets = (0u64..).map(move |i| constant_arrival_offset(i, rate, unit));
-        Box::pin(run_open(run, offsets, self.duration, self.pre_allocated_vus, self.max_vus))
+        Box::pin(run_open(
+            run,
+            offsets,
+            self.duration,
+            self.pre_allocated_vus,
+            self.max_vus,
+        ))
     }
 }

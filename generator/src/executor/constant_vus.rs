@@ -28,7 +28,10 @@ impl Config {
             obj.error("duration", "must be greater than 0");
             return None;
         }
-        Some(Config { vus: if obj.has("vus") { vus? } else { 1 }, duration: duration? })
+        Some(Config {
+            vus: if obj.has("vus") { vus? } else { 1 },
+            duration: duration?,
+        })
     }
 }
 
@@ -37,7 +40,11 @@ impl Executor for Config {
         "constant-vus"
     }
     fn describe(&self) -> String {
-        format!("{} looping VUs for {}", self.vus, format_duration(self.duration))
+        format!(
+            "{} looping VUs for {}",
+            self.vus,
+            format_duration(self.duration)
+        )
     }
     fn max_vus(&self) -> u64 {
         self.vus
@@ -55,7 +62,11 @@ impl Executor for Config {
 
 /// Starts `vus` VUs that each iterate while `more(vu_index)` allows and the
 /// scenario has not stopped, and waits for all of them (closed model).
-pub async fn loop_vus(run: &Arc<ScenarioRun>, vus: u64, more: impl Fn(u64) -> bool + Send + Sync + Clone + 'static) {
+pub async fn loop_vus(
+    run: &Arc<ScenarioRun>,
+    vus: u64,
+    more: impl Fn(u64) -> bool + Send + Sync + Clone + 'static,
+) {
     let mut tasks = tokio::task::JoinSet::new();
     for index in 0..vus {
         let run = run.clone();

@@ -11,7 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Fields of ramping-arrival-rate.
-pub const FIELDS: &[&str] = &["startRate", "timeUnit", "stages", "preAllocatedVUs", "maxVUs"];
+pub const FIELDS: &[&str] = &[
+    "startRate",
+    "timeUnit",
+    "stages",
+    "preAllocatedVUs",
+    "maxVUs",
+];
 
 /// `ramping-arrival-rate` options.
 #[derive(Clone, Debug, PartialEq)]
@@ -31,7 +37,11 @@ pub struct Config {
 impl Config {
     /// Reads the options.
     pub fn parse(obj: &Obj) -> Option<Config> {
-        let start_rate = if obj.has("startRate") { obj.uint("startRate", 0) } else { Some(0) };
+        let start_rate = if obj.has("startRate") {
+            obj.uint("startRate", 0)
+        } else {
+            Some(0)
+        };
         let time_unit = parse_time_unit(obj);
         let stages = parse_stages(obj);
         let vus = parse_vus(obj);
@@ -41,11 +51,20 @@ impl Config {
             return None;
         }
         if start_rate == 0 && stages.iter().all(|s| s.target == 0) {
-            obj.error("stages", "never start an iteration: startRate and every target are 0");
+            obj.error(
+                "stages",
+                "never start an iteration: startRate and every target are 0",
+            );
             return None;
         }
         let (pre_allocated_vus, max_vus) = vus?;
-        Some(Config { start_rate, time_unit, stages, pre_allocated_vus, max_vus })
+        Some(Config {
+            start_rate,
+            time_unit,
+            stages,
+            pre_allocated_vus,
+            max_vus,
+        })
     }
 }
 
@@ -54,7 +73,11 @@ impl Executor for Config {
         "ramping-arrival-rate"
     }
     fn describe(&self) -> String {
-        let peak = self.stages.iter().map(|s| s.target).fold(self.start_rate, u64::max);
+        let peak = self
+            .stages
+            .iter()
+            .map(|s| s.target)
+            .fold(self.start_rate, u64::max);
         format!(
             "Up to {:.2} iterations/s for {} over {} stages (maxVUs: {}-{})",
             peak as f64 / self.time_unit.as_secs_f64(),
@@ -72,6 +95,12 @@ impl Executor for Config {
     }
     fn run<'a>(&'a self, run: Arc<ScenarioRun>) -> RunFuture<'a> {
         let offsets = RampingArrivals::new(self.start_rate, self.time_unit, &self.stages);
-        Box::pin(run_open(run, offsets, self.duration(), self.pre_allocated_vus, self.max_vus))
+        Box::pin(run_open(
+            run,
+            offsets,
+            self.duration(),
+            self.pre_allocated_vus,
+            self.max_vus,
+        ))
     }
 }

@@ -34,19 +34,32 @@ pub struct Config {
 impl Config {
     /// Reads the options.
     pub fn parse(obj: &Obj) -> Option<Config> {
-        let start_vus = if obj.has("startVUs") { obj.uint("startVUs", 0) } else { Some(1) };
+        let start_vus = if obj.has("startVUs") {
+            obj.uint("startVUs", 0)
+        } else {
+            Some(1)
+        };
         let stages = parse_stages(obj);
-        let graceful_ramp_down = obj.duration("gracefulRampDown").unwrap_or(DEFAULT_GRACEFUL_RAMP_DOWN);
+        let graceful_ramp_down = obj
+            .duration("gracefulRampDown")
+            .unwrap_or(DEFAULT_GRACEFUL_RAMP_DOWN);
         let (start_vus, stages) = (start_vus?, stages?);
         if max_planned_vus(start_vus, &stages) == 0 {
-            obj.error("stages", "never reach a VU: startVUs and every target are 0");
+            obj.error(
+                "stages",
+                "never reach a VU: startVUs and every target are 0",
+            );
             return None;
         }
         if total_duration(&stages).is_zero() {
             obj.error("stages", "must last longer than 0s in total");
             return None;
         }
-        Some(Config { start_vus, stages, graceful_ramp_down })
+        Some(Config {
+            start_vus,
+            stages,
+            graceful_ramp_down,
+        })
     }
 }
 
@@ -104,7 +117,12 @@ impl Executor for Config {
 }
 
 /// One VU of a ramping-vus scenario.
-async fn vu_loop(run: Arc<ScenarioRun>, index: u64, mut target: watch::Receiver<u64>, ramp_down: Duration) {
+async fn vu_loop(
+    run: Arc<ScenarioRun>,
+    index: u64,
+    mut target: watch::Receiver<u64>,
+    ramp_down: Duration,
+) {
     let mut vu = None;
     loop {
         // Wait until the plan includes this VU.

@@ -69,7 +69,13 @@ impl FlowDef {
             Some("noop") => noop::NoopFlow::parse(&obj).map(FlowDef::Noop),
             Some("http") => http::HttpFlow::parse(&obj).map(FlowDef::Http),
             Some(other @ ("ws-ping" | "im-e2e" | "token-manager")) => {
-                obj.error("type", format!("flow type \"{other}\" is not available in this version (available: {})", FLOW_TYPES.join(", ")));
+                obj.error(
+                    "type",
+                    format!(
+                        "flow type \"{other}\" is not available in this version (available: {})",
+                        FLOW_TYPES.join(", ")
+                    ),
+                );
                 return None;
             }
             Some(other) => {
@@ -81,12 +87,19 @@ impl FlowDef {
             }
             None => {
                 if !obj.has("type") {
-                    obj.error("type", format!("is required (one of: {})", FLOW_TYPES.join(", ")));
+                    obj.error(
+                        "type",
+                        format!("is required (one of: {})", FLOW_TYPES.join(", ")),
+                    );
                 }
                 return None;
             }
         };
-        let fields = if kind.as_deref() == Some("http") { http::FIELDS } else { noop::FIELDS };
+        let fields = if kind.as_deref() == Some("http") {
+            http::FIELDS
+        } else {
+            noop::FIELDS
+        };
         obj.finish_with(fields);
         flow
     }
@@ -115,7 +128,9 @@ impl FlowDef {
                 Ok(())
             }
             (FlowDef::Http(f), FlowVu::Http(state)) => f.iterate(state, ctx).await,
-            (FlowDef::Http(_), FlowVu::Noop) => Err(FlowError::Step("VU state does not match its flow".into())),
+            (FlowDef::Http(_), FlowVu::Noop) => {
+                Err(FlowError::Step("VU state does not match its flow".into()))
+            }
         }
     }
 }

@@ -48,7 +48,13 @@ pub struct Registry {
 impl Registry {
     /// A registry allowing `cap` series per metric.
     pub fn new(cap: usize) -> Self {
-        Self { series: Vec::new(), index: HashMap::new(), per_metric: HashMap::new(), cap: cap.max(1), warned: HashSet::new() }
+        Self {
+            series: Vec::new(),
+            index: HashMap::new(),
+            per_metric: HashMap::new(),
+            cap: cap.max(1),
+            warned: HashSet::new(),
+        }
     }
 
     /// The id of `def` with `tags`, registering it if new. Returns the id and,
@@ -116,7 +122,8 @@ mod tests {
         let mut warnings = 0;
         let mut ids = HashSet::new();
         for i in 0..10 {
-            let tags = Tags::from_pairs([("scenario", "s".to_string()), ("url", format!("/item/{i}"))]);
+            let tags =
+                Tags::from_pairs([("scenario", "s".to_string()), ("url", format!("/item/{i}"))]);
             let (id, warning) = reg.resolve(HTTP_REQS, tags);
             warnings += usize::from(warning.is_some());
             ids.insert(id);
@@ -125,9 +132,15 @@ mod tests {
         assert_eq!(ids.len(), 4, "3 real series and one overflow series");
         assert_eq!(reg.len(), 4);
         let overflow = reg.info(SeriesId(3));
-        assert_eq!(overflow.key.to_string(), "http_reqs{overflow:true,scenario:s}");
+        assert_eq!(
+            overflow.key.to_string(),
+            "http_reqs{overflow:true,scenario:s}"
+        );
         // Known series still resolve to themselves.
-        let (id, _) = reg.resolve(HTTP_REQS, Tags::from_pairs([("scenario", "s"), ("url", "/item/1")]));
+        let (id, _) = reg.resolve(
+            HTTP_REQS,
+            Tags::from_pairs([("scenario", "s"), ("url", "/item/1")]),
+        );
         assert_eq!(id, SeriesId(1));
     }
 }

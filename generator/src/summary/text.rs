@@ -22,7 +22,11 @@ pub fn render(outcome: &RunOutcome, trend_stats: &[TrendStat]) -> String {
     per_scenario(&mut out, outcome, trend_stats);
     match &outcome.aborted {
         Some(Abort::Signal) => {
-            let _ = writeln!(out, "  The test was stopped by a signal after {}.", format_duration(outcome.elapsed));
+            let _ = writeln!(
+                out,
+                "  The test was stopped by a signal after {}.",
+                format_duration(outcome.elapsed)
+            );
         }
         Some(Abort::Threshold(why)) => {
             let _ = writeln!(out, "  The test was aborted: {why}.");
@@ -30,7 +34,12 @@ pub fn render(outcome: &RunOutcome, trend_stats: &[TrendStat]) -> String {
         None => {}
     }
     if !outcome.thresholds_ok() {
-        let failed: Vec<String> = outcome.thresholds.iter().filter(|o| !o.ok).map(|o| format!("{}: {}", o.key, o.source)).collect();
+        let failed: Vec<String> = outcome
+            .thresholds
+            .iter()
+            .filter(|o| !o.ok)
+            .map(|o| format!("{}: {}", o.key, o.source))
+            .collect();
         let _ = writeln!(out, "  ✗ thresholds failed: {}", failed.join(", "));
     }
     out
@@ -38,7 +47,13 @@ pub fn render(outcome: &RunOutcome, trend_stats: &[TrendStat]) -> String {
 
 fn scenarios_header(out: &mut String, scenarios: &[ScenarioResult]) {
     let max_vus: u64 = scenarios.iter().map(|s| s.vus_allocated).sum();
-    let _ = writeln!(out, "  scenarios: ({}) {} scenario{}, {max_vus} VUs allocated", if scenarios.len() == 1 { "1" } else { "*" }, scenarios.len(), if scenarios.len() == 1 { "" } else { "s" });
+    let _ = writeln!(
+        out,
+        "  scenarios: ({}) {} scenario{}, {max_vus} VUs allocated",
+        if scenarios.len() == 1 { "1" } else { "*" },
+        scenarios.len(),
+        if scenarios.len() == 1 { "" } else { "s" }
+    );
     for s in scenarios {
         let _ = writeln!(
             out,
@@ -59,10 +74,13 @@ fn scenarios_header(out: &mut String, scenarios: &[ScenarioResult]) {
 fn dropped_advice(out: &mut String, outcome: &RunOutcome) {
     for s in outcome.scenarios.iter().filter(|s| s.dropped > 0) {
         let selector = Tags::from_pairs([("scenario", s.name.as_str())]);
-        let median = outcome.totals.metric("iteration_duration", &selector).and_then(|(_, a)| match a {
-            Aggregate::Trend(sk) => sk.quantile(0.5),
-            _ => None,
-        });
+        let median = outcome
+            .totals
+            .metric("iteration_duration", &selector)
+            .and_then(|(_, a)| match a {
+                Aggregate::Trend(sk) => sk.quantile(0.5),
+                _ => None,
+            });
         let line = match (median, s.rate_per_sec) {
             (Some(med_ms), Some(rate)) => {
                 let needed = (med_ms / 1000.0 * rate).ceil().max(1.0);
@@ -97,11 +115,21 @@ fn thresholds(out: &mut String, outcomes: &[Outcome]) {
         let mark = if o.ok { "✓" } else { "✗" };
         let observed = match o.observed {
             Some(v) => {
-                let stat = o.source.split(['<', '>', '=', '!']).next().unwrap_or("").trim();
-                let unit_is_time = o.key.starts_with("http_req_") && !o.key.starts_with("http_req_failed")
+                let stat = o
+                    .source
+                    .split(['<', '>', '=', '!'])
+                    .next()
+                    .unwrap_or("")
+                    .trim();
+                let unit_is_time = o.key.starts_with("http_req_")
+                    && !o.key.starts_with("http_req_failed")
                     || o.key.starts_with("iteration_duration")
                     || o.key.starts_with("iteration_start_lag");
-                let shown = if unit_is_time && !matches!(stat, "count" | "rate") { time_ms(v) } else { number(round4(v)) };
+                let shown = if unit_is_time && !matches!(stat, "count" | "rate") {
+                    time_ms(v)
+                } else {
+                    number(round4(v))
+                };
                 format!(" {stat}={shown}")
             }
             None => " (no data)".into(),
@@ -118,34 +146,69 @@ fn round4(v: f64) -> f64 {
 fn totals(out: &mut String, outcome: &RunOutcome, stats: &[TrendStat]) {
     let _ = writeln!(out, "  █ TOTAL RESULTS\n");
     let t = &outcome.totals;
-    if let Some((_, checks)) = t.metric("checks", &Tags::new()) {
-        if let Aggregate::Rate { passes, fails } = checks {
-            let total = passes + fails;
-            let secs = outcome.elapsed.as_secs_f64().max(1e-9);
-            line(out, "checks_total", &format!("{total:<8} {}/s", number((total as f64 / secs * 100.0).round() / 100.0)));
-            line(out, "checks_succeeded", &percent(passes, total));
-            line(out, "checks_failed", &percent(fails, total));
-            let _ = writeln!(out);
-            for name in t.tag_values("checks", "check") {
-                let sel = Tags::from_pairs([("check", name.as_str())]);
-                if let Some((_, Aggregate::Rate { passes, fails })) = t.metric("checks", &sel) {
-                    if fails == 0 {
-                        let _ = writeln!(out, "    ✓ {name}");
-                    } else {
-                        let _ = writeln!(out, "    ✗ {name}\n      ↳  {}% — ✓ {passes} / ✗ {fails}", number(round4(passes as f64 * 100.0 / (passes + fails) as f64)));
-                    }
+    if let Some((_, Aggregate::Rate { passes, fails })) = t.metric("checks", &Tags::new()) {
+        let total = passes + fails;
+        let secs = outcome.elapsed.as_secs_f64().max(1e-9);
+        line(
+            out,
+            "checks_total",
+            &format!(
+                "{total:<8} {}/s",
+                number((total as f64 / secs * 100.0).round() / 100.0)
+            ),
+        );
+        line(out, "checks_succeeded", &percent(passes, total));
+        line(out, "checks_failed", &percent(fails, total));
+        let _ = writeln!(out);
+        for name in t.tag_values("checks", "check") {
+            let sel = Tags::from_pairs([("check", name.as_str())]);
+            if let Some((_, Aggregate::Rate { passes, fails })) = t.metric("checks", &sel) {
+                if fails == 0 {
+                    let _ = writeln!(out, "    ✓ {name}");
+                } else {
+                    let _ = writeln!(
+                        out,
+                        "    ✗ {name}\n      ↳  {}% — ✓ {passes} / ✗ {fails}",
+                        number(round4(passes as f64 * 100.0 / (passes + fails) as f64))
+                    );
                 }
             }
-            let _ = writeln!(out);
         }
+        let _ = writeln!(out);
     }
     let groups: [(&str, &[&str]); 3] = [
-        ("HTTP", &["http_req_connecting", "http_req_duration", "http_req_failed", "http_req_tls_handshaking", "http_req_waiting", "http_reqs"]),
-        ("EXECUTION", &["dropped_iterations", "iteration_duration", "iteration_start_lag", "iterations", "vus", "vus_max"]),
+        (
+            "HTTP",
+            &[
+                "http_req_connecting",
+                "http_req_duration",
+                "http_req_failed",
+                "http_req_tls_handshaking",
+                "http_req_waiting",
+                "http_reqs",
+            ],
+        ),
+        (
+            "EXECUTION",
+            &[
+                "dropped_iterations",
+                "iteration_duration",
+                "iteration_start_lag",
+                "iterations",
+                "vus",
+                "vus_max",
+            ],
+        ),
         ("NETWORK", &["data_received", "data_sent"]),
     ];
     for (title, metrics) in groups {
-        let present: Vec<&&str> = metrics.iter().filter(|m| t.metric(m, &Tags::new()).is_some_and(|(_, a)| !is_zero_counter(&a, m))).collect();
+        let present: Vec<&&str> = metrics
+            .iter()
+            .filter(|m| {
+                t.metric(m, &Tags::new())
+                    .is_some_and(|(_, a)| !is_zero_counter(&a, m))
+            })
+            .collect();
         if present.is_empty() {
             continue;
         }
@@ -154,8 +217,14 @@ fn totals(out: &mut String, outcome: &RunOutcome, stats: &[TrendStat]) {
             if let Some((unit, agg)) = t.metric(m, &Tags::new()) {
                 line(out, m, &value(&agg, unit, stats, outcome));
                 if *m == "http_req_duration" {
-                    if let Some((unit, agg)) = t.metric(m, &Tags::from_pairs([("expected_response", "true")])) {
-                        line(out, "  { expected_response:true }", &value(&agg, unit, stats, outcome));
+                    if let Some((unit, agg)) =
+                        t.metric(m, &Tags::from_pairs([("expected_response", "true")]))
+                    {
+                        line(
+                            out,
+                            "  { expected_response:true }",
+                            &value(&agg, unit, stats, outcome),
+                        );
                     }
                 }
             }
@@ -176,10 +245,27 @@ fn per_scenario(out: &mut String, outcome: &RunOutcome, stats: &[TrendStat]) {
     for s in &outcome.scenarios {
         let _ = writeln!(out, "  █ SCENARIO: {}\n", s.name);
         let sel = Tags::from_pairs([("scenario", s.name.as_str())]);
-        let interrupted = if s.interrupted > 0 { format!(", {} interrupted", s.interrupted) } else { String::new() };
-        let dropped = if s.dropped > 0 { format!(", {} dropped", s.dropped) } else { String::new() };
-        line(out, "iterations", &format!("{}{interrupted}{dropped}", s.completed));
-        for m in ["iteration_duration", "http_req_duration", "http_req_failed", "checks"] {
+        let interrupted = if s.interrupted > 0 {
+            format!(", {} interrupted", s.interrupted)
+        } else {
+            String::new()
+        };
+        let dropped = if s.dropped > 0 {
+            format!(", {} dropped", s.dropped)
+        } else {
+            String::new()
+        };
+        line(
+            out,
+            "iterations",
+            &format!("{}{interrupted}{dropped}", s.completed),
+        );
+        for m in [
+            "iteration_duration",
+            "http_req_duration",
+            "http_req_failed",
+            "checks",
+        ] {
             if let Some((unit, agg)) = outcome.totals.metric(m, &sel) {
                 line(out, m, &value(&agg, unit, stats, outcome));
             }
@@ -194,7 +280,11 @@ fn line(out: &mut String, name: &str, value: &str) {
 }
 
 fn percent(part: u64, total: u64) -> String {
-    let p = if total == 0 { 0.0 } else { part as f64 * 100.0 / total as f64 };
+    let p = if total == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / total as f64
+    };
     format!("{p:.2}% {part} out of {total}")
 }
 
@@ -203,9 +293,18 @@ fn value(agg: &Aggregate, unit: Unit, stats: &[TrendStat], outcome: &RunOutcome)
     match agg {
         Aggregate::Counter(c) => match unit {
             Unit::Data => format!("{:<8} {}/s", bytes(*c), bytes(c / secs)),
-            _ => format!("{:<8} {}/s", number(*c), number((c / secs * 1000.0).round() / 1000.0)),
+            _ => format!(
+                "{:<8} {}/s",
+                number(*c),
+                number((c / secs * 1000.0).round() / 1000.0)
+            ),
         },
-        Aggregate::Gauge { value, min, max } => format!("{:<8} min={} max={}", number(*value), number(*min), number(*max)),
+        Aggregate::Gauge { value, min, max } => format!(
+            "{:<8} min={} max={}",
+            number(*value),
+            number(*min),
+            number(*max)
+        ),
         Aggregate::Rate { passes, fails } => percent(*passes, passes + fails),
         Aggregate::Trend(sk) => stats
             .iter()

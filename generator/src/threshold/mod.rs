@@ -73,7 +73,13 @@ pub fn parse_all(obj: Obj) -> Vec<ThresholdSet> {
             Value::Array(items) => items.iter().collect(),
             one @ (Value::String(_) | Value::Object(_)) => vec![one],
             other => {
-                obj.report.error(path, format!("must be a list of threshold expressions, found {}", type_name(other)));
+                obj.report.error(
+                    path,
+                    format!(
+                        "must be a list of threshold expressions, found {}",
+                        type_name(other)
+                    ),
+                );
                 continue;
             }
         };
@@ -84,7 +90,12 @@ pub fn parse_all(obj: Obj) -> Vec<ThresholdSet> {
                 rules.push(rule);
             }
         }
-        sets.push(ThresholdSet { source: key.clone(), metric, selector, rules });
+        sets.push(ThresholdSet {
+            source: key.clone(),
+            metric,
+            selector,
+            rules,
+        });
     }
     sets
 }
@@ -106,7 +117,12 @@ fn parse_rule(item: &Value, path: &str, parent: &Obj) -> Option<Threshold> {
         }
     };
     match expr::parse(&source) {
-        Ok(expr) => Some(Threshold { source, expr, abort_on_fail, delay_abort_eval: delay }),
+        Ok(expr) => Some(Threshold {
+            source,
+            expr,
+            abort_on_fail,
+            delay_abort_eval: delay,
+        }),
         Err(e) => {
             parent.report.error(path, e);
             None
@@ -132,7 +148,9 @@ pub fn parse_key(key: &str) -> Result<(String, Tags), String> {
         let unquote = |s: &str| s.trim().trim_matches(|c| c == '"' || c == '\'').to_string();
         let (k, v) = (unquote(k), unquote(v));
         if k.is_empty() {
-            return Err(format!("{key:?}: selector part {pair:?} has an empty tag name"));
+            return Err(format!(
+                "{key:?}: selector part {pair:?} has an empty tag name"
+            ));
         }
         tags.insert(k, v);
     }
@@ -157,16 +175,27 @@ impl ThresholdSet {
         self.rules
             .iter()
             .map(|rule| {
-                let observed = merged.as_ref().and_then(|(_, agg)| statistic(agg, rule.expr.agg, totals.elapsed));
+                let observed = merged
+                    .as_ref()
+                    .and_then(|(_, agg)| statistic(agg, rule.expr.agg, totals.elapsed));
                 let ok = observed.is_none_or(|v| rule.expr.op.holds(v, rule.expr.bound));
-                Outcome { key: self.source.clone(), source: rule.source.clone(), ok, observed }
+                Outcome {
+                    key: self.source.clone(),
+                    source: rule.source.clone(),
+                    ok,
+                    observed,
+                }
             })
             .collect()
     }
 
     /// The rules whose failure at `elapsed` must stop the test.
     pub fn aborting(&self, totals: &RunTotals, elapsed: Duration) -> Vec<Outcome> {
-        if !self.rules.iter().any(|r| r.abort_on_fail && elapsed >= r.delay_abort_eval) {
+        if !self
+            .rules
+            .iter()
+            .any(|r| r.abort_on_fail && elapsed >= r.delay_abort_eval)
+        {
             return Vec::new();
         }
         self.evaluate(totals)
@@ -183,7 +212,11 @@ impl ThresholdSet {
 pub fn statistic(agg: &Aggregate, which: Agg, elapsed: Duration) -> Option<f64> {
     match (agg, which) {
         (Aggregate::Counter(c), Agg::Count) => Some(*c),
-        (Aggregate::Counter(c), Agg::Rate) => Some(if elapsed.is_zero() { 0.0 } else { c / elapsed.as_secs_f64() }),
+        (Aggregate::Counter(c), Agg::Rate) => Some(if elapsed.is_zero() {
+            0.0
+        } else {
+            c / elapsed.as_secs_f64()
+        }),
         (Aggregate::Gauge { value, .. }, Agg::Value) => Some(*value),
         (r @ Aggregate::Rate { .. }, Agg::Rate) => r.rate(),
         (Aggregate::Trend(s), Agg::Avg) => s.mean(),
@@ -205,9 +238,16 @@ mod tests {
     fn parses_selectors() {
         let (m, t) = parse_key("http_req_duration{scenario:api, status:200}").unwrap();
         assert_eq!(m, "http_req_duration");
-        assert_eq!(t, Tags::from_pairs([("scenario", "api"), ("status", "200")]));
-        assert!(parse_key("http_req_duration{scenario}").unwrap_err().contains("must be tag:value"));
-        assert!(parse_key("http req").unwrap_err().contains("not a metric name"));
+        assert_eq!(
+            t,
+            Tags::from_pairs([("scenario", "api"), ("status", "200")])
+        );
+        assert!(parse_key("http_req_duration{scenario}")
+            .unwrap_err()
+            .contains("must be tag:value"));
+        assert!(parse_key("http req")
+            .unwrap_err()
+            .contains("not a metric name"));
         assert!(parse_key("x{a:b").unwrap_err().contains("must end with"));
     }
 
@@ -235,14 +275,27 @@ mod tests {
         totals.add_window(&[
             series("http_req_duration", "a", Aggregate::Trend(a)),
             series("http_req_duration", "b", Aggregate::Trend(b)),
-            series("checks", "a", Aggregate::Rate { passes: 95, fails: 5 }),
+            series(
+                "checks",
+                "a",
+                Aggregate::Rate {
+                    passes: 95,
+                    fails: 5,
+                },
+            ),
         ]);
-        let d = &sets.iter().find(|s| s.metric == "http_req_duration").unwrap();
+        let d = &sets
+            .iter()
+            .find(|s| s.metric == "http_req_duration")
+            .unwrap();
         let outcomes = d.evaluate(&totals);
         assert!(outcomes[0].ok, "{outcomes:?}");
         assert!(!outcomes[1].ok);
         assert_eq!(outcomes[1].observed, Some(40.0));
-        assert!(d.aborting(&totals, Duration::from_secs(1)).is_empty(), "delayAbortEval not reached");
+        assert!(
+            d.aborting(&totals, Duration::from_secs(1)).is_empty(),
+            "delayAbortEval not reached"
+        );
         assert_eq!(d.aborting(&totals, Duration::from_secs(6)).len(), 1);
         let c = sets.iter().find(|s| s.metric == "checks").unwrap();
         assert!(c.evaluate(&totals)[0].ok);
