@@ -129,3 +129,19 @@ fn summary_export_has_k6s_shape() {
     assert_eq!(s["root_group"]["id"], "d41d8cd98f00b204e9800998ecf8427e");
     assert!(m["iteration_duration"]["avg"].as_f64().unwrap() >= 5.0);
 }
+
+#[test]
+fn dropped_iterations_come_with_vu_advice() {
+    let doc = noop(
+        json!({"scenarios": {"s": {"executor": "constant-arrival-rate", "rate": 50, "duration": "2s", "preAllocatedVUs": 2, "maxVUs": 2}}}),
+        "500ms",
+    );
+    let dir = Scratch::new("advice");
+    let file = dir.write("s.json", &doc.to_string());
+    let out = volley(&["run", "--quiet", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // 101 due, 2 VUs busy 500 ms each: 8 start, 93 drop (±1 at the edges).
+    let line = stdout.lines().find(|l| l.contains("iterations dropped")).unwrap_or_else(|| panic!("no advice in:\n{stdout}"));
+    assert!(line.contains("at 50/s needs ≈ 26 VUs — set preAllocatedVUs ≥ 29"), "{line}");
+}

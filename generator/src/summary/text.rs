@@ -85,15 +85,29 @@ fn dropped_advice(out: &mut String, outcome: &RunOutcome) {
             (Some(med_ms), Some(rate)) => {
                 let needed = (med_ms / 1000.0 * rate).ceil().max(1.0);
                 let advice = (needed * 1.1).ceil().max(needed + 1.0);
-                format!(
-                    "  ⚠ {}: {} iterations dropped; median iteration {} at {}/s needs ≈ {} VUs — set preAllocatedVUs ≥ {} (or raise maxVUs)",
-                    s.name,
-                    s.dropped,
-                    time_ms(med_ms),
-                    number((rate * 100.0).round() / 100.0),
-                    needed,
-                    advice
-                )
+                if (needed as u64) < s.vus_allocated {
+                    // Enough VUs on average: the drops came from starts bunched
+                    // up behind a late generator, which the start lag shows.
+                    let lag = outcome.totals.metric("iteration_start_lag", &selector).and_then(|(_, a)| match a {
+                        Aggregate::Trend(sk) => sk.quantile(0.99).zip(sk.max()),
+                        _ => None,
+                    });
+                    let lag = lag.map(|(p99, max)| format!(" (start lag p99 {}, max {})", time_ms(p99), time_ms(max))).unwrap_or_default();
+                    format!(
+                        "  ⚠ {}: {} iterations dropped although ≈ {} of its {} VUs suffice at the median iteration ({}): starts were bunched up behind a busy generator{} — give the generator more CPU or more VUs to absorb bursts",
+                        s.name, s.dropped, needed, s.vus_allocated, time_ms(med_ms), lag
+                    )
+                } else {
+                    format!(
+                        "  ⚠ {}: {} iterations dropped; median iteration {} at {}/s needs ≈ {} VUs — set preAllocatedVUs ≥ {} (or raise maxVUs)",
+                        s.name,
+                        s.dropped,
+                        time_ms(med_ms),
+                        number((rate * 100.0).round() / 100.0),
+                        needed,
+                        advice
+                    )
+                }
             }
             _ => format!("  ⚠ {}: {} iterations dropped: no VU was free when they were due (raise preAllocatedVUs or maxVUs)", s.name, s.dropped),
         };
