@@ -142,6 +142,12 @@ fn dropped_iterations_come_with_vu_advice() {
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     // 101 due, 2 VUs busy 500 ms each: 8 start, 93 drop (±1 at the edges).
-    let line = stdout.lines().find(|l| l.contains("iterations dropped")).unwrap_or_else(|| panic!("no advice in:\n{stdout}"));
-    assert!(line.contains("at 50/s needs ≈ 26 VUs — set preAllocatedVUs ≥ 29"), "{line}");
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("iterations dropped"))
+        .unwrap_or_else(|| panic!("no advice in:\n{stdout}"));
+    assert!(
+        line.contains("at 50/s needs ≈ 26 VUs — set preAllocatedVUs ≥ 29"),
+        "{line}"
+    );
 }
