@@ -9,26 +9,14 @@ fn rejects(name: &str, text: &str, extra: &[&str], expected: &str) {
     let dir = Scratch::new("bad");
     let file = dir.write(name, text);
     let export = dir.path("summary.json");
-    let mut args = vec![
-        "run",
-        file.to_str().unwrap(),
-        "--summary-export",
-        export.to_str().unwrap(),
-    ];
+    let mut args = vec!["run", file.to_str().unwrap(), "--summary-export", export.to_str().unwrap()];
     args.extend_from_slice(extra);
     let out = volley(&args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(104), "{}", describe(&out));
-    assert!(
-        stderr.contains(expected),
-        "expected {expected:?} in:\n{stderr}"
-    );
+    assert!(stderr.contains(expected), "expected {expected:?} in:\n{stderr}");
     assert!(!export.exists(), "nothing may run on invalid input");
-    assert!(
-        out.stdout.is_empty(),
-        "no summary on invalid input: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert!(out.stdout.is_empty(), "no summary on invalid input: {}", String::from_utf8_lossy(&out.stdout));
 }
 
 const FLOWS: &str = "flows:\n  default: {type: noop}\n";
@@ -37,7 +25,9 @@ const FLOWS: &str = "flows:\n  default: {type: noop}\n";
 fn unknown_executor_suggests_the_closest_name() {
     rejects(
         "s.yaml",
-        &format!("options:\n  scenarios:\n    s: {{executor: ramping-vu, stages: [{{duration: 1s, target: 1}}]}}\n{FLOWS}"),
+        &format!(
+            "options:\n  scenarios:\n    s: {{executor: ramping-vu, stages: [{{duration: 1s, target: 1}}]}}\n{FLOWS}"
+        ),
         &[],
         "options.scenarios.s.executor: unknown executor \"ramping-vu\" (did you mean \"ramping-vus\"?)",
     );
@@ -118,10 +108,7 @@ fn unreadable_file() {
     let out = volley(&["run", "/nonexistent/volley/scenario.yaml"]);
     assert_eq!(out.status.code(), Some(104), "{}", describe(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("/nonexistent/volley/scenario.yaml: cannot read the scenario file"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("/nonexistent/volley/scenario.yaml: cannot read the scenario file"), "{stderr}");
 }
 
 #[test]
@@ -142,17 +129,9 @@ fn every_problem_is_listed_at_once() {
 #[test]
 fn bad_flag_value() {
     let dir = Scratch::new("badflag");
-    let file = dir.write(
-        "s.yaml",
-        &format!(
-            "options:\n  scenarios:\n    s: {{executor: constant-vus, duration: 1s}}\n{FLOWS}"
-        ),
-    );
+    let file = dir
+        .write("s.yaml", &format!("options:\n  scenarios:\n    s: {{executor: constant-vus, duration: 1s}}\n{FLOWS}"));
     let out = volley(&["run", file.to_str().unwrap(), "--duration", "soon"]);
     assert_eq!(out.status.code(), Some(104), "{}", describe(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("\"soon\" is not a duration"),
-        "{}",
-        describe(&out)
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"soon\" is not a duration"), "{}", describe(&out));
 }

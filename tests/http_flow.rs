@@ -25,10 +25,7 @@ fn request_and_check_counts_equal_the_servers() {
     let m = &s["metrics"];
     assert_eq!(m["http_reqs"]["count"], 600.0);
     assert_eq!(m["iterations"]["count"], 200.0);
-    assert_eq!(
-        m["http_req_failed"]["passes"], 200,
-        "failed requests are the rate's passes, as in k6"
-    );
+    assert_eq!(m["http_req_failed"]["passes"], 200, "failed requests are the rate's passes, as in k6");
     assert_eq!(m["http_req_failed"]["fails"], 400);
     assert_eq!(m["checks"]["passes"], 600);
     assert_eq!(m["checks"]["fails"], 200);
@@ -38,10 +35,7 @@ fn request_and_check_counts_equal_the_servers() {
     assert_eq!(checks["body contains \"vu=\""]["passes"], 200);
     assert_eq!(checks["status in [200,201]"]["passes"], 200);
     assert_eq!(checks["status is 200"]["path"], "::status is 200");
-    assert_eq!(
-        checks["status is 200"]["id"].as_str().map(str::len),
-        Some(32)
-    );
+    assert_eq!(checks["status is 200"]["id"].as_str().map(str::len), Some(32));
 }
 
 #[test]
@@ -74,15 +68,9 @@ fn bytes_on_the_wire_are_counted() {
     let received = s["metrics"]["data_received"]["count"].as_f64().unwrap();
     let sent = s["metrics"]["data_sent"]["count"].as_f64().unwrap();
     // 50 bodies of 1000 bytes plus status lines and headers (~100 bytes each).
-    assert!(
-        (50_000.0..60_000.0).contains(&received),
-        "data_received {received}"
-    );
+    assert!((50_000.0..60_000.0).contains(&received), "data_received {received}");
     // 50 request lines with Host headers, each a few dozen bytes.
-    assert!(
-        (50.0 * 30.0..50.0 * 120.0).contains(&sent),
-        "data_sent {sent}"
-    );
+    assert!((50.0 * 30.0..50.0 * 120.0).contains(&sent), "data_sent {sent}");
 }
 
 #[test]

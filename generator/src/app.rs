@@ -14,11 +14,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() {
-                exit::INVALID_CONFIG
-            } else {
-                exit::OK
-            };
+            let code = if e.use_stderr() { exit::INVALID_CONFIG } else { exit::OK };
             let _ = e.print();
             return code;
         }
@@ -66,11 +62,7 @@ where
     F: FnOnce(&tokio::runtime::Handle) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("volley-vu")
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().thread_name("volley-control").build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ERROR cannot start the runtime: {e}");
@@ -81,32 +73,20 @@ where
     let opts = RunOptions {
         window: output.window,
         series_cap: output.series_cap,
-        test_id: output
-            .test_id
-            .clone()
-            .unwrap_or_else(engine::default_test_id),
+        test_id: output.test_id.clone().unwrap_or_else(engine::default_test_id),
+        threads: output.threads.unwrap_or(RunOptions::default().threads),
         ..RunOptions::default()
     };
     let trend_stats = plan.summary_trend_stats.clone();
     let outcome = runtime.block_on(async {
         before(runtime.handle()).await;
-        engine::run(
-            plan,
-            opts,
-            console.clone(),
-            shutdown_signal(console.clone()),
-        )
-        .await
+        engine::run(plan, opts, console.clone(), shutdown_signal(console.clone())).await
     });
     finish(&outcome, output, &trend_stats)
 }
 
 /// Prints and writes the results; returns the exit code.
-pub fn finish(
-    outcome: &RunOutcome,
-    output: &OutputArgs,
-    trend_stats: &[crate::summary::stats::TrendStat],
-) -> i32 {
+pub fn finish(outcome: &RunOutcome, output: &OutputArgs, trend_stats: &[crate::summary::stats::TrendStat]) -> i32 {
     if !output.no_summary {
         print!("{}", crate::summary::text::render(outcome, trend_stats));
     }
@@ -114,10 +94,7 @@ pub fn finish(
         let doc = crate::summary::export::to_json(outcome, trend_stats);
         let text = serde_json::to_string_pretty(&doc).expect("JSON values always serialize");
         if let Err(e) = std::fs::write(path, text) {
-            eprintln!(
-                "ERROR cannot write the summary export {}: {e}",
-                path.display()
-            );
+            eprintln!("ERROR cannot write the summary export {}: {e}", path.display());
             return exit::INTERNAL;
         }
     }
@@ -141,8 +118,8 @@ async fn shutdown_signal(console: Console) {
 async fn wait_signal() {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

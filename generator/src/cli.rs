@@ -69,6 +69,9 @@ pub struct OutputArgs {
     /// Test run id stamped on every window (default: volley-<unix time>).
     #[arg(long)]
     pub test_id: Option<String>,
+    /// VU threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 /// `volley demo`.

@@ -22,13 +22,9 @@ pub fn run(args: DemoArgs) -> i32 {
     let target = std::thread::Builder::new()
         .name("demo-target".into())
         .spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
             rt.block_on(async move {
-                let testbed =
-                    volley_testbed::HttpTestbed::start(([127, 0, 0, 1], 0).into()).await?;
+                let testbed = volley_testbed::HttpTestbed::start(([127, 0, 0, 1], 0).into()).await?;
                 let _ = addr_tx.send(testbed.base_url());
                 let _ = stop_rx.await;
                 testbed.shutdown().await;
@@ -55,10 +51,7 @@ pub fn run(args: DemoArgs) -> i32 {
             return exit::INVALID_CONFIG;
         }
     };
-    let overrides = Overrides {
-        env: vec![("BASE_URL".into(), base_url)],
-        ..Overrides::default()
-    };
+    let overrides = Overrides { env: vec![("BASE_URL".into(), base_url)], ..Overrides::default() };
     let plan = match config::load(&doc, &overrides) {
         Ok(plan) => plan,
         Err(errors) => {
@@ -76,17 +69,11 @@ pub fn run(args: DemoArgs) -> i32 {
 /// (the file is written for 18 s of load in a 20 s demo).
 pub fn scaled_scenario(total: Duration) -> Result<serde_json::Value, String> {
     let mut doc = config::parse_document(SCENARIO, Path::new("demo.yaml"))?;
-    let load = total
-        .saturating_sub(Duration::from_secs(2))
-        .max(Duration::from_secs(3));
+    let load = total.saturating_sub(Duration::from_secs(2)).max(Duration::from_secs(3));
     let ms = |d: Duration| format!("{}ms", d.as_millis());
     let scenarios = &mut doc["options"]["scenarios"];
     scenarios["api"]["duration"] = ms(load).into();
-    for stage in scenarios["browse"]["stages"]
-        .as_array_mut()
-        .into_iter()
-        .flatten()
-    {
+    for stage in scenarios["browse"]["stages"].as_array_mut().into_iter().flatten() {
         stage["duration"] = ms(load / 3).into();
     }
     Ok(doc)

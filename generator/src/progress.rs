@@ -20,17 +20,12 @@ impl Progress {
     /// scenario end (for the bar).
     pub fn start(console: Console, runs: Vec<Arc<ScenarioRun>>, planned: Duration) -> Progress {
         let stop = CancellationToken::new();
-        let period = if console.is_tty() {
-            Duration::from_millis(200)
-        } else {
-            Duration::from_secs(5)
-        };
+        let period = if console.is_tty() { Duration::from_millis(200) } else { Duration::from_secs(5) };
         let task = {
             let stop = stop.clone();
             tokio::spawn(async move {
                 let start = Instant::now();
-                let mut tick =
-                    tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
                 loop {
                     tokio::select! {
                         _ = tick.tick() => console.progress(&render(&runs, start.elapsed(), planned, console.is_tty())),
@@ -54,18 +49,13 @@ impl Progress {
 }
 
 /// The progress lines for the current state.
-pub fn render(
-    runs: &[Arc<ScenarioRun>],
-    elapsed: Duration,
-    planned: Duration,
-    bars: bool,
-) -> Vec<String> {
+pub fn render(runs: &[Arc<ScenarioRun>], elapsed: Duration, planned: Duration, bars: bool) -> Vec<String> {
     let (mut active, mut allocated, mut completed, mut interrupted) = (0, 0, 0, 0);
     for r in runs {
-        active += r.stats.active.load(Ordering::Relaxed);
+        active += r.stats.active.get();
         allocated += r.stats.allocated.load(Ordering::Relaxed);
-        completed += r.stats.completed.load(Ordering::Relaxed);
-        interrupted += r.stats.interrupted.load(Ordering::Relaxed);
+        completed += r.stats.completed.get();
+        interrupted += r.stats.interrupted.get();
     }
     let mut lines = vec![format!(
         "running ({}), {active}/{allocated} VUs, {completed} complete and {interrupted} interrupted iterations",
@@ -81,29 +71,21 @@ pub fn render(
         } else {
             "waiting".to_string()
         };
-        let share = if planned.is_zero() {
-            0.0
-        } else {
-            (elapsed.as_secs_f64() / planned.as_secs_f64()).min(1.0)
-        };
+        let share = if planned.is_zero() { 0.0 } else { (elapsed.as_secs_f64() / planned.as_secs_f64()).min(1.0) };
         let bar = if bars {
             let filled = (share * 30.0) as usize;
             format!("[{}{}] ", "=".repeat(filled), " ".repeat(30 - filled))
         } else {
             String::new()
         };
-        let dropped = s.dropped.load(Ordering::Relaxed);
-        let dropped = if dropped > 0 {
-            format!(", {dropped} dropped")
-        } else {
-            String::new()
-        };
+        let dropped = s.dropped.get();
+        let dropped = if dropped > 0 { format!(", {dropped} dropped") } else { String::new() };
         lines.push(format!(
             "{:width$} {bar}{state:>8} {}/{} VUs, {} iterations{dropped}",
             r.name,
-            s.active.load(Ordering::Relaxed),
+            s.active.get(),
             s.allocated.load(Ordering::Relaxed),
-            s.completed.load(Ordering::Relaxed),
+            s.completed.get(),
         ));
     }
     lines

@@ -6,12 +6,7 @@ use std::time::{Duration, Instant};
 use volley_testbed::HttpTestbed;
 
 /// One HTTP/1.0 exchange; returns (status, headers, body).
-fn request(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    body: &str,
-) -> (u16, String, Vec<u8>) {
+fn request(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (u16, String, Vec<u8>) {
     let mut s = TcpStream::connect(addr).unwrap();
     write!(
         s,
@@ -21,10 +16,7 @@ fn request(
     .unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).unwrap();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("header end");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("header end");
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
     (status, head, raw[split + 4..].to_vec())
@@ -32,9 +24,7 @@ fn request(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_every_endpoint_and_counts_exactly() {
-    let server = HttpTestbed::start(([127, 0, 0, 1], 0).into())
-        .await
-        .unwrap();
+    let server = HttpTestbed::start(([127, 0, 0, 1], 0).into()).await.unwrap();
     let addr = server.local_addr();
     let results = tokio::task::spawn_blocking(move || {
         let mut r = Vec::new();
@@ -55,27 +45,15 @@ async fn serves_every_endpoint_and_counts_exactly() {
     let (r, delayed) = results;
     assert_eq!((r[0].0, r[0].2.as_slice()), (200, b"ok".as_slice()));
     assert_eq!(r[1].0, 200);
-    assert!(
-        delayed >= Duration::from_millis(120),
-        "delay endpoint answered after {delayed:?}"
-    );
+    assert!(delayed >= Duration::from_millis(120), "delay endpoint answered after {delayed:?}");
     assert_eq!(r[2].0, 418);
     assert_eq!(r[3].0, 400);
     assert_eq!((r[4].0, r[4].2.len()), (200, 4096));
-    assert!(r[4]
-        .1
-        .to_ascii_lowercase()
-        .contains("content-type: application/octet-stream"));
+    assert!(r[4].1.to_ascii_lowercase().contains("content-type: application/octet-stream"));
     let doc: serde_json::Value = serde_json::from_slice(&r[5].2).unwrap();
     assert_eq!(doc["items"][1]["price"], 3);
-    assert_eq!(
-        (r[6].0, r[6].2.as_slice()),
-        (200, b"hello volley".as_slice())
-    );
-    assert!(r[6]
-        .1
-        .to_ascii_lowercase()
-        .contains("content-type: text/plain"));
+    assert_eq!((r[6].0, r[6].2.as_slice()), (200, b"hello volley".as_slice()));
+    assert!(r[6].1.to_ascii_lowercase().contains("content-type: text/plain"));
     assert_eq!(r[7].0, 404);
 
     let stats = server.stats();
@@ -85,9 +63,7 @@ async fn serves_every_endpoint_and_counts_exactly() {
     assert_eq!(stats.by_status.get("400"), Some(&1));
     assert_eq!(stats.by_status.get("404"), Some(&1));
     // /stats itself is not counted.
-    let (status, _, body) = tokio::task::spawn_blocking(move || request(addr, "GET", "/stats", ""))
-        .await
-        .unwrap();
+    let (status, _, body) = tokio::task::spawn_blocking(move || request(addr, "GET", "/stats", "")).await.unwrap();
     assert_eq!(status, 200);
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(json["requests"], 8);

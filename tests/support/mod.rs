@@ -9,10 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> → target/<profile>
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target directory")
-        .to_path_buf()
+    exe.parent().and_then(Path::parent).expect("target directory").to_path_buf()
 }
 
 /// Path of a workspace binary; panics with the fix when it was not built.
@@ -63,10 +60,7 @@ impl Drop for Scratch {
 
 /// Runs `volley` with `args`.
 pub fn volley(args: &[&str]) -> Output {
-    Command::new(binary("volley"))
-        .args(args)
-        .output()
-        .expect("run volley")
+    Command::new(binary("volley")).args(args).output().expect("run volley")
 }
 
 /// The `k6` executable: `$K6` or `k6` on the PATH.
@@ -89,17 +83,14 @@ pub fn describe(out: &Output) -> String {
 
 /// Reads a JSON file.
 pub fn read_json(path: &Path) -> serde_json::Value {
-    let text =
-        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
 }
 
 /// `metrics[key].count` of a k6-shaped summary export, 0 when absent
 /// (k6 leaves out metrics that never received a sample).
 pub fn export_count(summary: &serde_json::Value, key: &str) -> u64 {
-    summary["metrics"][key]["count"]
-        .as_f64()
-        .map_or(0, |c| c.round() as u64)
+    summary["metrics"][key]["count"].as_f64().map_or(0, |c| c.round() as u64)
 }
 
 /// A `volley-testbed http` process on a free loopback port, killed on drop.
@@ -123,24 +114,14 @@ impl Testbed {
         std::io::BufReader::new(child.stdout.take().expect("stdout"))
             .read_line(&mut line)
             .expect("read testbed address");
-        let url = line
-            .trim()
-            .rsplit(' ')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        assert!(
-            url.starts_with("http://127.0.0.1:"),
-            "unexpected testbed banner {line:?}"
-        );
+        let url = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
+        assert!(url.starts_with("http://127.0.0.1:"), "unexpected testbed banner {line:?}");
         Testbed { child, url }
     }
 
     /// The server's `/stats` counters.
     pub fn stats(&self) -> serde_json::Value {
-        let out = Command::new("curl")
-            .args(["-s", &format!("{}/stats", self.url)])
-            .output();
+        let out = Command::new("curl").args(["-s", &format!("{}/stats", self.url)]).output();
         match out {
             Ok(o) if o.status.success() => serde_json::from_slice(&o.stdout).expect("stats JSON"),
             _ => stats_without_curl(&self.url),
@@ -179,19 +160,9 @@ pub fn run_scenario(doc: &serde_json::Value, extra: &[&str]) -> (Output, serde_j
     let dir = Scratch::new("run");
     let file = dir.write("scenario.json", &serde_json::to_string_pretty(doc).unwrap());
     let export = dir.path("summary.json");
-    let mut args = vec![
-        "run",
-        "--quiet",
-        "--summary-export",
-        export.to_str().unwrap(),
-        file.to_str().unwrap(),
-    ];
+    let mut args = vec!["run", "--quiet", "--summary-export", export.to_str().unwrap(), file.to_str().unwrap()];
     args.extend_from_slice(extra);
     let out = volley(&args);
-    let summary = if export.exists() {
-        read_json(&export)
-    } else {
-        serde_json::Value::Null
-    };
+    let summary = if export.exists() { read_json(&export) } else { serde_json::Value::Null };
     (out, summary)
 }

@@ -45,26 +45,15 @@ impl Aggregate {
     pub fn empty(kind: MetricKind) -> Self {
         match kind {
             MetricKind::Counter => Aggregate::Counter(0.0),
-            MetricKind::Gauge => Aggregate::Gauge {
-                value: 0.0,
-                min: f64::INFINITY,
-                max: f64::NEG_INFINITY,
-            },
-            MetricKind::Rate => Aggregate::Rate {
-                passes: 0,
-                fails: 0,
-            },
+            MetricKind::Gauge => Aggregate::Gauge { value: 0.0, min: f64::INFINITY, max: f64::NEG_INFINITY },
+            MetricKind::Rate => Aggregate::Rate { passes: 0, fails: 0 },
             MetricKind::Trend => Aggregate::Trend(Sketch::new()),
         }
     }
 
     /// A gauge aggregate holding one value.
     pub fn gauge(value: f64) -> Self {
-        Aggregate::Gauge {
-            value,
-            min: value,
-            max: value,
-        }
+        Aggregate::Gauge { value, min: value, max: value }
     }
 
     /// The metric type this aggregate belongs to.
@@ -82,25 +71,12 @@ impl Aggregate {
     pub fn merge(&mut self, later: &Aggregate) -> Result<(), MergeError> {
         match (self, later) {
             (Aggregate::Counter(a), Aggregate::Counter(b)) => *a += b,
-            (
-                Aggregate::Rate { passes, fails },
-                Aggregate::Rate {
-                    passes: p,
-                    fails: f,
-                },
-            ) => {
+            (Aggregate::Rate { passes, fails }, Aggregate::Rate { passes: p, fails: f }) => {
                 *passes += p;
                 *fails += f;
             }
             (Aggregate::Trend(a), Aggregate::Trend(b)) => a.merge(b)?,
-            (
-                Aggregate::Gauge { value, min, max },
-                Aggregate::Gauge {
-                    value: v,
-                    min: lo,
-                    max: hi,
-                },
-            ) => {
+            (Aggregate::Gauge { value, min, max }, Aggregate::Gauge { value: v, min: lo, max: hi }) => {
                 *value = *v;
                 *min = min.min(*lo);
                 *max = max.max(*hi);
@@ -113,9 +89,7 @@ impl Aggregate {
     /// The share of passes for a rate, `None` for other kinds or no samples.
     pub fn rate(&self) -> Option<f64> {
         match self {
-            Aggregate::Rate { passes, fails } if passes + fails > 0 => {
-                Some(*passes as f64 / (passes + fails) as f64)
-            }
+            Aggregate::Rate { passes, fails } if passes + fails > 0 => Some(*passes as f64 / (passes + fails) as f64),
             _ => None,
         }
     }
@@ -141,34 +115,20 @@ mod tests {
         c.merge(&Aggregate::Counter(4.0)).unwrap();
         assert!(matches!(c, Aggregate::Counter(v) if v == 7.0));
 
-        let mut r = Aggregate::Rate {
-            passes: 9,
-            fails: 1,
-        };
-        r.merge(&Aggregate::Rate {
-            passes: 0,
-            fails: 10,
-        })
-        .unwrap();
+        let mut r = Aggregate::Rate { passes: 9, fails: 1 };
+        r.merge(&Aggregate::Rate { passes: 0, fails: 10 }).unwrap();
         assert_eq!(r.rate(), Some(0.45));
 
         let mut g = Aggregate::gauge(10.0);
         g.merge(&Aggregate::gauge(4.0)).unwrap();
         g.merge(&Aggregate::gauge(6.0)).unwrap();
-        assert!(
-            matches!(g, Aggregate::Gauge { value, min, max } if value == 6.0 && min == 4.0 && max == 10.0)
-        );
+        assert!(matches!(g, Aggregate::Gauge { value, min, max } if value == 6.0 && min == 4.0 && max == 10.0));
     }
 
     #[test]
     fn kinds_do_not_mix() {
         let mut c = Aggregate::Counter(1.0);
-        let err = c
-            .merge(&Aggregate::Rate {
-                passes: 1,
-                fails: 0,
-            })
-            .unwrap_err();
+        let err = c.merge(&Aggregate::Rate { passes: 1, fails: 0 }).unwrap_err();
         assert_eq!(err.to_string(), "cannot merge a rate into a counter");
     }
 }

@@ -53,9 +53,7 @@ impl Tags {
     }
 
     /// Builds a tag set; a later duplicate name wins.
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(
-        pairs: impl IntoIterator<Item = (K, V)>,
-    ) -> Self {
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
         let mut tags = Self::new();
         for (k, v) in pairs {
             tags.insert(k, v);
@@ -75,10 +73,7 @@ impl Tags {
 
     /// The value of tag `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .binary_search_by(|(k, _)| k.as_str().cmp(name))
-            .ok()
-            .map(|i| self.0[i].1.as_str())
+        self.0.binary_search_by(|(k, _)| k.as_str().cmp(name)).ok().map(|i| self.0[i].1.as_str())
     }
 
     /// Iterates `(name, value)` in name order.
@@ -127,10 +122,7 @@ pub struct SeriesKey {
 impl SeriesKey {
     /// A series of `metric` with `tags`.
     pub fn new(metric: impl Into<String>, tags: Tags) -> Self {
-        Self {
-            metric: metric.into(),
-            tags,
-        }
+        Self { metric: metric.into(), tags }
     }
 }
 

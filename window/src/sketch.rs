@@ -59,9 +59,7 @@ impl Default for Sketch {
 impl Sketch {
     /// An empty sketch with Volley's fixed configuration.
     pub fn new() -> Self {
-        Self {
-            inner: DDSketch::new(config()),
-        }
+        Self { inner: DDSketch::new(config()) }
     }
 
     /// Records one value.
@@ -74,9 +72,7 @@ impl Sketch {
     /// union of both inputs. Fails only for a sketch built with another
     /// configuration (for example one decoded from an incompatible peer).
     pub fn merge(&mut self, other: &Sketch) -> Result<(), crate::MergeError> {
-        self.inner
-            .merge(&other.inner)
-            .map_err(|_| crate::MergeError::SketchConfig)
+        self.inner.merge(&other.inner).map_err(|_| crate::MergeError::SketchConfig)
     }
 
     /// Number of recorded values.
@@ -157,10 +153,7 @@ mod tests {
             let exact = exact_quantile(&values, q);
             let got = sketch.quantile(q).unwrap();
             let err = (got - exact).abs() / exact;
-            assert!(
-                err <= alpha + 1e-12,
-                "q={q}: exact {exact}, sketch {got}, error {err}"
-            );
+            assert!(err <= alpha + 1e-12, "q={q}: exact {exact}, sketch {got}, error {err}");
         }
         assert_eq!(sketch.count(), 100_000);
         assert_eq!(sketch.min(), Some(values[0]));

@@ -23,17 +23,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .ok_or_else(|| format!("{text:?} has a number without a unit (use e.g. \"30s\")"))?;
         if num_len == 0 {
-            return Err(format!(
-                "{text:?} is not a duration (expected e.g. \"30s\", \"1m30s\", \"500ms\")"
-            ));
+            return Err(format!("{text:?} is not a duration (expected e.g. \"30s\", \"1m30s\", \"500ms\")"));
         }
-        let number: f64 = rest[..num_len]
-            .parse()
-            .map_err(|_| format!("{text:?} has a malformed number {:?}", &rest[..num_len]))?;
+        let number: f64 =
+            rest[..num_len].parse().map_err(|_| format!("{text:?} has a malformed number {:?}", &rest[..num_len]))?;
         rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let scale = match unit {
@@ -44,11 +39,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "m" => 60e9,
             "h" => 3600e9,
             "d" => 86400e9,
-            other => {
-                return Err(format!(
-                    "{text:?} has an unknown unit {other:?} (use ns, us, ms, s, m, h or d)"
-                ))
-            }
+            other => return Err(format!("{text:?} has an unknown unit {other:?} (use ns, us, ms, s, m, h or d)")),
         };
         total += number * scale;
     }
@@ -73,21 +64,13 @@ pub fn format_duration(d: Duration) -> String {
     }
     if ns < 1_000_000_000 {
         let ms = d.as_secs_f64() * 1e3;
-        return if ms.fract() == 0.0 {
-            format!("{ms}ms")
-        } else {
-            format!("{ms:.3}ms")
-        };
+        return if ms.fract() == 0.0 { format!("{ms}ms") } else { format!("{ms:.3}ms") };
     }
     let secs = d.as_secs_f64();
     let h = (secs / 3600.0).floor();
     let m = ((secs - h * 3600.0) / 60.0).floor();
     let s = secs - h * 3600.0 - m * 60.0;
-    let s_text = if (s - s.round()).abs() < 1e-9 {
-        format!("{}", s.round())
-    } else {
-        format!("{s:.1}")
-    };
+    let s_text = if (s - s.round()).abs() < 1e-9 { format!("{}", s.round()) } else { format!("{s:.1}") };
     if h > 0.0 {
         format!("{h}h{m}m{s_text}s")
     } else if m > 0.0 {
@@ -116,14 +99,10 @@ mod tests {
     #[test]
     fn rejects_garbage_with_a_reason() {
         assert!(parse_duration("").unwrap_err().contains("empty"));
-        assert!(parse_duration("10x")
-            .unwrap_err()
-            .contains("unknown unit \"x\""));
+        assert!(parse_duration("10x").unwrap_err().contains("unknown unit \"x\""));
         assert!(parse_duration("s").unwrap_err().contains("not a duration"));
         assert!(parse_duration("-5").unwrap_err().contains("negative"));
-        assert!(parse_duration("1..5s")
-            .unwrap_err()
-            .contains("malformed number"));
+        assert!(parse_duration("1..5s").unwrap_err().contains("malformed number"));
     }
 
     #[test]

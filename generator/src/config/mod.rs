@@ -67,39 +67,26 @@ pub struct Overrides {
 }
 
 const TOP_FIELDS: &[&str] = &["options", "flows"];
-const OPTION_FIELDS: &[&str] = &[
-    "scenarios",
-    "thresholds",
-    "summaryTrendStats",
-    "tags",
-    "vus",
-    "duration",
-    "iterations",
-    "stages",
-];
+const OPTION_FIELDS: &[&str] =
+    &["scenarios", "thresholds", "summaryTrendStats", "tags", "vus", "duration", "iterations", "stages"];
 
 /// Reads and validates a scenario file (`.json`, `.yaml` or `.yml`).
 pub fn load_file(path: &Path, overrides: &Overrides) -> Result<TestPlan, ConfigErrors> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| single(&shown, format!("cannot read the scenario file: {e}")))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| single(&shown, format!("cannot read the scenario file: {e}")))?;
     let doc = parse_document(&text, path).map_err(|e| single(&shown, e))?;
     load(&doc, overrides)
 }
 
 fn single(path: &str, message: String) -> ConfigErrors {
-    ConfigErrors(vec![ConfigError {
-        path: path.to_string(),
-        message,
-    }])
+    ConfigErrors(vec![ConfigError { path: path.to_string(), message }])
 }
 
 /// Parses JSON or YAML text into a document (JSON is also valid YAML, but its
 /// own parser gives better positions).
 pub fn parse_document(text: &str, path: &Path) -> Result<Value, String> {
-    let is_json = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
     if is_json {
         serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))
     } else {
@@ -113,10 +100,7 @@ pub fn load(doc: &Value, overrides: &Overrides) -> Result<TestPlan, ConfigErrors
     let plan = read_plan(doc, overrides, &report);
     match plan {
         Some(plan) if report.is_clean() => Ok(plan),
-        _ => Err(report
-            .into_result(())
-            .err()
-            .unwrap_or_else(|| single("", "invalid scenario file".into()))),
+        _ => Err(report.into_result(()).err().unwrap_or_else(|| single("", "invalid scenario file".into()))),
     }
 }
 
@@ -159,7 +143,10 @@ fn read_plan(doc: &Value, overrides: &Overrides, report: &Report) -> Option<Test
         scenarios = vec![default];
     }
     if scenarios.is_empty() && report.is_clean() {
-        report.error("options.scenarios", "no scenario to run: define options.scenarios, or pass --vus and --duration (or --iterations)");
+        report.error(
+            "options.scenarios",
+            "no scenario to run: define options.scenarios, or pass --vus and --duration (or --iterations)",
+        );
     }
 
     // Cross-checks: every scenario's flow exists and its environment is set.
@@ -191,24 +178,18 @@ fn read_plan(doc: &Value, overrides: &Overrides, report: &Report) -> Option<Test
                     format!(
                         "flow \"{}\" is not defined in flows (defined: {})",
                         s.base.exec,
-                        if names.is_empty() {
-                            "none".into()
-                        } else {
-                            names.join(", ")
-                        }
+                        if names.is_empty() { "none".into() } else { names.join(", ") }
                     ),
                 );
             }
             None => {
-                report.error("flows", "is required: define at least the flow \"default\" (e.g. {default: {type: noop}})");
+                report
+                    .error("flows", "is required: define at least the flow \"default\" (e.g. {default: {type: noop}})");
             }
         }
         env.insert(s.name.clone(), scenario_env);
     }
-    let known_metrics: Vec<&str> = crate::metrics::builtin::ALL
-        .iter()
-        .map(|d| d.name)
-        .collect();
+    let known_metrics: Vec<&str> = crate::metrics::builtin::ALL.iter().map(|d| d.name).collect();
     for set in &thresholds {
         if !known_metrics.contains(&set.metric.as_str()) {
             let hint = reader::closest(&set.metric, &known_metrics)
@@ -220,79 +201,47 @@ fn read_plan(doc: &Value, overrides: &Overrides, report: &Report) -> Option<Test
             );
         }
     }
-    Some(TestPlan {
-        scenarios,
-        thresholds,
-        summary_trend_stats: trend_stats,
-        tags,
-        flows,
-        env,
-    })
+    Some(TestPlan { scenarios, thresholds, summary_trend_stats: trend_stats, tags, flows, env })
 }
 
 fn read_scenarios(options: &Obj) -> Vec<ScenarioPlan> {
     let mut out = Vec::new();
     if let Some(map) = options.object("scenarios") {
         for (name, value) in map.entries() {
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            {
-                map.error(
-                    name,
-                    "scenario names may contain only letters, digits, '_' and '-'",
-                );
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                map.error(name, "scenario names may contain only letters, digits, '_' and '-'");
                 continue;
             }
             let Some(obj) = Obj::new(value, map.path_of(name), options.report) else {
                 continue;
             };
             if let Some((base, executor)) = ExecutorConfig::parse(obj) {
-                out.push(ScenarioPlan {
-                    name: name.clone(),
-                    base,
-                    executor,
-                });
+                out.push(ScenarioPlan { name: name.clone(), base, executor });
             }
         }
     }
     // k6's shortcut options create a scenario named "default".
-    let shortcut = ["vus", "duration", "iterations", "stages"]
-        .iter()
-        .any(|f| options.has(f));
+    let shortcut = ["vus", "duration", "iterations", "stages"].iter().any(|f| options.has(f));
     if shortcut {
         if !out.is_empty() {
-            options.error(
-                "scenarios",
-                "cannot be combined with the shortcut options vus/duration/iterations/stages",
-            );
+            options.error("scenarios", "cannot be combined with the shortcut options vus/duration/iterations/stages");
             return out;
         }
         let vus = options.uint("vus", 1);
         let duration = options.duration("duration");
         let iterations = options.uint("iterations", 1);
-        let stages = options
-            .has("stages")
-            .then(|| crate::executor::stages::parse_stages(options))
-            .flatten();
+        let stages = options.has("stages").then(|| crate::executor::stages::parse_stages(options)).flatten();
         let executor = if let Some(stages) = stages {
-            Some(ExecutorConfig::RampingVus(
-                crate::executor::ramping_vus::Config {
-                    start_vus: vus.unwrap_or(1),
-                    stages,
-                    graceful_ramp_down: crate::executor::ramping_vus::DEFAULT_GRACEFUL_RAMP_DOWN,
-                },
-            ))
+            Some(ExecutorConfig::RampingVus(crate::executor::ramping_vus::Config {
+                start_vus: vus.unwrap_or(1),
+                stages,
+                graceful_ramp_down: crate::executor::ramping_vus::DEFAULT_GRACEFUL_RAMP_DOWN,
+            }))
         } else {
             shortcut_executor(vus, duration, iterations)
         };
         if let Some(executor) = executor {
-            out.push(ScenarioPlan {
-                name: "default".into(),
-                base: default_base(),
-                executor,
-            });
+            out.push(ScenarioPlan { name: "default".into(), base: default_base(), executor });
         }
     }
     out
@@ -308,11 +257,7 @@ fn default_base() -> BaseConfig {
     }
 }
 
-fn shortcut_executor(
-    vus: Option<u64>,
-    duration: Option<Duration>,
-    iterations: Option<u64>,
-) -> Option<ExecutorConfig> {
+fn shortcut_executor(vus: Option<u64>, duration: Option<Duration>, iterations: Option<u64>) -> Option<ExecutorConfig> {
     use crate::executor::{constant_vus, per_vu_iterations, shared_iterations};
     let vus = vus.unwrap_or(1);
     Some(match (duration, iterations) {
@@ -321,9 +266,7 @@ fn shortcut_executor(
             iterations,
             max_duration: duration.unwrap_or(per_vu_iterations::DEFAULT_MAX_DURATION),
         }),
-        (Some(d), None) if !d.is_zero() => {
-            ExecutorConfig::ConstantVus(constant_vus::Config { vus, duration: d })
-        }
+        (Some(d), None) if !d.is_zero() => ExecutorConfig::ConstantVus(constant_vus::Config { vus, duration: d }),
         _ => ExecutorConfig::PerVuIterations(per_vu_iterations::Config {
             vus,
             iterations: 1,
@@ -337,11 +280,7 @@ fn default_scenario(o: &Overrides) -> Option<ScenarioPlan> {
         return None;
     }
     let executor = shortcut_executor(o.vus, o.duration, o.iterations)?;
-    Some(ScenarioPlan {
-        name: "default".into(),
-        base: default_base(),
-        executor,
-    })
+    Some(ScenarioPlan { name: "default".into(), base: default_base(), executor })
 }
 
 #[cfg(test)]

@@ -59,10 +59,7 @@ pub struct Report {
 impl Report {
     /// Records a problem at `path`.
     pub fn error(&self, path: impl Into<String>, message: impl Into<String>) {
-        self.errors.borrow_mut().push(ConfigError {
-            path: path.into(),
-            message: message.into(),
-        });
+        self.errors.borrow_mut().push(ConfigError { path: path.into(), message: message.into() });
     }
 
     /// True when nothing was wrong so far.
@@ -106,10 +103,7 @@ impl<'a> Obj<'a> {
         match value {
             Value::Object(map) => Some(Self { path, map, report }),
             other => {
-                report.error(
-                    path,
-                    format!("must be an object, found {}", type_name(other)),
-                );
+                report.error(path, format!("must be an object, found {}", type_name(other)));
                 None
             }
         }
@@ -149,10 +143,7 @@ impl<'a> Obj<'a> {
         match self.get(name)? {
             Value::String(s) => Some(s.clone()),
             other => {
-                self.error(
-                    name,
-                    format!("must be a string, found {}", type_name(other)),
-                );
+                self.error(name, format!("must be a string, found {}", type_name(other)));
                 None
             }
         }
@@ -163,9 +154,7 @@ impl<'a> Obj<'a> {
         let v = self.get(name)?;
         let n = match v {
             Value::Number(n) => n.as_u64().or_else(|| {
-                n.as_f64()
-                    .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < u64::MAX as f64)
-                    .map(|f| f as u64)
+                n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < u64::MAX as f64).map(|f| f as u64)
             }),
             Value::String(s) => s.trim().parse::<u64>().ok(),
             _ => None,
@@ -196,10 +185,7 @@ impl<'a> Obj<'a> {
         match self.get(name)? {
             Value::Number(n) => n.as_f64(),
             other => {
-                self.error(
-                    name,
-                    format!("must be a number, found {}", type_name(other)),
-                );
+                self.error(name, format!("must be a number, found {}", type_name(other)));
                 None
             }
         }
@@ -210,10 +196,7 @@ impl<'a> Obj<'a> {
         match self.get(name)? {
             Value::Bool(b) => Some(*b),
             other => {
-                self.error(
-                    name,
-                    format!("must be true or false, found {}", type_name(other)),
-                );
+                self.error(name, format!("must be true or false, found {}", type_name(other)));
                 None
             }
         }
@@ -225,13 +208,7 @@ impl<'a> Obj<'a> {
             Value::String(s) => s.clone(),
             Value::Number(n) => n.to_string(),
             other => {
-                self.error(
-                    name,
-                    format!(
-                        "must be a duration such as \"30s\", found {}",
-                        type_name(other)
-                    ),
-                );
+                self.error(name, format!("must be a duration such as \"30s\", found {}", type_name(other)));
                 return None;
             }
         };
@@ -340,23 +317,16 @@ mod tests {
     #[test]
     fn suggests_close_names() {
         assert_eq!(
-            closest(
-                "constant-arival-rate",
-                &["constant-arrival-rate", "constant-vus"]
-            ),
+            closest("constant-arival-rate", &["constant-arrival-rate", "constant-vus"]),
             Some("constant-arrival-rate")
         );
-        assert_eq!(
-            closest("preAlocatedVUs", &["preAllocatedVUs", "maxVUs"]),
-            Some("preAllocatedVUs")
-        );
+        assert_eq!(closest("preAlocatedVUs", &["preAllocatedVUs", "maxVUs"]), Some("preAllocatedVUs"));
         assert_eq!(closest("zzz", &["rate", "duration"]), None);
     }
 
     #[test]
     fn collects_every_problem_with_paths() {
-        let doc: Value =
-            serde_json::json!({"rate": -1, "duration": "5x", "bogus": 1, "vus": "ten"});
+        let doc: Value = serde_json::json!({"rate": -1, "duration": "5x", "bogus": 1, "vus": "ten"});
         let report = Report::default();
         let obj = Obj::new(&doc, "options.scenarios.a", &report).unwrap();
         assert_eq!(obj.uint("rate", 1), None);
@@ -364,21 +334,9 @@ mod tests {
         assert_eq!(obj.uint("vus", 1), None);
         obj.finish_with(&["rate", "duration", "vus"]);
         let errs = report.into_result(()).unwrap_err().to_string();
-        assert!(
-            errs.contains("options.scenarios.a.rate: must not be negative, found -1"),
-            "{errs}"
-        );
-        assert!(
-            errs.contains("options.scenarios.a.duration: \"5x\" has an unknown unit \"x\""),
-            "{errs}"
-        );
-        assert!(
-            errs.contains("options.scenarios.a.vus: must be a whole number, found \"ten\""),
-            "{errs}"
-        );
-        assert!(
-            errs.contains("options.scenarios.a.bogus: unknown field"),
-            "{errs}"
-        );
+        assert!(errs.contains("options.scenarios.a.rate: must not be negative, found -1"), "{errs}");
+        assert!(errs.contains("options.scenarios.a.duration: \"5x\" has an unknown unit \"x\""), "{errs}");
+        assert!(errs.contains("options.scenarios.a.vus: must be a whole number, found \"ten\""), "{errs}");
+        assert!(errs.contains("options.scenarios.a.bogus: unknown field"), "{errs}");
     }
 }

@@ -52,26 +52,11 @@ fn reports_every_problem_at_once() {
         "flows": {"default": {"type": "noop"}}
     }));
     assert!(e.contains("options.scenarios.a.executor: unknown executor \"constant-arival-rate\" (did you mean \"constant-arrival-rate\"?)"), "{e}");
-    assert!(
-        e.contains("options.scenarios.b.vus: must be at least 1, found 0"),
-        "{e}"
-    );
-    assert!(
-        e.contains("options.scenarios.b.duration: \"10x\" has an unknown unit \"x\""),
-        "{e}"
-    );
-    assert!(
-        e.contains("options.scenarios.c.stages: must list at least one"),
-        "{e}"
-    );
-    assert!(
-        e.contains("options.scenarios.c.bogus: unknown field"),
-        "{e}"
-    );
-    assert!(
-        e.contains("options.scenarios.d.vus: must not be more than iterations (10 > 5)"),
-        "{e}"
-    );
+    assert!(e.contains("options.scenarios.b.vus: must be at least 1, found 0"), "{e}");
+    assert!(e.contains("options.scenarios.b.duration: \"10x\" has an unknown unit \"x\""), "{e}");
+    assert!(e.contains("options.scenarios.c.stages: must list at least one"), "{e}");
+    assert!(e.contains("options.scenarios.c.bogus: unknown field"), "{e}");
+    assert!(e.contains("options.scenarios.d.vus: must not be more than iterations (10 > 5)"), "{e}");
 }
 
 #[test]
@@ -84,21 +69,10 @@ fn cross_checks_flows_env_and_thresholds() {
         },
         "flows": {"api": {"type": "http", "steps": [{"request": {"url": "{{env.NOPE_NOT_SET}}/x"}}]}}
     }));
-    assert!(
-        e.contains(
-            "options.scenarios.a.exec: flow \"missing\" is not defined in flows (defined: api)"
-        ),
-        "{e}"
-    );
-    assert!(
-        e.contains("options.scenarios.b: flow \"api\" uses {{env.NOPE_NOT_SET}}, which is not set"),
-        "{e}"
-    );
+    assert!(e.contains("options.scenarios.a.exec: flow \"missing\" is not defined in flows (defined: api)"), "{e}");
+    assert!(e.contains("options.scenarios.b: flow \"api\" uses {{env.NOPE_NOT_SET}}, which is not set"), "{e}");
     assert!(e.contains("options.thresholds.http_req_durations: no metric named \"http_req_durations\" (did you mean \"http_req_duration\"?)"), "{e}");
-    assert!(
-        e.contains("options.thresholds.checks[0]: \"rate>>1\": \">1\" is not a number"),
-        "{e}"
-    );
+    assert!(e.contains("options.thresholds.checks[0]: \"rate>>1\": \">1\" is not a number"), "{e}");
 }
 
 #[test]
@@ -107,11 +81,7 @@ fn cli_overrides_replace_scenarios() {
         "options": {"scenarios": {"a": {"executor": "constant-vus", "duration": "1s"}}},
         "flows": {"default": {"type": "noop"}}
     });
-    let o = Overrides {
-        vus: Some(7),
-        duration: Some(Duration::from_secs(3)),
-        ..Overrides::default()
-    };
+    let o = Overrides { vus: Some(7), duration: Some(Duration::from_secs(3)), ..Overrides::default() };
     let plan = load(&doc, &o).unwrap();
     assert_eq!(plan.scenarios.len(), 1);
     assert_eq!(plan.scenarios[0].name, "default");

@@ -9,11 +9,7 @@ pub fn rss_bytes() -> u64 {
     let Ok(text) = std::fs::read_to_string("/proc/self/statm") else {
         return 0;
     };
-    let pages: u64 = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let pages: u64 = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     pages * page.max(0) as u64
@@ -36,10 +32,7 @@ mod tests {
 
     #[test]
     fn reads_real_numbers() {
-        assert!(
-            rss_bytes() > 1024 * 1024,
-            "a test process uses more than 1 MiB"
-        );
+        assert!(rss_bytes() > 1024 * 1024, "a test process uses more than 1 MiB");
         let before = cpu_time();
         let mut x = 0u64;
         for i in 0..20_000_000u64 {

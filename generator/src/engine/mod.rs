@@ -9,6 +9,7 @@
 
 pub mod health;
 pub mod scenario;
+pub mod shards;
 pub mod window;
 
 pub use scenario::{ScenarioRun, Vu};
@@ -40,6 +41,8 @@ pub struct RunOptions {
     pub test_id: String,
     /// This generator's id.
     pub generator_id: String,
+    /// VU threads (default: one per core).
+    pub threads: usize,
 }
 
 impl Default for RunOptions {
@@ -49,16 +52,14 @@ impl Default for RunOptions {
             series_cap: crate::metrics::registry::DEFAULT_SERIES_CAP,
             test_id: default_test_id(),
             generator_id: default_generator_id(),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
 
 /// A test id unique enough for one machine: start time in seconds.
 pub fn default_test_id() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     format!("volley-{secs}")
 }
 
@@ -132,42 +133,40 @@ impl RunOutcome {
 
 /// Runs `plan` until its scenarios end or `shutdown` resolves (then
 /// in-flight iterations are interrupted and the summary is still produced).
-pub async fn run(
-    plan: TestPlan,
-    opts: RunOptions,
-    console: Console,
-    shutdown: impl Future<Output = ()>,
-) -> RunOutcome {
+pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: impl Future<Output = ()>) -> RunOutcome {
     let warn_console = console.clone();
     let metrics = Metrics::new(opts.series_cap, move |w| warn_console.warn(&w));
     let stop_new = CancellationToken::new();
     let interrupt = CancellationToken::new();
     let vu_ids = Arc::new(AtomicU64::new(0));
+    let shards = Arc::new(shards::Shards::start(opts.threads).expect("start the VU threads"));
     let test_tags = plan.tags.clone();
 
-    let scenarios: Vec<(Arc<ScenarioRun>, &crate::config::ScenarioPlan)> =
-        plan.scenarios
-            .iter()
-            .map(|s| {
-                let flow =
-                    plan.flows.get(&s.base.exec).cloned().unwrap_or_else(|| {
-                        Arc::new(crate::flow::FlowDef::Noop(Default::default()))
-                    });
-                let env = plan.env.get(&s.name).cloned().unwrap_or_default();
-                let run = ScenarioRun::new(
-                    s.name.clone(),
-                    s.base.clone(),
-                    flow,
-                    metrics.clone(),
-                    &test_tags,
-                    env,
-                    vu_ids.clone(),
-                    &stop_new,
-                    &interrupt,
-                );
-                (Arc::new(run), s)
-            })
-            .collect();
+    let scenarios: Vec<(Arc<ScenarioRun>, &crate::config::ScenarioPlan)> = plan
+        .scenarios
+        .iter()
+        .map(|s| {
+            let flow = plan
+                .flows
+                .get(&s.base.exec)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(crate::flow::FlowDef::Noop(Default::default())));
+            let env = plan.env.get(&s.name).cloned().unwrap_or_default();
+            let run = ScenarioRun::new(
+                s.name.clone(),
+                s.base.clone(),
+                flow,
+                metrics.clone(),
+                &test_tags,
+                env,
+                vu_ids.clone(),
+                shards.clone(),
+                &stop_new,
+                &interrupt,
+            );
+            (Arc::new(run), s)
+        })
+        .collect();
     let runs: Vec<Arc<ScenarioRun>> = scenarios.iter().map(|(r, _)| r.clone()).collect();
 
     let mut clock = WindowClock::new(opts.window, opts.generator_id.clone(), opts.test_id.clone());
@@ -179,14 +178,8 @@ pub async fn run(
     let sample_gauges = {
         let (metrics, runs) = (metrics.clone(), runs.clone());
         move || {
-            let active: u64 = runs
-                .iter()
-                .map(|r| r.stats.active.load(Ordering::Relaxed))
-                .sum();
-            let allocated: u64 = runs
-                .iter()
-                .map(|r| r.stats.allocated.load(Ordering::Relaxed))
-                .sum();
+            let active: u64 = runs.iter().map(|r| r.stats.active.get()).sum();
+            let allocated: u64 = runs.iter().map(|r| r.stats.allocated.load(Ordering::Relaxed)).sum();
             metrics.set_gauge(vus_gauge, active as f64);
             metrics.set_gauge(vus_max_gauge, allocated as f64);
             active
@@ -205,10 +198,7 @@ pub async fn run(
             let mut totals = totals.lock();
             totals.add_window(&report.series);
             totals.elapsed = t0.elapsed();
-            let failing: Vec<Outcome> = thresholds
-                .iter()
-                .flat_map(|t| t.aborting(&totals, totals.elapsed))
-                .collect();
+            let failing: Vec<Outcome> = thresholds.iter().flat_map(|t| t.aborting(&totals, totals.elapsed)).collect();
             if let Some(first) = failing.first() {
                 let mut aborted = aborted.lock();
                 if aborted.is_none() {
@@ -225,12 +215,8 @@ pub async fn run(
     // The window clock.
     let collector_stop = CancellationToken::new();
     let collector = {
-        let (metrics, stop, sample, fold) = (
-            metrics.clone(),
-            collector_stop.clone(),
-            sample_gauges.clone(),
-            fold.clone(),
-        );
+        let (metrics, stop, sample, fold) =
+            (metrics.clone(), collector_stop.clone(), sample_gauges.clone(), fold.clone());
         tokio::spawn(async move {
             loop {
                 let boundary = tokio::time::Instant::from_std(clock.next_boundary());
@@ -249,11 +235,7 @@ pub async fn run(
     let progress = Progress::start(
         console.clone(),
         runs.clone(),
-        scenarios
-            .iter()
-            .map(|(_, s)| s.executor.executor().duration() + s.base.start_time)
-            .max()
-            .unwrap_or_default(),
+        scenarios.iter().map(|(_, s)| s.executor.executor().duration() + s.base.start_time).max().unwrap_or_default(),
     );
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -295,11 +277,7 @@ pub async fn run(
     let elapsed = t0.elapsed();
     let mut totals = totals;
     totals.elapsed = elapsed;
-    let thresholds = plan
-        .thresholds
-        .iter()
-        .flat_map(|t| t.evaluate(&totals))
-        .collect();
+    let thresholds = plan.thresholds.iter().flat_map(|t| t.evaluate(&totals)).collect();
     let scenarios = scenarios
         .iter()
         .map(|(run, plan)| {
@@ -311,23 +289,18 @@ pub async fn run(
                 exec: plan.base.exec.clone(),
                 start_time: plan.base.start_time,
                 graceful_stop: plan.base.graceful_stop,
-                completed: run.stats.completed.load(Ordering::Relaxed),
-                interrupted: run.stats.interrupted.load(Ordering::Relaxed),
-                dropped: run.stats.dropped.load(Ordering::Relaxed),
+                completed: run.stats.completed.get(),
+                interrupted: run.stats.interrupted.get(),
+                dropped: run.stats.dropped.get(),
                 vus_allocated: run.stats.allocated.load(Ordering::Relaxed),
                 rate_per_sec: rate_per_sec(&plan.executor),
             }
         })
         .collect();
     let aborted = aborted.lock().clone();
-    RunOutcome {
-        totals,
-        thresholds,
-        scenarios,
-        elapsed,
-        aborted,
-        windows: last.seq + 1,
-    }
+    // Every VU task has ended; the threads only hold idle connections.
+    shards.shutdown();
+    RunOutcome { totals, thresholds, scenarios, elapsed, aborted, windows: last.seq + 1 }
 }
 
 fn rate_per_sec(executor: &crate::executor::ExecutorConfig) -> Option<f64> {
@@ -335,11 +308,7 @@ fn rate_per_sec(executor: &crate::executor::ExecutorConfig) -> Option<f64> {
     match executor {
         E::ConstantArrivalRate(c) => Some(c.rate as f64 / c.time_unit.as_secs_f64()),
         E::RampingArrivalRate(c) => {
-            let peak = c
-                .stages
-                .iter()
-                .map(|s| s.target)
-                .fold(c.start_rate, u64::max);
+            let peak = c.stages.iter().map(|s| s.target).fold(c.start_rate, u64::max);
             Some(peak as f64 / c.time_unit.as_secs_f64())
         }
         _ => None,

@@ -1,11 +1,10 @@
 //! What an executor gets to run one scenario: VUs, the iteration runner,
 //! the scenario's metric series and its two stop signals.
 
+use super::shards::{ShardedCounter, Shards};
 use crate::executor::BaseConfig;
 use crate::flow::{FlowDef, FlowVu, IterCtx};
-use crate::metrics::builtin::{
-    DROPPED_ITERATIONS, ITERATIONS, ITERATION_DURATION, ITERATION_START_LAG,
-};
+use crate::metrics::builtin::{DROPPED_ITERATIONS, ITERATIONS, ITERATION_DURATION, ITERATION_START_LAG};
 use crate::metrics::registry::SeriesId;
 use crate::metrics::Metrics;
 use std::collections::HashMap;
@@ -26,18 +25,19 @@ pub struct Vu {
 }
 
 /// Live counters of a scenario, read by the progress display and windows.
-#[derive(Default, Debug)]
+/// The hot ones are sharded so VU threads never contend on them.
+#[derive(Default)]
 pub struct ScenarioStats {
     /// VUs currently inside an iteration (or a closed-model loop).
-    pub active: AtomicU64,
+    pub active: ShardedCounter,
     /// VUs allocated so far.
     pub allocated: AtomicU64,
     /// Iterations that ran to the end.
-    pub completed: AtomicU64,
+    pub completed: ShardedCounter,
     /// Iterations cut off by a stop.
-    pub interrupted: AtomicU64,
+    pub interrupted: ShardedCounter,
     /// Arrival-rate iterations not started for want of a VU.
-    pub dropped: AtomicU64,
+    pub dropped: ShardedCounter,
     /// Set when the executor returned.
     pub finished: AtomicBool,
 }
@@ -62,6 +62,8 @@ pub struct ScenarioRun {
     pub interrupt: CancellationToken,
     /// Live counters.
     pub stats: ScenarioStats,
+    /// The VU threads.
+    pub shards: Arc<Shards>,
     series: Series,
     vu_ids: Arc<AtomicU64>,
     started: OnceLock<Instant>,
@@ -95,6 +97,7 @@ impl ScenarioRun {
         test_tags: &Tags,
         env: HashMap<String, String>,
         vu_ids: Arc<AtomicU64>,
+        shards: Arc<Shards>,
         test_stop_new: &CancellationToken,
         test_interrupt: &CancellationToken,
     ) -> Self {
@@ -119,6 +122,7 @@ impl ScenarioRun {
             stop_new: test_stop_new.child_token(),
             interrupt: test_interrupt.child_token(),
             stats: ScenarioStats::default(),
+            shards,
             series,
             vu_ids,
             started: OnceLock::new(),
@@ -129,11 +133,7 @@ impl ScenarioRun {
     pub fn new_vu(&self) -> Vu {
         self.stats.allocated.fetch_add(1, Ordering::Relaxed);
         let id = self.vu_ids.fetch_add(1, Ordering::Relaxed) + 1;
-        Vu {
-            id,
-            iterations: 0,
-            state: self.flow.new_vu(&self.tags, &self.metrics),
-        }
+        Vu { id, iterations: 0, state: self.flow.new_vu(&self.tags, &self.metrics) }
     }
 
     /// Marks the scenario's start and arms its stops: nothing new after
@@ -148,10 +148,7 @@ impl ScenarioRun {
                 _ = tokio::time::sleep_until(start + duration) => run.stop_new.cancel(),
                 _ = run.stop_new.cancelled() => {}
             }
-            tokio::time::sleep_until(
-                (start + duration + grace).max(tokio::time::Instant::now() + grace),
-            )
-            .await;
+            tokio::time::sleep_until((start + duration + grace).max(tokio::time::Instant::now() + grace)).await;
             run.interrupt.cancel();
         }))
     }
@@ -170,12 +167,7 @@ impl ScenarioRun {
     /// (ramping-vus uses it for `gracefulRampDown`); true when it completed.
     pub async fn iterate_until(&self, vu: &mut Vu, cut: impl Future<Output = ()>) -> bool {
         let start = Instant::now();
-        let ctx = IterCtx {
-            vu: vu.id,
-            iter: vu.iterations,
-            scenario: &self.name,
-            env: &self.env,
-        };
+        let ctx = IterCtx { vu: vu.id, iter: vu.iterations, scenario: &self.name, env: &self.env };
         vu.iterations += 1;
         // The flow is polled first so an iteration that is ready at once
         // never registers with the stop signals.
@@ -192,37 +184,36 @@ impl ScenarioRun {
                 shard.add(s.iterations, 1.0);
                 shard.trend(s.iteration_duration, ms);
             });
-            self.stats.completed.fetch_add(1, Ordering::Relaxed);
+            self.stats.completed.add(1);
         } else {
-            self.stats.interrupted.fetch_add(1, Ordering::Relaxed);
+            self.stats.interrupted.add(1);
         }
         completed
     }
 
     /// Records an open-model iteration's start lag.
     pub fn record_lag(&self, lag: Duration) {
-        self.metrics
-            .trend(self.series.start_lag, lag.as_secs_f64() * 1e3);
+        self.metrics.trend(self.series.start_lag, lag.as_secs_f64() * 1e3);
     }
 
     /// Counts an iteration that was due but had no VU.
     pub fn drop_iteration(&self) {
-        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        self.stats.dropped.add(1);
         self.metrics.add(self.series.dropped, 1.0);
     }
 
     /// Marks a VU busy until the guard drops.
     pub fn active(&self) -> ActiveGuard<'_> {
-        self.stats.active.fetch_add(1, Ordering::Relaxed);
+        self.stats.active.add(1);
         ActiveGuard(&self.stats.active)
     }
 }
 
 /// Decrements the active-VU count on drop.
-pub struct ActiveGuard<'a>(&'a AtomicU64);
+pub struct ActiveGuard<'a>(&'a ShardedCounter);
 
 impl Drop for ActiveGuard<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.sub(1);
     }
 }

@@ -24,19 +24,8 @@ pub struct WindowClock {
 impl WindowClock {
     /// A clock starting now.
     pub fn new(len: Duration, generator: String, test_id: String) -> Self {
-        let t0_unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        Self {
-            t0: Instant::now(),
-            t0_unix_ms,
-            len,
-            seq: 0,
-            last_cpu: health::cpu_time(),
-            generator,
-            test_id,
-        }
+        let t0_unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        Self { t0: Instant::now(), t0_unix_ms, len, seq: 0, last_cpu: health::cpu_time(), generator, test_id }
     }
 
     /// When the current window ends.
@@ -85,10 +74,7 @@ fn sum_counter(series: &[SeriesWindow], metric: &str) -> u64 {
 
 fn lag_p99(series: &[SeriesWindow]) -> Option<f64> {
     let mut merged: Option<volley_window::Sketch> = None;
-    for s in series
-        .iter()
-        .filter(|s| s.key.metric == "iteration_start_lag")
-    {
+    for s in series.iter().filter(|s| s.key.metric == "iteration_start_lag") {
         if let Aggregate::Trend(sk) = &s.value {
             match &mut merged {
                 Some(m) => {

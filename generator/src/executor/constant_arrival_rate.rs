@@ -1,7 +1,7 @@
 //! `constant-arrival-rate`: `rate` iterations per `timeUnit`, spread evenly
 //! (open model).
 
-use super::arrivals::run_open;
+use super::arrivals::{run_open, Stripe};
 use super::stages::constant_arrival_offset;
 use super::{Executor, RunFuture};
 use crate::config::duration::format_duration;
@@ -30,17 +30,12 @@ pub struct Config {
 
 /// Reads `preAllocatedVUs` and `maxVUs` and checks them against each other.
 pub fn parse_vus(obj: &Obj) -> Option<(u64, u64)> {
-    let pre = obj
-        .require("preAllocatedVUs")
-        .and(obj.uint("preAllocatedVUs", 0));
+    let pre = obj.require("preAllocatedVUs").and(obj.uint("preAllocatedVUs", 0));
     let max = obj.uint("maxVUs", 0);
     let pre = pre?;
     let max = match max {
         Some(m) if m < pre => {
-            obj.error(
-                "maxVUs",
-                format!("must not be less than preAllocatedVUs ({m} < {pre})"),
-            );
+            obj.error("maxVUs", format!("must not be less than preAllocatedVUs ({m} < {pre})"));
             return None;
         }
         Some(m) => m,
@@ -48,10 +43,7 @@ pub fn parse_vus(obj: &Obj) -> Option<(u64, u64)> {
         None => pre,
     };
     if max == 0 {
-        obj.error(
-            "preAllocatedVUs",
-            "must be greater than 0 (or set maxVUs above 0)",
-        );
+        obj.error("preAllocatedVUs", "must be greater than 0 (or set maxVUs above 0)");
         return None;
     }
     Some((pre, max))
@@ -114,13 +106,9 @@ impl Executor for Config {
     }
     fn run<'a>(&'a self, run: Arc<ScenarioRun>) -> RunFuture<'a> {
         let (rate, unit) = (self.rate, self.time_unit);
-        let offsets = (0u64..).map(move |i| constant_arrival_offset(i, rate, unit));
-        Box::pin(run_open(
-            run,
-            offsets,
-            self.duration,
-            self.pre_allocated_vus,
-            self.max_vus,
-        ))
+        let stripe = move |shard: usize, shards: usize| -> Stripe {
+            Box::new((shard as u64..).step_by(shards).map(move |i| constant_arrival_offset(i, rate, unit)))
+        };
+        Box::pin(run_open(run, stripe, self.duration, self.pre_allocated_vus, self.max_vus))
     }
 }

@@ -6,6 +6,7 @@ use crate::config::reader::Obj;
 use crate::engine::ScenarioRun;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::task::TaskTracker;
 
 /// Fields of constant-vus.
 pub const FIELDS: &[&str] = &["vus", "duration"];
@@ -28,10 +29,7 @@ impl Config {
             obj.error("duration", "must be greater than 0");
             return None;
         }
-        Some(Config {
-            vus: if obj.has("vus") { vus? } else { 1 },
-            duration: duration?,
-        })
+        Some(Config { vus: if obj.has("vus") { vus? } else { 1 }, duration: duration? })
     }
 }
 
@@ -40,11 +38,7 @@ impl Executor for Config {
         "constant-vus"
     }
     fn describe(&self) -> String {
-        format!(
-            "{} looping VUs for {}",
-            self.vus,
-            format_duration(self.duration)
-        )
+        format!("{} looping VUs for {}", self.vus, format_duration(self.duration))
     }
     fn max_vus(&self) -> u64 {
         self.vus
@@ -60,27 +54,28 @@ impl Executor for Config {
     }
 }
 
-/// Starts `vus` VUs that each iterate while `more(vu_index)` allows and the
-/// scenario has not stopped, and waits for all of them (closed model).
-pub async fn loop_vus(
-    run: &Arc<ScenarioRun>,
-    vus: u64,
-    more: impl Fn(u64) -> bool + Send + Sync + Clone + 'static,
-) {
-    let mut tasks = tokio::task::JoinSet::new();
+/// Starts `vus` VUs spread over the VU threads, each iterating while
+/// `more(vu_index)` allows and the scenario has not stopped, and waits for
+/// all of them (closed model).
+pub async fn loop_vus(run: &Arc<ScenarioRun>, vus: u64, more: impl Fn(u64) -> bool + Send + Sync + Clone + 'static) {
+    let tasks = TaskTracker::new();
     for index in 0..vus {
-        let run = run.clone();
-        let more = more.clone();
-        tasks.spawn(async move {
-            let mut vu = run.new_vu();
-            let _active = run.active();
-            while !run.stop_new.is_cancelled() && more(index) {
-                if !run.iterate(&mut vu).await {
-                    break;
+        let (run2, more) = (run.clone(), more.clone());
+        tasks.spawn_on(
+            async move {
+                let run = run2;
+                let mut vu = run.new_vu();
+                let _active = run.active();
+                while !run.stop_new.is_cancelled() && more(index) {
+                    if !run.iterate(&mut vu).await {
+                        break;
+                    }
+                    tokio::task::consume_budget().await;
                 }
-                tokio::task::consume_budget().await;
-            }
-        });
+            },
+            run.shards.handle(index as usize),
+        );
     }
-    while tasks.join_next().await.is_some() {}
+    tasks.close();
+    tasks.wait().await;
 }

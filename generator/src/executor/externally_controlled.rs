@@ -28,11 +28,7 @@ pub struct Config {
 impl Config {
     /// Reads the options.
     pub fn parse(obj: &Obj) -> Option<Config> {
-        let vus = if obj.has("vus") {
-            obj.uint("vus", 0)
-        } else {
-            Some(1)
-        };
+        let vus = if obj.has("vus") { obj.uint("vus", 0) } else { Some(1) };
         let max_vus = obj.uint("maxVUs", 0);
         let duration = obj.require("duration").and(obj.duration("duration"));
         if duration.is_some_and(|d| d.is_zero()) {
@@ -49,11 +45,7 @@ impl Config {
             None if obj.has("maxVUs") => return None,
             None => vus,
         };
-        Some(Config {
-            vus,
-            max_vus,
-            duration: duration?,
-        })
+        Some(Config { vus, max_vus, duration: duration? })
     }
 }
 
@@ -62,12 +54,7 @@ impl Executor for Config {
         "externally-controlled"
     }
     fn describe(&self) -> String {
-        format!(
-            "{}/{} VUs for {} (externally controlled)",
-            self.vus,
-            self.max_vus,
-            format_duration(self.duration)
-        )
+        format!("{}/{} VUs for {} (externally controlled)", self.vus, self.max_vus, format_duration(self.duration))
     }
     fn max_vus(&self) -> u64 {
         self.max_vus

@@ -45,22 +45,13 @@ pub struct BaseConfig {
 pub const DEFAULT_GRACEFUL_STOP: Duration = Duration::from_secs(30);
 
 /// The options common to all executors, as k6 names them.
-pub const BASE_FIELDS: &[&str] = &[
-    "executor",
-    "startTime",
-    "gracefulStop",
-    "exec",
-    "env",
-    "tags",
-];
+pub const BASE_FIELDS: &[&str] = &["executor", "startTime", "gracefulStop", "exec", "env", "tags"];
 
 impl BaseConfig {
     fn parse(obj: &Obj) -> BaseConfig {
         BaseConfig {
             start_time: obj.duration("startTime").unwrap_or_default(),
-            graceful_stop: obj
-                .duration("gracefulStop")
-                .unwrap_or(DEFAULT_GRACEFUL_STOP),
+            graceful_stop: obj.duration("gracefulStop").unwrap_or(DEFAULT_GRACEFUL_STOP),
             exec: obj.string("exec").unwrap_or_else(|| "default".into()),
             env: obj.string_map("env").unwrap_or_default(),
             tags: Tags::from_pairs(obj.string_map("tags").unwrap_or_default()),
@@ -123,10 +114,7 @@ impl ExecutorConfig {
     pub fn parse(obj: Obj) -> Option<(BaseConfig, ExecutorConfig)> {
         let Some(kind) = obj.string("executor") else {
             if !obj.has("executor") {
-                obj.error(
-                    "executor",
-                    format!("is required (one of: {})", EXECUTOR_NAMES.join(", ")),
-                );
+                obj.error("executor", format!("is required (one of: {})", EXECUTOR_NAMES.join(", ")));
             }
             return None;
         };
@@ -135,38 +123,26 @@ impl ExecutorConfig {
             // As in k6: it has no gracefulStop; iterations still running at
             // the end are interrupted.
             if obj.has("gracefulStop") {
-                obj.error(
-                    "gracefulStop",
-                    "is not supported by the externally-controlled executor",
-                );
+                obj.error("gracefulStop", "is not supported by the externally-controlled executor");
             }
             base.graceful_stop = Duration::ZERO;
         }
         let (config, fields) = match kind.as_str() {
-            "shared-iterations" => (
-                shared_iterations::Config::parse(&obj).map(Self::SharedIterations),
-                shared_iterations::FIELDS,
-            ),
-            "per-vu-iterations" => (
-                per_vu_iterations::Config::parse(&obj).map(Self::PerVuIterations),
-                per_vu_iterations::FIELDS,
-            ),
-            "constant-vus" => (
-                constant_vus::Config::parse(&obj).map(Self::ConstantVus),
-                constant_vus::FIELDS,
-            ),
-            "ramping-vus" => (
-                ramping_vus::Config::parse(&obj).map(Self::RampingVus),
-                ramping_vus::FIELDS,
-            ),
+            "shared-iterations" => {
+                (shared_iterations::Config::parse(&obj).map(Self::SharedIterations), shared_iterations::FIELDS)
+            }
+            "per-vu-iterations" => {
+                (per_vu_iterations::Config::parse(&obj).map(Self::PerVuIterations), per_vu_iterations::FIELDS)
+            }
+            "constant-vus" => (constant_vus::Config::parse(&obj).map(Self::ConstantVus), constant_vus::FIELDS),
+            "ramping-vus" => (ramping_vus::Config::parse(&obj).map(Self::RampingVus), ramping_vus::FIELDS),
             "constant-arrival-rate" => (
                 constant_arrival_rate::Config::parse(&obj).map(Self::ConstantArrivalRate),
                 constant_arrival_rate::FIELDS,
             ),
-            "ramping-arrival-rate" => (
-                ramping_arrival_rate::Config::parse(&obj).map(Self::RampingArrivalRate),
-                ramping_arrival_rate::FIELDS,
-            ),
+            "ramping-arrival-rate" => {
+                (ramping_arrival_rate::Config::parse(&obj).map(Self::RampingArrivalRate), ramping_arrival_rate::FIELDS)
+            }
             "externally-controlled" => (
                 externally_controlled::Config::parse(&obj).map(Self::ExternallyControlled),
                 externally_controlled::FIELDS,
@@ -200,9 +176,6 @@ impl ExecutorConfig {
 
     /// True for the open-model (arrival-rate) executors.
     pub fn is_open_model(&self) -> bool {
-        matches!(
-            self,
-            Self::ConstantArrivalRate(_) | Self::RampingArrivalRate(_)
-        )
+        matches!(self, Self::ConstantArrivalRate(_) | Self::RampingArrivalRate(_))
     }
 }

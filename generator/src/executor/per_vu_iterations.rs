@@ -29,25 +29,13 @@ pub struct Config {
 impl Config {
     /// Reads the options.
     pub fn parse(obj: &Obj) -> Option<Config> {
-        let vus = if obj.has("vus") {
-            obj.uint("vus", 1)
-        } else {
-            Some(1)
-        };
-        let iterations = if obj.has("iterations") {
-            obj.uint("iterations", 1)
-        } else {
-            Some(1)
-        };
+        let vus = if obj.has("vus") { obj.uint("vus", 1) } else { Some(1) };
+        let iterations = if obj.has("iterations") { obj.uint("iterations", 1) } else { Some(1) };
         let max_duration = obj.duration("maxDuration").unwrap_or(DEFAULT_MAX_DURATION);
         if max_duration.is_zero() {
             obj.error("maxDuration", "must be greater than 0");
         }
-        Some(Config {
-            vus: vus?,
-            iterations: iterations?,
-            max_duration,
-        })
+        Some(Config { vus: vus?, iterations: iterations?, max_duration })
     }
 }
 
@@ -72,13 +60,9 @@ impl Executor for Config {
     fn run<'a>(&'a self, run: Arc<ScenarioRun>) -> RunFuture<'a> {
         Box::pin(async move {
             let _deadline = run.begin(self.max_duration);
-            let counts: Arc<Vec<AtomicU64>> =
-                Arc::new((0..self.vus).map(|_| AtomicU64::new(0)).collect());
+            let counts: Arc<Vec<AtomicU64>> = Arc::new((0..self.vus).map(|_| AtomicU64::new(0)).collect());
             let limit = self.iterations;
-            loop_vus(&run, self.vus, move |vu| {
-                counts[vu as usize].fetch_add(1, Ordering::Relaxed) < limit
-            })
-            .await;
+            loop_vus(&run, self.vus, move |vu| counts[vu as usize].fetch_add(1, Ordering::Relaxed) < limit).await;
         })
     }
 }

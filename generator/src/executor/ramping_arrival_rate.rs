@@ -1,6 +1,6 @@
 //! `ramping-arrival-rate`: the start rate follows stages (open model).
 
-use super::arrivals::run_open;
+use super::arrivals::{run_open, Stripe};
 use super::constant_arrival_rate::{parse_time_unit, parse_vus};
 use super::stages::{parse_stages, total_duration, RampingArrivals, Stage};
 use super::{Executor, RunFuture};
@@ -11,13 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Fields of ramping-arrival-rate.
-pub const FIELDS: &[&str] = &[
-    "startRate",
-    "timeUnit",
-    "stages",
-    "preAllocatedVUs",
-    "maxVUs",
-];
+pub const FIELDS: &[&str] = &["startRate", "timeUnit", "stages", "preAllocatedVUs", "maxVUs"];
 
 /// `ramping-arrival-rate` options.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,11 +31,7 @@ pub struct Config {
 impl Config {
     /// Reads the options.
     pub fn parse(obj: &Obj) -> Option<Config> {
-        let start_rate = if obj.has("startRate") {
-            obj.uint("startRate", 0)
-        } else {
-            Some(0)
-        };
+        let start_rate = if obj.has("startRate") { obj.uint("startRate", 0) } else { Some(0) };
         let time_unit = parse_time_unit(obj);
         let stages = parse_stages(obj);
         let vus = parse_vus(obj);
@@ -51,20 +41,11 @@ impl Config {
             return None;
         }
         if start_rate == 0 && stages.iter().all(|s| s.target == 0) {
-            obj.error(
-                "stages",
-                "never start an iteration: startRate and every target are 0",
-            );
+            obj.error("stages", "never start an iteration: startRate and every target are 0");
             return None;
         }
         let (pre_allocated_vus, max_vus) = vus?;
-        Some(Config {
-            start_rate,
-            time_unit,
-            stages,
-            pre_allocated_vus,
-            max_vus,
-        })
+        Some(Config { start_rate, time_unit, stages, pre_allocated_vus, max_vus })
     }
 }
 
@@ -73,11 +54,7 @@ impl Executor for Config {
         "ramping-arrival-rate"
     }
     fn describe(&self) -> String {
-        let peak = self
-            .stages
-            .iter()
-            .map(|s| s.target)
-            .fold(self.start_rate, u64::max);
+        let peak = self.stages.iter().map(|s| s.target).fold(self.start_rate, u64::max);
         format!(
             "Up to {:.2} iterations/s for {} over {} stages (maxVUs: {}-{})",
             peak as f64 / self.time_unit.as_secs_f64(),
@@ -94,13 +71,9 @@ impl Executor for Config {
         total_duration(&self.stages)
     }
     fn run<'a>(&'a self, run: Arc<ScenarioRun>) -> RunFuture<'a> {
-        let offsets = RampingArrivals::new(self.start_rate, self.time_unit, &self.stages);
-        Box::pin(run_open(
-            run,
-            offsets,
-            self.duration(),
-            self.pre_allocated_vus,
-            self.max_vus,
-        ))
+        let plan = RampingArrivals::new(self.start_rate, self.time_unit, &self.stages);
+        let stripe =
+            move |shard: usize, shards: usize| -> Stripe { Box::new(plan.clone().skip(shard).step_by(shards)) };
+        Box::pin(run_open(run, stripe, self.duration(), self.pre_allocated_vus, self.max_vus))
     }
 }

@@ -13,6 +13,7 @@ use crate::engine::ScenarioRun;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 
 /// Fields of ramping-vus.
 pub const FIELDS: &[&str] = &["startVUs", "stages", "gracefulRampDown"];
@@ -34,32 +35,19 @@ pub struct Config {
 impl Config {
     /// Reads the options.
     pub fn parse(obj: &Obj) -> Option<Config> {
-        let start_vus = if obj.has("startVUs") {
-            obj.uint("startVUs", 0)
-        } else {
-            Some(1)
-        };
+        let start_vus = if obj.has("startVUs") { obj.uint("startVUs", 0) } else { Some(1) };
         let stages = parse_stages(obj);
-        let graceful_ramp_down = obj
-            .duration("gracefulRampDown")
-            .unwrap_or(DEFAULT_GRACEFUL_RAMP_DOWN);
+        let graceful_ramp_down = obj.duration("gracefulRampDown").unwrap_or(DEFAULT_GRACEFUL_RAMP_DOWN);
         let (start_vus, stages) = (start_vus?, stages?);
         if max_planned_vus(start_vus, &stages) == 0 {
-            obj.error(
-                "stages",
-                "never reach a VU: startVUs and every target are 0",
-            );
+            obj.error("stages", "never reach a VU: startVUs and every target are 0");
             return None;
         }
         if total_duration(&stages).is_zero() {
             obj.error("stages", "must last longer than 0s in total");
             return None;
         }
-        Some(Config {
-            start_vus,
-            stages,
-            graceful_ramp_down,
-        })
+        Some(Config { start_vus, stages, graceful_ramp_down })
     }
 }
 
@@ -103,26 +91,20 @@ impl Executor for Config {
                 })
             };
 
-            let mut tasks = tokio::task::JoinSet::new();
+            let tasks = TaskTracker::new();
             for index in 0..self.max_vus() {
-                let run = run.clone();
-                let rx = target_rx.clone();
-                let ramp_down = self.graceful_ramp_down;
-                tasks.spawn(vu_loop(run, index, rx, ramp_down));
+                let vu = vu_loop(run.clone(), index, target_rx.clone(), self.graceful_ramp_down);
+                tasks.spawn_on(vu, run.shards.handle(index as usize));
             }
-            while tasks.join_next().await.is_some() {}
+            tasks.close();
+            tasks.wait().await;
             controller.abort();
         })
     }
 }
 
 /// One VU of a ramping-vus scenario.
-async fn vu_loop(
-    run: Arc<ScenarioRun>,
-    index: u64,
-    mut target: watch::Receiver<u64>,
-    ramp_down: Duration,
-) {
+async fn vu_loop(run: Arc<ScenarioRun>, index: u64, mut target: watch::Receiver<u64>, ramp_down: Duration) {
     let mut vu = None;
     loop {
         // Wait until the plan includes this VU.

@@ -27,30 +27,21 @@ pub struct Config {
 impl Config {
     /// Reads the options.
     pub fn parse(obj: &Obj) -> Option<Config> {
-        let vus = if obj.has("vus") {
-            obj.uint("vus", 1)
-        } else {
-            Some(1)
-        };
-        let iterations = if obj.has("iterations") {
-            obj.uint("iterations", 1)
-        } else {
-            Some(1)
-        };
+        let vus = if obj.has("vus") { obj.uint("vus", 1) } else { Some(1) };
+        let iterations = if obj.has("iterations") { obj.uint("iterations", 1) } else { Some(1) };
         let max_duration = obj.duration("maxDuration").unwrap_or(DEFAULT_MAX_DURATION);
         if max_duration.is_zero() {
             obj.error("maxDuration", "must be greater than 0");
         }
         let (vus, iterations) = (vus?, iterations?);
         if vus > iterations {
-            obj.error("vus", format!("must not be more than iterations ({vus} > {iterations}): the extra VUs would never run"));
+            obj.error(
+                "vus",
+                format!("must not be more than iterations ({vus} > {iterations}): the extra VUs would never run"),
+            );
             return None;
         }
-        Some(Config {
-            vus,
-            iterations,
-            max_duration,
-        })
+        Some(Config { vus, iterations, max_duration })
     }
 }
 
@@ -77,10 +68,7 @@ impl Executor for Config {
             let _deadline = run.begin(self.max_duration);
             let taken = Arc::new(AtomicU64::new(0));
             let limit = self.iterations;
-            loop_vus(&run, self.vus, move |_| {
-                taken.fetch_add(1, Ordering::Relaxed) < limit
-            })
-            .await;
+            loop_vus(&run, self.vus, move |_| taken.fetch_add(1, Ordering::Relaxed) < limit).await;
         })
     }
 }

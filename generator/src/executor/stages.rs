@@ -21,10 +21,7 @@ pub fn parse_stages(obj: &Obj) -> Option<Vec<Stage>> {
     let list = obj.array("stages");
     let Some(list) = list else {
         if !obj.has("stages") {
-            obj.error(
-                "stages",
-                "is required and must list at least one {duration, target}",
-            );
+            obj.error("stages", "is required and must list at least one {duration, target}");
         }
         return None;
     };
@@ -35,8 +32,7 @@ pub fn parse_stages(obj: &Obj) -> Option<Vec<Stage>> {
     let mut stages = Vec::with_capacity(list.len());
     let mut ok = true;
     for (i, item) in list.iter().enumerate() {
-        let Some(stage) = Obj::new(item, format!("{}[{i}]", obj.path_of("stages")), obj.report)
-        else {
+        let Some(stage) = Obj::new(item, format!("{}[{i}]", obj.path_of("stages")), obj.report) else {
             ok = false;
             continue;
         };
@@ -70,10 +66,7 @@ pub struct VuStep {
 /// a VU is only added once the line reaches it and only removed once the line
 /// passes below it. Starts with `(0, start_vus)`; one step per whole VU.
 pub fn vu_steps(start_vus: u64, stages: &[Stage]) -> Vec<VuStep> {
-    let mut steps = vec![VuStep {
-        at: Duration::ZERO,
-        vus: start_vus,
-    }];
+    let mut steps = vec![VuStep { at: Duration::ZERO, vus: start_vus }];
     let mut push = |at: Duration, vus: u64| match steps.last_mut() {
         Some(last) if last.at == at => last.vus = vus,
         Some(last) if last.vus == vus => {}
@@ -144,13 +137,7 @@ impl RampingArrivals {
                 item
             })
             .collect();
-        Self {
-            stages,
-            stage: 0,
-            stage_start: 0.0,
-            done_before_stage: 0.0,
-            next_i: 1.0,
-        }
+        Self { stages, stage: 0, stage_start: 0.0, done_before_stage: 0.0, next_i: 1.0 }
     }
 
     /// The whole number of iterations the plan starts.
@@ -209,19 +196,11 @@ mod tests {
     use super::*;
 
     fn s(secs: f64, target: u64) -> Stage {
-        Stage {
-            duration: Duration::from_secs_f64(secs),
-            target,
-        }
+        Stage { duration: Duration::from_secs_f64(secs), target }
     }
 
     fn steps(v: &[(f64, u64)]) -> Vec<VuStep> {
-        v.iter()
-            .map(|&(at, vus)| VuStep {
-                at: Duration::from_secs_f64(at),
-                vus,
-            })
-            .collect()
+        v.iter().map(|&(at, vus)| VuStep { at: Duration::from_secs_f64(at), vus }).collect()
     }
 
     #[test]
@@ -229,17 +208,7 @@ mod tests {
         let plan = vu_steps(0, &[s(4.0, 4), s(1.0, 4), s(2.0, 0)]);
         assert_eq!(
             plan,
-            steps(&[
-                (0.0, 0),
-                (1.0, 1),
-                (2.0, 2),
-                (3.0, 3),
-                (4.0, 4),
-                (5.5, 3),
-                (6.0, 2),
-                (6.5, 1),
-                (7.0, 0)
-            ])
+            steps(&[(0.0, 0), (1.0, 1), (2.0, 2), (3.0, 3), (4.0, 4), (5.5, 3), (6.0, 2), (6.5, 1), (7.0, 0)])
         );
     }
 
@@ -258,41 +227,20 @@ mod tests {
             plan,
             vec![
                 VuStep { at: ns(0), vus: 1 },
-                VuStep {
-                    at: ns(333_333_333),
-                    vus: 2
-                },
-                VuStep {
-                    at: ns(666_666_666),
-                    vus: 3
-                },
-                VuStep {
-                    at: ns(1_000_000_000),
-                    vus: 4
-                },
+                VuStep { at: ns(333_333_333), vus: 2 },
+                VuStep { at: ns(666_666_666), vus: 3 },
+                VuStep { at: ns(1_000_000_000), vus: 4 },
             ]
         );
     }
 
     #[test]
     fn constant_arrivals_match_k6_counts() {
-        assert_eq!(
-            constant_arrival_total(200, Duration::from_secs(1), Duration::from_secs(3)),
-            601
-        );
-        assert_eq!(
-            constant_arrival_total(300, Duration::from_secs(1), Duration::from_secs(4)),
-            1201
-        );
+        assert_eq!(constant_arrival_total(200, Duration::from_secs(1), Duration::from_secs(3)), 601);
+        assert_eq!(constant_arrival_total(300, Duration::from_secs(1), Duration::from_secs(4)), 1201);
         // rate 10 per minute: one start every 6 s.
-        assert_eq!(
-            constant_arrival_offset(3, 10, Duration::from_secs(60)),
-            Duration::from_secs(18)
-        );
-        assert_eq!(
-            constant_arrival_total(10, Duration::from_secs(60), Duration::from_secs(60)),
-            11
-        );
+        assert_eq!(constant_arrival_offset(3, 10, Duration::from_secs(60)), Duration::from_secs(18));
+        assert_eq!(constant_arrival_total(10, Duration::from_secs(60), Duration::from_secs(60)), 11);
     }
 
     /// Slow reference: step time finely, integrate the rate numerically and
@@ -328,28 +276,15 @@ mod tests {
         ];
         for (start, stages) in cases {
             let st: Vec<Stage> = stages.iter().map(|&(d, t)| s(d, t)).collect();
-            let got: Vec<f64> = RampingArrivals::new(start, Duration::from_secs(1), &st)
-                .map(|d| d.as_secs_f64())
-                .collect();
-            let want = reference(
-                start as f64,
-                &stages
-                    .iter()
-                    .map(|&(d, t)| (d, t as f64))
-                    .collect::<Vec<_>>(),
-            );
+            let got: Vec<f64> =
+                RampingArrivals::new(start, Duration::from_secs(1), &st).map(|d| d.as_secs_f64()).collect();
+            let want = reference(start as f64, &stages.iter().map(|&(d, t)| (d, t as f64)).collect::<Vec<_>>());
             assert_eq!(got.len(), want.len(), "count for start {start} {stages:?}");
-            assert_eq!(
-                got.len() as u64,
-                RampingArrivals::total(start, Duration::from_secs(1), &st)
-            );
+            assert_eq!(got.len() as u64, RampingArrivals::total(start, Duration::from_secs(1), &st));
             for (g, w) in got.iter().zip(&want) {
                 assert!((g - w).abs() < 2e-4, "start {start} {stages:?}: {g} vs {w}");
             }
-            assert!(
-                got.windows(2).all(|w| w[0] <= w[1]),
-                "offsets must not go back in time"
-            );
+            assert!(got.windows(2).all(|w| w[0] <= w[1]), "offsets must not go back in time");
         }
     }
 
@@ -358,9 +293,6 @@ mod tests {
         let st = [s(2.0, 100), s(1.0, 100)];
         assert_eq!(RampingArrivals::total(0, Duration::from_secs(1), &st), 200);
         let per_minute = [s(60.0, 60)];
-        assert_eq!(
-            RampingArrivals::total(0, Duration::from_secs(60), &per_minute),
-            30
-        );
+        assert_eq!(RampingArrivals::total(0, Duration::from_secs(60), &per_minute), 30);
     }
 }

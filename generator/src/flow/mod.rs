@@ -87,19 +87,12 @@ impl FlowDef {
             }
             None => {
                 if !obj.has("type") {
-                    obj.error(
-                        "type",
-                        format!("is required (one of: {})", FLOW_TYPES.join(", ")),
-                    );
+                    obj.error("type", format!("is required (one of: {})", FLOW_TYPES.join(", ")));
                 }
                 return None;
             }
         };
-        let fields = if kind.as_deref() == Some("http") {
-            http::FIELDS
-        } else {
-            noop::FIELDS
-        };
+        let fields = if kind.as_deref() == Some("http") { http::FIELDS } else { noop::FIELDS };
         obj.finish_with(fields);
         flow
     }
@@ -127,10 +120,11 @@ impl FlowDef {
                 f.iterate().await;
                 Ok(())
             }
-            (FlowDef::Http(f), FlowVu::Http(state)) => f.iterate(state, ctx).await,
-            (FlowDef::Http(_), FlowVu::Noop) => {
-                Err(FlowError::Step("VU state does not match its flow".into()))
-            }
+            // Boxed: an HTTP request's state machine is kilobytes, and an
+            // idle VU (between iterations, or running a noop flow) should not
+            // carry it.
+            (FlowDef::Http(f), FlowVu::Http(state)) => Box::pin(f.iterate(state, ctx)).await,
+            (FlowDef::Http(_), FlowVu::Noop) => Err(FlowError::Step("VU state does not match its flow".into())),
         }
     }
 }

@@ -20,9 +20,7 @@ pub struct NoopFlow {
 impl NoopFlow {
     /// Reads `sleep`.
     pub fn parse(obj: &Obj) -> Option<NoopFlow> {
-        Some(NoopFlow {
-            sleep: obj.duration("sleep"),
-        })
+        Some(NoopFlow { sleep: obj.duration("sleep") })
     }
 
     /// One iteration.

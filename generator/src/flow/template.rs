@@ -34,9 +34,8 @@ impl Template {
                 parts.push(Part::Text(rest[..open].to_string()));
             }
             let after = &rest[open + 2..];
-            let close = after
-                .find("}}")
-                .ok_or_else(|| format!("unclosed placeholder in {source:?} (missing \"}}}}\")"))?;
+            let close =
+                after.find("}}").ok_or_else(|| format!("unclosed placeholder in {source:?} (missing \"}}}}\")"))?;
             let name = after[..close].trim();
             parts.push(match name {
                 "vu" => Part::Vu,
@@ -54,10 +53,7 @@ impl Template {
         if !rest.is_empty() {
             parts.push(Part::Text(rest.to_string()));
         }
-        Ok(Template {
-            source: source.to_string(),
-            parts,
-        })
+        Ok(Template { source: source.to_string(), parts })
     }
 
     /// The template as written.
@@ -68,9 +64,7 @@ impl Template {
     /// True when the template has no placeholder that changes per VU or
     /// iteration (its rendering can then be a metric tag).
     pub fn is_static(&self) -> bool {
-        self.parts
-            .iter()
-            .all(|p| matches!(p, Part::Text(_) | Part::Env(_) | Part::Scenario))
+        self.parts.iter().all(|p| matches!(p, Part::Text(_) | Part::Env(_) | Part::Scenario))
     }
 
     /// Environment variables the template reads.
@@ -93,9 +87,7 @@ impl Template {
                     let _ = write!(out, "{}", ctx.iter);
                 }
                 Part::Scenario => out.push_str(ctx.scenario),
-                Part::Env(name) => {
-                    out.push_str(ctx.env.get(name).map(String::as_str).unwrap_or(""))
-                }
+                Part::Env(name) => out.push_str(ctx.env.get(name).map(String::as_str).unwrap_or("")),
             }
         }
     }
@@ -116,14 +108,8 @@ mod tests {
     #[test]
     fn renders_every_placeholder() {
         let env = HashMap::from([("BASE".to_string(), "http://h:1".to_string())]);
-        let ctx = IterCtx {
-            vu: 3,
-            iter: 41,
-            scenario: "browse",
-            env: &env,
-        };
-        let t =
-            Template::parse("{{env.BASE}}/items?vu={{vu}}&i={{ iter }}&s={{scenario}}").unwrap();
+        let ctx = IterCtx { vu: 3, iter: 41, scenario: "browse", env: &env };
+        let t = Template::parse("{{env.BASE}}/items?vu={{vu}}&i={{ iter }}&s={{scenario}}").unwrap();
         assert_eq!(t.render(&ctx), "http://h:1/items?vu=3&i=41&s=browse");
         assert!(!t.is_static());
         assert_eq!(t.env_refs().collect::<Vec<_>>(), vec!["BASE"]);
@@ -132,11 +118,7 @@ mod tests {
 
     #[test]
     fn rejects_unknown_and_unclosed_placeholders() {
-        assert!(Template::parse("/x/{{user}}")
-            .unwrap_err()
-            .contains("unknown placeholder {{user}}"));
-        assert!(Template::parse("/x/{{vu")
-            .unwrap_err()
-            .contains("unclosed placeholder"));
+        assert!(Template::parse("/x/{{user}}").unwrap_err().contains("unknown placeholder {{user}}"));
+        assert!(Template::parse("/x/{{vu").unwrap_err().contains("unclosed placeholder"));
     }
 }

@@ -100,19 +100,11 @@ impl Metrics {
         for (i, slot) in merged.into_iter().enumerate() {
             let Some(value) = slot else { continue };
             let info = registry.info(SeriesId(i as u32));
-            out.push(SeriesWindow {
-                key: info.key.clone(),
-                unit: info.def.unit,
-                value,
-            });
+            out.push(SeriesWindow { key: info.key.clone(), unit: info.def.unit, value });
         }
         for (id, v) in gauges {
             let info = registry.info(id);
-            out.push(SeriesWindow {
-                key: info.key.clone(),
-                unit: info.def.unit,
-                value: Aggregate::gauge(v),
-            });
+            out.push(SeriesWindow { key: info.key.clone(), unit: info.def.unit, value: Aggregate::gauge(v) });
         }
         out
     }

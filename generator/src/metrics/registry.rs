@@ -122,8 +122,7 @@ mod tests {
         let mut warnings = 0;
         let mut ids = HashSet::new();
         for i in 0..10 {
-            let tags =
-                Tags::from_pairs([("scenario", "s".to_string()), ("url", format!("/item/{i}"))]);
+            let tags = Tags::from_pairs([("scenario", "s".to_string()), ("url", format!("/item/{i}"))]);
             let (id, warning) = reg.resolve(HTTP_REQS, tags);
             warnings += usize::from(warning.is_some());
             ids.insert(id);
@@ -132,15 +131,9 @@ mod tests {
         assert_eq!(ids.len(), 4, "3 real series and one overflow series");
         assert_eq!(reg.len(), 4);
         let overflow = reg.info(SeriesId(3));
-        assert_eq!(
-            overflow.key.to_string(),
-            "http_reqs{overflow:true,scenario:s}"
-        );
+        assert_eq!(overflow.key.to_string(), "http_reqs{overflow:true,scenario:s}");
         // Known series still resolve to themselves.
-        let (id, _) = reg.resolve(
-            HTTP_REQS,
-            Tags::from_pairs([("scenario", "s"), ("url", "/item/1")]),
-        );
+        let (id, _) = reg.resolve(HTTP_REQS, Tags::from_pairs([("scenario", "s"), ("url", "/item/1")]));
         assert_eq!(id, SeriesId(1));
     }
 }

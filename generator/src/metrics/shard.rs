@@ -72,10 +72,7 @@ pub struct ShardSet {
 impl Default for ShardSet {
     fn default() -> Self {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-        Self {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            shards: Mutex::new(Vec::new()),
-        }
+        Self { id: NEXT_ID.fetch_add(1, Ordering::Relaxed), shards: Mutex::new(Vec::new()) }
     }
 }
 

@@ -17,11 +17,8 @@ pub fn to_json(outcome: &RunOutcome, stats: &[TrendStat]) -> Value {
     let totals = &outcome.totals;
     let secs = outcome.elapsed.as_secs_f64().max(1e-9);
     let mut metrics = Map::new();
-    let mut keys: Vec<(String, String, Tags)> = totals
-        .metric_names()
-        .into_iter()
-        .map(|m| (m.to_string(), m.to_string(), Tags::new()))
-        .collect();
+    let mut keys: Vec<(String, String, Tags)> =
+        totals.metric_names().into_iter().map(|m| (m.to_string(), m.to_string(), Tags::new())).collect();
     // Sub-metrics named in thresholds are exported under their selector key, as k6 does.
     for o in &outcome.thresholds {
         if !keys.iter().any(|(k, _, _)| *k == o.key) {
@@ -50,10 +47,7 @@ pub fn to_json(outcome: &RunOutcome, stats: &[TrendStat]) -> Value {
         };
         let mine: Vec<_> = outcome.thresholds.iter().filter(|o| o.key == key).collect();
         if !mine.is_empty() {
-            let t: Map<String, Value> = mine
-                .iter()
-                .map(|o| (o.source.clone(), Value::Bool(!o.ok)))
-                .collect();
+            let t: Map<String, Value> = mine.iter().map(|o| (o.source.clone(), Value::Bool(!o.ok))).collect();
             entry["thresholds"] = Value::Object(t);
         }
         metrics.insert(key, entry);
@@ -93,8 +87,5 @@ pub fn to_json(outcome: &RunOutcome, stats: &[TrendStat]) -> Value {
 
 /// MD5 in hex: k6 identifies groups and checks by the MD5 of their path.
 fn md5_hex(data: &[u8]) -> String {
-    md5::compute(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    md5::compute(data).iter().map(|b| format!("{b:02x}")).collect()
 }

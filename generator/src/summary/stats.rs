@@ -55,34 +55,20 @@ impl TrendStat {
             "max" => TrendStat::Max,
             "count" => TrendStat::Count,
             p if p.starts_with("p(") && p.ends_with(')') => {
-                let n: f64 = p[2..p.len() - 1]
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("{p:?} is not a percentile"))?;
+                let n: f64 = p[2..p.len() - 1].trim().parse().map_err(|_| format!("{p:?} is not a percentile"))?;
                 if !(0.0..=100.0).contains(&n) {
                     return Err(format!("{p:?}: percentile outside 0..100"));
                 }
                 TrendStat::P(n)
             }
-            other => {
-                return Err(format!(
-                    "unknown statistic {other:?} (expected avg, min, med, max, count or p(N))"
-                ))
-            }
+            other => return Err(format!("unknown statistic {other:?} (expected avg, min, med, max, count or p(N))")),
         })
     }
 }
 
 /// k6's default columns: avg, min, med, max, p(90), p(95).
 pub fn default_trend_stats() -> Vec<TrendStat> {
-    vec![
-        TrendStat::Avg,
-        TrendStat::Min,
-        TrendStat::Med,
-        TrendStat::Max,
-        TrendStat::P(90.0),
-        TrendStat::P(95.0),
-    ]
+    vec![TrendStat::Avg, TrendStat::Min, TrendStat::Med, TrendStat::Max, TrendStat::P(90.0), TrendStat::P(95.0)]
 }
 
 /// Reads the `summaryTrendStats` list.
@@ -94,9 +80,7 @@ pub fn parse_trend_stats(items: &[Value]) -> Result<Vec<TrendStat>, String> {
         .iter()
         .map(|v| match v {
             Value::String(s) => TrendStat::parse(s),
-            other => Err(format!(
-                "must be a list of strings such as \"p(99)\", found {other}"
-            )),
+            other => Err(format!("must be a list of strings such as \"p(99)\", found {other}")),
         })
         .collect()
 }
@@ -107,18 +91,9 @@ mod tests {
 
     #[test]
     fn parses_and_rejects() {
-        let items = vec![
-            Value::from("avg"),
-            Value::from("p(99.9)"),
-            Value::from("count"),
-        ];
-        assert_eq!(
-            parse_trend_stats(&items).unwrap(),
-            vec![TrendStat::Avg, TrendStat::P(99.9), TrendStat::Count]
-        );
-        assert!(parse_trend_stats(&[Value::from("mean")])
-            .unwrap_err()
-            .contains("unknown statistic \"mean\""));
+        let items = vec![Value::from("avg"), Value::from("p(99.9)"), Value::from("count")];
+        assert_eq!(parse_trend_stats(&items).unwrap(), vec![TrendStat::Avg, TrendStat::P(99.9), TrendStat::Count]);
+        assert!(parse_trend_stats(&[Value::from("mean")]).unwrap_err().contains("unknown statistic \"mean\""));
         assert_eq!(TrendStat::P(99.9).to_string(), "p(99.9)");
         assert_eq!(TrendStat::P(95.0).to_string(), "p(95)");
     }

@@ -22,11 +22,7 @@ pub fn render(outcome: &RunOutcome, trend_stats: &[TrendStat]) -> String {
     per_scenario(&mut out, outcome, trend_stats);
     match &outcome.aborted {
         Some(Abort::Signal) => {
-            let _ = writeln!(
-                out,
-                "  The test was stopped by a signal after {}.",
-                format_duration(outcome.elapsed)
-            );
+            let _ = writeln!(out, "  The test was stopped by a signal after {}.", format_duration(outcome.elapsed));
         }
         Some(Abort::Threshold(why)) => {
             let _ = writeln!(out, "  The test was aborted: {why}.");
@@ -34,12 +30,8 @@ pub fn render(outcome: &RunOutcome, trend_stats: &[TrendStat]) -> String {
         None => {}
     }
     if !outcome.thresholds_ok() {
-        let failed: Vec<String> = outcome
-            .thresholds
-            .iter()
-            .filter(|o| !o.ok)
-            .map(|o| format!("{}: {}", o.key, o.source))
-            .collect();
+        let failed: Vec<String> =
+            outcome.thresholds.iter().filter(|o| !o.ok).map(|o| format!("{}: {}", o.key, o.source)).collect();
         let _ = writeln!(out, "  ✗ thresholds failed: {}", failed.join(", "));
     }
     out
@@ -74,13 +66,10 @@ fn scenarios_header(out: &mut String, scenarios: &[ScenarioResult]) {
 fn dropped_advice(out: &mut String, outcome: &RunOutcome) {
     for s in outcome.scenarios.iter().filter(|s| s.dropped > 0) {
         let selector = Tags::from_pairs([("scenario", s.name.as_str())]);
-        let median = outcome
-            .totals
-            .metric("iteration_duration", &selector)
-            .and_then(|(_, a)| match a {
-                Aggregate::Trend(sk) => sk.quantile(0.5),
-                _ => None,
-            });
+        let median = outcome.totals.metric("iteration_duration", &selector).and_then(|(_, a)| match a {
+            Aggregate::Trend(sk) => sk.quantile(0.5),
+            _ => None,
+        });
         let line = match (median, s.rate_per_sec) {
             (Some(med_ms), Some(rate)) => {
                 let needed = (med_ms / 1000.0 * rate).ceil().max(1.0);
@@ -92,7 +81,9 @@ fn dropped_advice(out: &mut String, outcome: &RunOutcome) {
                         Aggregate::Trend(sk) => sk.quantile(0.99).zip(sk.max()),
                         _ => None,
                     });
-                    let lag = lag.map(|(p99, max)| format!(" (start lag p99 {}, max {})", time_ms(p99), time_ms(max))).unwrap_or_default();
+                    let lag = lag
+                        .map(|(p99, max)| format!(" (start lag p99 {}, max {})", time_ms(p99), time_ms(max)))
+                        .unwrap_or_default();
                     format!(
                         "  ⚠ {}: {} iterations dropped although ≈ {} of its {} VUs suffice at the median iteration ({}): starts were bunched up behind a busy generator{} — give the generator more CPU or more VUs to absorb bursts",
                         s.name, s.dropped, needed, s.vus_allocated, time_ms(med_ms), lag
@@ -109,7 +100,10 @@ fn dropped_advice(out: &mut String, outcome: &RunOutcome) {
                     )
                 }
             }
-            _ => format!("  ⚠ {}: {} iterations dropped: no VU was free when they were due (raise preAllocatedVUs or maxVUs)", s.name, s.dropped),
+            _ => format!(
+                "  ⚠ {}: {} iterations dropped: no VU was free when they were due (raise preAllocatedVUs or maxVUs)",
+                s.name, s.dropped
+            ),
         };
         let _ = writeln!(out, "{line}\n");
     }
@@ -129,21 +123,12 @@ fn thresholds(out: &mut String, outcomes: &[Outcome]) {
         let mark = if o.ok { "✓" } else { "✗" };
         let observed = match o.observed {
             Some(v) => {
-                let stat = o
-                    .source
-                    .split(['<', '>', '=', '!'])
-                    .next()
-                    .unwrap_or("")
-                    .trim();
-                let unit_is_time = o.key.starts_with("http_req_")
-                    && !o.key.starts_with("http_req_failed")
+                let stat = o.source.split(['<', '>', '=', '!']).next().unwrap_or("").trim();
+                let unit_is_time = o.key.starts_with("http_req_") && !o.key.starts_with("http_req_failed")
                     || o.key.starts_with("iteration_duration")
                     || o.key.starts_with("iteration_start_lag");
-                let shown = if unit_is_time && !matches!(stat, "count" | "rate") {
-                    time_ms(v)
-                } else {
-                    number(round4(v))
-                };
+                let shown =
+                    if unit_is_time && !matches!(stat, "count" | "rate") { time_ms(v) } else { number(round4(v)) };
                 format!(" {stat}={shown}")
             }
             None => " (no data)".into(),
@@ -163,14 +148,7 @@ fn totals(out: &mut String, outcome: &RunOutcome, stats: &[TrendStat]) {
     if let Some((_, Aggregate::Rate { passes, fails })) = t.metric("checks", &Tags::new()) {
         let total = passes + fails;
         let secs = outcome.elapsed.as_secs_f64().max(1e-9);
-        line(
-            out,
-            "checks_total",
-            &format!(
-                "{total:<8} {}/s",
-                number((total as f64 / secs * 100.0).round() / 100.0)
-            ),
-        );
+        line(out, "checks_total", &format!("{total:<8} {}/s", number((total as f64 / secs * 100.0).round() / 100.0)));
         line(out, "checks_succeeded", &percent(passes, total));
         line(out, "checks_failed", &percent(fails, total));
         let _ = writeln!(out);
@@ -204,24 +182,14 @@ fn totals(out: &mut String, outcome: &RunOutcome, stats: &[TrendStat]) {
         ),
         (
             "EXECUTION",
-            &[
-                "dropped_iterations",
-                "iteration_duration",
-                "iteration_start_lag",
-                "iterations",
-                "vus",
-                "vus_max",
-            ],
+            &["dropped_iterations", "iteration_duration", "iteration_start_lag", "iterations", "vus", "vus_max"],
         ),
         ("NETWORK", &["data_received", "data_sent"]),
     ];
     for (title, metrics) in groups {
         let present: Vec<&&str> = metrics
             .iter()
-            .filter(|m| {
-                t.metric(m, &Tags::new())
-                    .is_some_and(|(_, a)| !is_zero_counter(&a, m))
-            })
+            .filter(|m| t.metric(m, &Tags::new()).is_some_and(|(_, a)| !is_zero_counter(&a, m)))
             .collect();
         if present.is_empty() {
             continue;
@@ -231,14 +199,8 @@ fn totals(out: &mut String, outcome: &RunOutcome, stats: &[TrendStat]) {
             if let Some((unit, agg)) = t.metric(m, &Tags::new()) {
                 line(out, m, &value(&agg, unit, stats, outcome));
                 if *m == "http_req_duration" {
-                    if let Some((unit, agg)) =
-                        t.metric(m, &Tags::from_pairs([("expected_response", "true")]))
-                    {
-                        line(
-                            out,
-                            "  { expected_response:true }",
-                            &value(&agg, unit, stats, outcome),
-                        );
+                    if let Some((unit, agg)) = t.metric(m, &Tags::from_pairs([("expected_response", "true")])) {
+                        line(out, "  { expected_response:true }", &value(&agg, unit, stats, outcome));
                     }
                 }
             }
@@ -259,27 +221,10 @@ fn per_scenario(out: &mut String, outcome: &RunOutcome, stats: &[TrendStat]) {
     for s in &outcome.scenarios {
         let _ = writeln!(out, "  █ SCENARIO: {}\n", s.name);
         let sel = Tags::from_pairs([("scenario", s.name.as_str())]);
-        let interrupted = if s.interrupted > 0 {
-            format!(", {} interrupted", s.interrupted)
-        } else {
-            String::new()
-        };
-        let dropped = if s.dropped > 0 {
-            format!(", {} dropped", s.dropped)
-        } else {
-            String::new()
-        };
-        line(
-            out,
-            "iterations",
-            &format!("{}{interrupted}{dropped}", s.completed),
-        );
-        for m in [
-            "iteration_duration",
-            "http_req_duration",
-            "http_req_failed",
-            "checks",
-        ] {
+        let interrupted = if s.interrupted > 0 { format!(", {} interrupted", s.interrupted) } else { String::new() };
+        let dropped = if s.dropped > 0 { format!(", {} dropped", s.dropped) } else { String::new() };
+        line(out, "iterations", &format!("{}{interrupted}{dropped}", s.completed));
+        for m in ["iteration_duration", "http_req_duration", "http_req_failed", "checks"] {
             if let Some((unit, agg)) = outcome.totals.metric(m, &sel) {
                 line(out, m, &value(&agg, unit, stats, outcome));
             }
@@ -294,11 +239,7 @@ fn line(out: &mut String, name: &str, value: &str) {
 }
 
 fn percent(part: u64, total: u64) -> String {
-    let p = if total == 0 {
-        0.0
-    } else {
-        part as f64 * 100.0 / total as f64
-    };
+    let p = if total == 0 { 0.0 } else { part as f64 * 100.0 / total as f64 };
     format!("{p:.2}% {part} out of {total}")
 }
 
@@ -307,18 +248,11 @@ fn value(agg: &Aggregate, unit: Unit, stats: &[TrendStat], outcome: &RunOutcome)
     match agg {
         Aggregate::Counter(c) => match unit {
             Unit::Data => format!("{:<8} {}/s", bytes(*c), bytes(c / secs)),
-            _ => format!(
-                "{:<8} {}/s",
-                number(*c),
-                number((c / secs * 1000.0).round() / 1000.0)
-            ),
+            _ => format!("{:<8} {}/s", number(*c), number((c / secs * 1000.0).round() / 1000.0)),
         },
-        Aggregate::Gauge { value, min, max } => format!(
-            "{:<8} min={} max={}",
-            number(*value),
-            number(*min),
-            number(*max)
-        ),
+        Aggregate::Gauge { value, min, max } => {
+            format!("{:<8} min={} max={}", number(*value), number(*min), number(*max))
+        }
         Aggregate::Rate { passes, fails } => percent(*passes, passes + fails),
         Aggregate::Trend(sk) => stats
             .iter()

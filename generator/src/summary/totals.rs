@@ -54,19 +54,14 @@ impl RunTotals {
     }
 
     /// Every series of `metric`.
-    pub fn range<'a>(
-        &'a self,
-        metric: &'a str,
-    ) -> impl Iterator<Item = (&'a SeriesKey, &'a (Unit, Aggregate))> + 'a {
+    pub fn range<'a>(&'a self, metric: &'a str) -> impl Iterator<Item = (&'a SeriesKey, &'a (Unit, Aggregate))> + 'a {
         self.series.iter().filter(move |(k, _)| k.metric == metric)
     }
 
     /// Distinct values of `tag` among the series of `metric`, sorted.
     pub fn tag_values(&self, metric: &str, tag: &str) -> Vec<String> {
-        let mut values: Vec<String> = self
-            .range(metric)
-            .filter_map(|(k, _)| k.tags.get(tag).map(str::to_string))
-            .collect();
+        let mut values: Vec<String> =
+            self.range(metric).filter_map(|(k, _)| k.tags.get(tag).map(str::to_string)).collect();
         values.sort();
         values.dedup();
         values

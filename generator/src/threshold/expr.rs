@@ -32,10 +32,7 @@ impl Agg {
             MetricKind::Counter => matches!(self, Agg::Count | Agg::Rate),
             MetricKind::Gauge => matches!(self, Agg::Value),
             MetricKind::Rate => matches!(self, Agg::Rate),
-            MetricKind::Trend => matches!(
-                self,
-                Agg::Avg | Agg::Min | Agg::Max | Agg::Med | Agg::Percentile(_)
-            ),
+            MetricKind::Trend => matches!(self, Agg::Avg | Agg::Min | Agg::Max | Agg::Med | Agg::Percentile(_)),
         }
     }
 }
@@ -100,22 +97,13 @@ pub struct Expr {
 /// Parses `agg op number`; the error says what is wrong.
 pub fn parse(text: &str) -> Result<Expr, String> {
     let s = text.trim();
-    let ops = [
-        ("===", Op::Eq),
-        ("==", Op::Eq),
-        ("!=", Op::Ne),
-        ("<=", Op::Le),
-        (">=", Op::Ge),
-        ("<", Op::Lt),
-        (">", Op::Gt),
-    ];
+    let ops =
+        [("===", Op::Eq), ("==", Op::Eq), ("!=", Op::Ne), ("<=", Op::Le), (">=", Op::Ge), ("<", Op::Lt), (">", Op::Gt)];
     let (pos, len, op) = ops
         .iter()
         .filter_map(|(sym, op)| s.find(sym).map(|p| (p, sym.len(), *op)))
         .min_by_key(|(p, len, _)| (*p, usize::MAX - len))
-        .ok_or_else(|| {
-            format!("{text:?} has no comparison (expected e.g. \"p(95)<300\" or \"rate>0.99\")")
-        })?;
+        .ok_or_else(|| format!("{text:?} has no comparison (expected e.g. \"p(95)<300\" or \"rate>0.99\")"))?;
     let left = s[..pos].trim();
     let right = s[pos + len..].trim();
     let agg = match left {
@@ -142,9 +130,7 @@ pub fn parse(text: &str) -> Result<Expr, String> {
             ))
         }
     };
-    let bound: f64 = right
-        .parse()
-        .map_err(|_| format!("{text:?}: {right:?} is not a number"))?;
+    let bound: f64 = right.parse().map_err(|_| format!("{text:?}: {right:?} is not a number"))?;
     Ok(Expr { agg, op, bound })
 }
 
@@ -154,30 +140,9 @@ mod tests {
 
     #[test]
     fn parses_k6_expressions() {
-        assert_eq!(
-            parse("p(95)<300").unwrap(),
-            Expr {
-                agg: Agg::Percentile(95.0),
-                op: Op::Lt,
-                bound: 300.0
-            }
-        );
-        assert_eq!(
-            parse(" rate > 0.99 ").unwrap(),
-            Expr {
-                agg: Agg::Rate,
-                op: Op::Gt,
-                bound: 0.99
-            }
-        );
-        assert_eq!(
-            parse("count>=10").unwrap(),
-            Expr {
-                agg: Agg::Count,
-                op: Op::Ge,
-                bound: 10.0
-            }
-        );
+        assert_eq!(parse("p(95)<300").unwrap(), Expr { agg: Agg::Percentile(95.0), op: Op::Lt, bound: 300.0 });
+        assert_eq!(parse(" rate > 0.99 ").unwrap(), Expr { agg: Agg::Rate, op: Op::Gt, bound: 0.99 });
+        assert_eq!(parse("count>=10").unwrap(), Expr { agg: Agg::Count, op: Op::Ge, bound: 10.0 });
         assert_eq!(parse("p(99.9)<=1.5").unwrap().agg, Agg::Percentile(99.9));
         assert_eq!(parse("value===3").unwrap().op, Op::Eq);
         assert_eq!(parse("avg!=0").unwrap().op, Op::Ne);
@@ -185,13 +150,9 @@ mod tests {
 
     #[test]
     fn explains_malformed_expressions() {
-        assert!(parse("p95<300")
-            .unwrap_err()
-            .contains("unknown aggregation \"p95\""));
+        assert!(parse("p95<300").unwrap_err().contains("unknown aggregation \"p95\""));
         assert!(parse("p(95)").unwrap_err().contains("no comparison"));
-        assert!(parse("p(95)<fast")
-            .unwrap_err()
-            .contains("\"fast\" is not a number"));
+        assert!(parse("p(95)<fast").unwrap_err().contains("\"fast\" is not a number"));
         assert!(parse("p(150)<3").unwrap_err().contains("outside 0..100"));
     }
 }

@@ -73,13 +73,7 @@ pub fn parse_all(obj: Obj) -> Vec<ThresholdSet> {
             Value::Array(items) => items.iter().collect(),
             one @ (Value::String(_) | Value::Object(_)) => vec![one],
             other => {
-                obj.report.error(
-                    path,
-                    format!(
-                        "must be a list of threshold expressions, found {}",
-                        type_name(other)
-                    ),
-                );
+                obj.report.error(path, format!("must be a list of threshold expressions, found {}", type_name(other)));
                 continue;
             }
         };
@@ -90,12 +84,7 @@ pub fn parse_all(obj: Obj) -> Vec<ThresholdSet> {
                 rules.push(rule);
             }
         }
-        sets.push(ThresholdSet {
-            source: key.clone(),
-            metric,
-            selector,
-            rules,
-        });
+        sets.push(ThresholdSet { source: key.clone(), metric, selector, rules });
     }
     sets
 }
@@ -112,17 +101,18 @@ fn parse_rule(item: &Value, path: &str, parent: &Obj) -> Option<Threshold> {
             (source?, abort, delay)
         }
         other => {
-            parent.report.error(path, format!("must be an expression string or {{threshold, abortOnFail, delayAbortEval}}, found {}", type_name(other)));
+            parent.report.error(
+                path,
+                format!(
+                    "must be an expression string or {{threshold, abortOnFail, delayAbortEval}}, found {}",
+                    type_name(other)
+                ),
+            );
             return None;
         }
     };
     match expr::parse(&source) {
-        Ok(expr) => Some(Threshold {
-            source,
-            expr,
-            abort_on_fail,
-            delay_abort_eval: delay,
-        }),
+        Ok(expr) => Some(Threshold { source, expr, abort_on_fail, delay_abort_eval: delay }),
         Err(e) => {
             parent.report.error(path, e);
             None
@@ -137,20 +127,16 @@ pub fn parse_key(key: &str) -> Result<(String, Tags), String> {
         return valid_name(key).map(|n| (n, Tags::new()));
     };
     let name = valid_name(&key[..open])?;
-    let inner = key[open + 1..]
-        .strip_suffix('}')
-        .ok_or_else(|| format!("{key:?}: the tag selector must end with '}}'"))?;
+    let inner =
+        key[open + 1..].strip_suffix('}').ok_or_else(|| format!("{key:?}: the tag selector must end with '}}'"))?;
     let mut tags = Tags::new();
     for pair in inner.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (k, v) = pair
-            .split_once(':')
-            .ok_or_else(|| format!("{key:?}: selector part {pair:?} must be tag:value"))?;
+        let (k, v) =
+            pair.split_once(':').ok_or_else(|| format!("{key:?}: selector part {pair:?} must be tag:value"))?;
         let unquote = |s: &str| s.trim().trim_matches(|c| c == '"' || c == '\'').to_string();
         let (k, v) = (unquote(k), unquote(v));
         if k.is_empty() {
-            return Err(format!(
-                "{key:?}: selector part {pair:?} has an empty tag name"
-            ));
+            return Err(format!("{key:?}: selector part {pair:?} has an empty tag name"));
         }
         tags.insert(k, v);
     }
@@ -175,27 +161,16 @@ impl ThresholdSet {
         self.rules
             .iter()
             .map(|rule| {
-                let observed = merged
-                    .as_ref()
-                    .and_then(|(_, agg)| statistic(agg, rule.expr.agg, totals.elapsed));
+                let observed = merged.as_ref().and_then(|(_, agg)| statistic(agg, rule.expr.agg, totals.elapsed));
                 let ok = observed.is_none_or(|v| rule.expr.op.holds(v, rule.expr.bound));
-                Outcome {
-                    key: self.source.clone(),
-                    source: rule.source.clone(),
-                    ok,
-                    observed,
-                }
+                Outcome { key: self.source.clone(), source: rule.source.clone(), ok, observed }
             })
             .collect()
     }
 
     /// The rules whose failure at `elapsed` must stop the test.
     pub fn aborting(&self, totals: &RunTotals, elapsed: Duration) -> Vec<Outcome> {
-        if !self
-            .rules
-            .iter()
-            .any(|r| r.abort_on_fail && elapsed >= r.delay_abort_eval)
-        {
+        if !self.rules.iter().any(|r| r.abort_on_fail && elapsed >= r.delay_abort_eval) {
             return Vec::new();
         }
         self.evaluate(totals)
@@ -212,11 +187,7 @@ impl ThresholdSet {
 pub fn statistic(agg: &Aggregate, which: Agg, elapsed: Duration) -> Option<f64> {
     match (agg, which) {
         (Aggregate::Counter(c), Agg::Count) => Some(*c),
-        (Aggregate::Counter(c), Agg::Rate) => Some(if elapsed.is_zero() {
-            0.0
-        } else {
-            c / elapsed.as_secs_f64()
-        }),
+        (Aggregate::Counter(c), Agg::Rate) => Some(if elapsed.is_zero() { 0.0 } else { c / elapsed.as_secs_f64() }),
         (Aggregate::Gauge { value, .. }, Agg::Value) => Some(*value),
         (r @ Aggregate::Rate { .. }, Agg::Rate) => r.rate(),
         (Aggregate::Trend(s), Agg::Avg) => s.mean(),
@@ -238,16 +209,9 @@ mod tests {
     fn parses_selectors() {
         let (m, t) = parse_key("http_req_duration{scenario:api, status:200}").unwrap();
         assert_eq!(m, "http_req_duration");
-        assert_eq!(
-            t,
-            Tags::from_pairs([("scenario", "api"), ("status", "200")])
-        );
-        assert!(parse_key("http_req_duration{scenario}")
-            .unwrap_err()
-            .contains("must be tag:value"));
-        assert!(parse_key("http req")
-            .unwrap_err()
-            .contains("not a metric name"));
+        assert_eq!(t, Tags::from_pairs([("scenario", "api"), ("status", "200")]));
+        assert!(parse_key("http_req_duration{scenario}").unwrap_err().contains("must be tag:value"));
+        assert!(parse_key("http req").unwrap_err().contains("not a metric name"));
         assert!(parse_key("x{a:b").unwrap_err().contains("must end with"));
     }
 
@@ -275,27 +239,14 @@ mod tests {
         totals.add_window(&[
             series("http_req_duration", "a", Aggregate::Trend(a)),
             series("http_req_duration", "b", Aggregate::Trend(b)),
-            series(
-                "checks",
-                "a",
-                Aggregate::Rate {
-                    passes: 95,
-                    fails: 5,
-                },
-            ),
+            series("checks", "a", Aggregate::Rate { passes: 95, fails: 5 }),
         ]);
-        let d = &sets
-            .iter()
-            .find(|s| s.metric == "http_req_duration")
-            .unwrap();
+        let d = &sets.iter().find(|s| s.metric == "http_req_duration").unwrap();
         let outcomes = d.evaluate(&totals);
         assert!(outcomes[0].ok, "{outcomes:?}");
         assert!(!outcomes[1].ok);
         assert_eq!(outcomes[1].observed, Some(40.0));
-        assert!(
-            d.aborting(&totals, Duration::from_secs(1)).is_empty(),
-            "delayAbortEval not reached"
-        );
+        assert!(d.aborting(&totals, Duration::from_secs(1)).is_empty(), "delayAbortEval not reached");
         assert_eq!(d.aborting(&totals, Duration::from_secs(6)).len(), 1);
         let c = sets.iter().find(|s| s.metric == "checks").unwrap();
         assert!(c.evaluate(&totals)[0].ok);

@@ -41,18 +41,8 @@ impl HttpTestbed {
         let counters = Arc::new(Counters::default());
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
-        tasks.spawn(accept_loop(
-            listener,
-            counters.clone(),
-            stop.clone(),
-            tasks.clone(),
-        ));
-        Ok(HttpTestbed {
-            addr,
-            counters,
-            stop,
-            tasks,
-        })
+        tasks.spawn(accept_loop(listener, counters.clone(), stop.clone(), tasks.clone()));
+        Ok(HttpTestbed { addr, counters, stop, tasks })
     }
 
     /// The bound address.
@@ -78,12 +68,7 @@ impl HttpTestbed {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    counters: Arc<Counters>,
-    stop: CancellationToken,
-    tasks: TaskTracker,
-) {
+async fn accept_loop(listener: TcpListener, counters: Arc<Counters>, stop: CancellationToken, tasks: TaskTracker) {
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -100,8 +85,7 @@ async fn accept_loop(
         let (counters, stop) = (counters.clone(), stop.clone());
         tasks.spawn(async move {
             let service = service_fn(move |req| handle(req, counters.clone()));
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
+            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
@@ -114,10 +98,7 @@ async fn accept_loop(
     }
 }
 
-async fn handle(
-    req: Request<Incoming>,
-    counters: Arc<Counters>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(req: Request<Incoming>, counters: Arc<Counters>) -> Result<Response<Full<Bytes>>, Infallible> {
     let resp = match route(req.method(), req.uri().path()) {
         Route::Root => routes::text(StatusCode::OK, "ok"),
         Route::Delay(d) => {
@@ -145,10 +126,7 @@ async fn handle(
         Route::Stats => {
             let body = serde_json::to_vec(&counters.snapshot()).unwrap_or_default();
             let mut r = Response::new(Full::new(Bytes::from(body)));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static("application/json"),
-            );
+            r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
             // Not counted: reading the stats must not change them.
             return Ok(r);
         }

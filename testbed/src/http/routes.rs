@@ -75,20 +75,14 @@ pub fn payload(n: usize) -> Response<Full<Bytes>> {
     static BUF: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
     let buf = BUF.get_or_init(|| Bytes::from(vec![b'x'; MAX_BYTES]));
     let mut r = Response::new(Full::new(buf.slice(..n)));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/octet-stream"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/octet-stream"));
     r
 }
 
 /// The `/json` document.
 pub fn json() -> Response<Full<Bytes>> {
     let mut r = text(StatusCode::OK, JSON_DOC);
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
     r
 }
 
@@ -100,22 +94,13 @@ mod tests {
     fn routes_paths() {
         let get = Method::GET;
         assert_eq!(route(&get, "/"), Route::Root);
-        assert_eq!(
-            route(&get, "/delay/25"),
-            Route::Delay(Duration::from_millis(25))
-        );
-        assert_eq!(
-            route(&get, "/delay/999999"),
-            Route::Delay(Duration::from_millis(MAX_DELAY_MS))
-        );
+        assert_eq!(route(&get, "/delay/25"), Route::Delay(Duration::from_millis(25)));
+        assert_eq!(route(&get, "/delay/999999"), Route::Delay(Duration::from_millis(MAX_DELAY_MS)));
         assert_eq!(route(&get, "/status/418"), Route::Status(418));
         assert!(matches!(route(&get, "/status/42"), Route::BadRequest(_)));
         assert!(matches!(route(&get, "/status/0200"), Route::BadRequest(_)));
         assert_eq!(route(&get, "/bytes/1024"), Route::Bytes(1024));
-        assert!(matches!(
-            route(&get, "/bytes/99999999"),
-            Route::BadRequest(_)
-        ));
+        assert!(matches!(route(&get, "/bytes/99999999"), Route::BadRequest(_)));
         assert_eq!(route(&get, "/json"), Route::Json);
         assert_eq!(route(&Method::POST, "/echo"), Route::Echo);
         assert_eq!(route(&get, "/stats"), Route::Stats);

@@ -13,10 +13,7 @@ pub struct Counters {
 
 impl Default for Counters {
     fn default() -> Self {
-        Self {
-            requests: AtomicU64::new(0),
-            by_status: (0..600).map(|_| AtomicU64::new(0)).collect(),
-        }
+        Self { requests: AtomicU64::new(0), by_status: (0..600).map(|_| AtomicU64::new(0)).collect() }
     }
 }
 
@@ -40,10 +37,7 @@ impl Counters {
                 (n > 0).then(|| (code.to_string(), n))
             })
             .collect();
-        HttpStats {
-            requests: self.requests.load(Ordering::Relaxed),
-            by_status,
-        }
+        HttpStats { requests: self.requests.load(Ordering::Relaxed), by_status }
     }
 }
 

@@ -51,22 +51,13 @@ impl Check {
                     } else {
                         format!("status in [{}]", list.join(","))
                     };
-                    checks.push(Check {
-                        name,
-                        kind: CheckKind::Status(codes),
-                    });
+                    checks.push(Check { name, kind: CheckKind::Status(codes) });
                 }
-                _ => obj.error(
-                    "status",
-                    "must be an HTTP status code (100-599) or a list of them",
-                ),
+                _ => obj.error("status", "must be an HTTP status code (100-599) or a list of them"),
             }
         }
         if let Some(text) = obj.string("bodyContains") {
-            checks.push(Check {
-                name: format!("body contains {text:?}"),
-                kind: CheckKind::BodyContains(text),
-            });
+            checks.push(Check { name: format!("body contains {text:?}"), kind: CheckKind::BodyContains(text) });
         }
         if let Some(json) = obj.object("json") {
             for (path, expected) in json.entries() {
@@ -78,10 +69,7 @@ impl Check {
                 let segments = trimmed.split('.').map(str::to_string).collect();
                 checks.push(Check {
                     name: format!("json {trimmed} is {expected}"),
-                    kind: CheckKind::Json {
-                        path: segments,
-                        expected: expected.clone(),
-                    },
+                    kind: CheckKind::Json { path: segments, expected: expected.clone() },
                 });
             }
         }
@@ -113,12 +101,10 @@ impl Check {
                             Some(n) => n,
                             None => return false,
                         },
-                        Value::Array(items) => {
-                            match seg.parse::<usize>().ok().and_then(|i| items.get(i)) {
-                                Some(n) => n,
-                                None => return false,
-                            }
-                        }
+                        Value::Array(items) => match seg.parse::<usize>().ok().and_then(|i| items.get(i)) {
+                            Some(n) => n,
+                            None => return false,
+                        },
                         _ => return false,
                     };
                 }
@@ -153,11 +139,7 @@ mod tests {
     fn parse(doc: Value) -> (Vec<Check>, String) {
         let report = Report::default();
         let checks = Check::parse_all(Obj::new(&doc, "checks", &report).unwrap());
-        let errors = report
-            .into_result(())
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let errors = report.into_result(()).err().map(|e| e.to_string()).unwrap_or_default();
         (checks, errors)
     }
 
@@ -182,10 +164,7 @@ mod tests {
         );
         let body = br#"{"ok":true,"name":"volley","items":[{"id":1,"price":9.5},{"id":2,"price":3.0}],"nested":{"level":{"deep":"yes"}}}"#;
         let mut json = None;
-        let results: Vec<bool> = checks
-            .iter()
-            .map(|c| c.passes(201, body, &mut json))
-            .collect();
+        let results: Vec<bool> = checks.iter().map(|c| c.passes(201, body, &mut json)).collect();
         assert_eq!(results, vec![true, true, true, true, false]);
         let mut json = None;
         assert!(!checks[0].passes(404, b"", &mut json));
@@ -195,10 +174,7 @@ mod tests {
     #[test]
     fn rejects_bad_status_and_unknown_fields() {
         let (_, errors) = parse(serde_json::json!({"status": 99, "header": "x"}));
-        assert!(
-            errors.contains("checks.status: must be an HTTP status code"),
-            "{errors}"
-        );
+        assert!(errors.contains("checks.status: must be an HTTP status code"), "{errors}");
         assert!(errors.contains("checks.header: unknown field"), "{errors}");
     }
 }

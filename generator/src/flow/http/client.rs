@@ -39,10 +39,7 @@ pub struct ByteCounts {
 impl ByteCounts {
     /// `(sent, received)` so far.
     pub fn get(&self) -> (u64, u64) {
-        (
-            self.sent.load(Ordering::Relaxed),
-            self.received.load(Ordering::Relaxed),
-        )
+        (self.sent.load(Ordering::Relaxed), self.received.load(Ordering::Relaxed))
     }
 }
 
@@ -53,11 +50,7 @@ struct Counting<T> {
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Counting<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let res = Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = (buf.filled().len() - before) as u64;
@@ -67,11 +60,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Counting<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Counting<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let res = Pin::new(&mut self.inner).poll_write(cx, data);
         if let Poll::Ready(Ok(n)) = &res {
             self.counts.sent.fetch_add(*n as u64, Ordering::Relaxed);
@@ -120,53 +109,34 @@ pub struct ConnectTimings {
 }
 
 /// Opens a connection to `origin`.
-pub async fn connect(
-    origin: &Origin,
-    tls: &tokio_rustls::TlsConnector,
-) -> io::Result<(Connection, ConnectTimings)> {
+pub async fn connect(origin: &Origin, tls: &tokio_rustls::TlsConnector) -> io::Result<(Connection, ConnectTimings)> {
     let start = Instant::now();
     let tcp = TcpStream::connect((origin.host.as_str(), origin.port)).await?;
     tcp.set_nodelay(true)?;
     let connected = Instant::now();
     let counts = Arc::new(ByteCounts::default());
-    let io = Counting {
-        inner: tcp,
-        counts: counts.clone(),
-    };
+    let io = Counting { inner: tcp, counts: counts.clone() };
     let handshake_err = |e: hyper::Error| io::Error::other(e);
     let (sender, tls_time) = if origin.tls {
         let name = rustls::pki_types::ServerName::try_from(origin.host.clone())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let stream = tls.connect(name, io).await?;
         let tls_time = connected.elapsed();
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(handshake_err)?;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(handshake_err)?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
         (sender, tls_time)
     } else {
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-            .await
-            .map_err(handshake_err)?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(handshake_err)?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
         (sender, Duration::ZERO)
     };
-    let timings = ConnectTimings {
-        connecting: connected - start,
-        tls: tls_time,
-    };
-    Ok((
-        Connection {
-            origin: origin.clone(),
-            sender,
-            counts,
-        },
-        timings,
-    ))
+    let timings = ConnectTimings { connecting: connected - start, tls: tls_time };
+    Ok((Connection { origin: origin.clone(), sender, counts }, timings))
 }
 
 /// TLS settings for a flow: the Mozilla root store, or no verification at
@@ -177,14 +147,9 @@ pub fn tls_connector(insecure: bool) -> tokio_rustls::TlsConnector {
         .with_safe_default_protocol_versions()
         .expect("ring supports the default TLS versions");
     let mut config = if insecure {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
-            .with_no_client_auth()
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerification(provider))).with_no_client_auth()
     } else {
-        let roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
+        let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
         builder.with_root_certificates(roots).with_no_client_auth()
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -212,12 +177,7 @@ impl rustls::client::danger::ServerCertVerifier for NoVerification {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
     fn verify_tls13_signature(
         &self,
@@ -225,12 +185,7 @@ impl rustls::client::danger::ServerCertVerifier for NoVerification {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()

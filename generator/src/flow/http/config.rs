@@ -67,8 +67,7 @@ pub fn parse_steps(obj: &Obj) -> Option<Vec<Step>> {
     let mut steps = Vec::new();
     let mut ok = true;
     for (i, item) in list.iter().enumerate() {
-        let Some(step) = Obj::new(item, format!("{}[{i}]", obj.path_of("steps")), obj.report)
-        else {
+        let Some(step) = Obj::new(item, format!("{}[{i}]", obj.path_of("steps")), obj.report) else {
             ok = false;
             continue;
         };
@@ -91,8 +90,7 @@ fn parse_step(step: &Obj) -> Option<Step> {
             Some(d) => Some(Step::Sleep(d)),
             None => {
                 if !step.has("sleep") {
-                    step.report
-                        .error(step.path.clone(), "a step needs a request or a sleep");
+                    step.report.error(step.path.clone(), "a step needs a request or a sleep");
                 }
                 None
             }
@@ -108,21 +106,15 @@ fn parse_step(step: &Obj) -> Option<Step> {
             None
         }
     };
-    let url = request
-        .require("url")
-        .and(request.string("url"))
-        .and_then(|u| {
-            let t = template(&request, "url", &u)?;
-            let lower = u.to_ascii_lowercase();
-            if !(lower.starts_with("http://")
-                || lower.starts_with("https://")
-                || u.starts_with("{{"))
-            {
-                request.error("url", format!("{u:?} must start with http:// or https://"));
-                return None;
-            }
-            Some(t)
-        });
+    let url = request.require("url").and(request.string("url")).and_then(|u| {
+        let t = template(&request, "url", &u)?;
+        let lower = u.to_ascii_lowercase();
+        if !(lower.starts_with("http://") || lower.starts_with("https://") || u.starts_with("{{")) {
+            request.error("url", format!("{u:?} must start with http:// or https://"));
+            return None;
+        }
+        Some(t)
+    });
     let mut headers = Vec::new();
     for (name, value) in request.string_map("headers").unwrap_or_default() {
         let path = format!("headers.{name}");
@@ -141,10 +133,7 @@ fn parse_step(step: &Obj) -> Option<Step> {
         Some(other @ (serde_json::Value::Object(_) | serde_json::Value::Array(_))) => {
             // A structured body is sent as JSON.
             if !headers.iter().any(|(h, _)| h == http::header::CONTENT_TYPE) {
-                headers.push((
-                    http::header::CONTENT_TYPE,
-                    Template::parse("application/json").ok()?,
-                ));
+                headers.push((http::header::CONTENT_TYPE, Template::parse("application/json").ok()?));
             }
             template(&request, "body", &other.to_string())
         }
@@ -164,16 +153,7 @@ fn parse_step(step: &Obj) -> Option<Step> {
         return None;
     }
     let (method, url) = (method?, url?);
-    Some(Step::Request(Box::new(RequestStep {
-        method,
-        url,
-        headers,
-        body,
-        timeout,
-        name,
-        checks,
-        sleep,
-    })))
+    Some(Step::Request(Box::new(RequestStep { method, url, headers, body, timeout, name, checks, sleep })))
 }
 
 fn template(obj: &Obj, field: &str, text: &str) -> Option<Template> {

@@ -35,10 +35,7 @@ pub struct HttpFlow {
 
 impl std::fmt::Debug for HttpFlow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpFlow")
-            .field("steps", &self.steps)
-            .field("sleep", &self.sleep)
-            .finish()
+        f.debug_struct("HttpFlow").field("steps", &self.steps).field("sleep", &self.sleep).finish()
     }
 }
 
@@ -80,11 +77,7 @@ impl HttpFlow {
         let sleep = obj.duration("sleep");
         let insecure = obj.boolean("insecureSkipTLSVerify").unwrap_or(false);
         let steps = config::parse_steps(obj)?;
-        Some(HttpFlow {
-            steps,
-            sleep,
-            tls: client::tls_connector(insecure),
-        })
+        Some(HttpFlow { steps, sleep, tls: client::tls_connector(insecure) })
     }
 
     /// Environment variables the templates read.
@@ -151,45 +144,22 @@ impl HttpFlow {
         Ok(())
     }
 
-    async fn request(
-        &self,
-        vu: &mut HttpVu,
-        step: usize,
-        r: &RequestStep,
-        ctx: &IterCtx<'_>,
-    ) -> Result<(), FlowError> {
+    async fn request(&self, vu: &mut HttpVu, step: usize, r: &RequestStep, ctx: &IterCtx<'_>) -> Result<(), FlowError> {
         let url = r.url.render(ctx);
-        let uri: Uri = url
-            .parse()
-            .map_err(|e| FlowError::Step(format!("invalid URL {url:?}: {e}")))?;
+        let uri: Uri = url.parse().map_err(|e| FlowError::Step(format!("invalid URL {url:?}: {e}")))?;
         let tls = match uri.scheme_str() {
             Some("https") => true,
             Some("http") => false,
-            _ => {
-                return Err(FlowError::Step(format!(
-                    "URL {url:?} must start with http:// or https://"
-                )))
-            }
+            _ => return Err(FlowError::Step(format!("URL {url:?} must start with http:// or https://"))),
         };
-        let authority = uri
-            .authority()
-            .ok_or_else(|| FlowError::Step(format!("URL {url:?} has no host")))?
-            .clone();
+        let authority = uri.authority().ok_or_else(|| FlowError::Step(format!("URL {url:?} has no host")))?.clone();
         let origin = Origin {
             tls,
-            host: authority
-                .host()
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string(),
+            host: authority.host().trim_start_matches('[').trim_end_matches(']').to_string(),
             port: authority.port_u16().unwrap_or(if tls { 443 } else { 80 }),
         };
         let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let body = r
-            .body
-            .as_ref()
-            .map(|b| Bytes::from(b.render(ctx)))
-            .unwrap_or_default();
+        let body = r.body.as_ref().map(|b| Bytes::from(b.render(ctx))).unwrap_or_default();
 
         let mut timings = ConnectTimings::default();
         let mut attempt = 0;
@@ -200,9 +170,7 @@ impl HttpFlow {
             let reused = vu.conns.iter().position(|c| c.origin == origin);
             let idx = match reused {
                 Some(i) => i,
-                None => match tokio::time::timeout(r.timeout, client::connect(&origin, &self.tls))
-                    .await
-                {
+                None => match tokio::time::timeout(r.timeout, client::connect(&origin, &self.tls)).await {
                     Ok(Ok((conn, t))) => {
                         timings = t;
                         vu.conns.push(conn);
@@ -211,10 +179,7 @@ impl HttpFlow {
                     Ok(Err(_)) | Err(_) => break None,
                 },
             };
-            let mut req = http::Request::builder()
-                .method(r.method.clone())
-                .uri(path)
-                .header(HOST, authority.as_str());
+            let mut req = http::Request::builder().method(r.method.clone()).uri(path).header(HOST, authority.as_str());
             for (name, value) in &r.headers {
                 req = req.header(name, value.render(ctx));
             }
@@ -222,9 +187,7 @@ impl HttpFlow {
                 .body(Full::new(body.clone()))
                 .map_err(|e| FlowError::Step(format!("cannot build request for {url:?}: {e}")))?;
             let before = vu.conns[idx].counts.get();
-            let sent =
-                tokio::time::timeout(r.timeout, send(&mut vu.conns[idx], req, r.needs_body()))
-                    .await;
+            let sent = tokio::time::timeout(r.timeout, send(&mut vu.conns[idx], req, r.needs_body())).await;
             let after = vu.conns[idx].counts.get();
             vu.metrics.batch(|s| {
                 s.add(vu.data_sent, (after.0 - before.0) as f64);
@@ -296,22 +259,11 @@ async fn send(
             }
         }
     }
-    Ok(Outcome {
-        status,
-        waiting,
-        duration: start.elapsed(),
-        body: kept,
-    })
+    Ok(Outcome { status, waiting, duration: start.elapsed(), body: kept })
 }
 
 impl HttpVu {
-    fn request_series(
-        &mut self,
-        step: usize,
-        status: u16,
-        r: &RequestStep,
-        url: &str,
-    ) -> RequestSeries {
+    fn request_series(&mut self, step: usize, status: u16, r: &RequestStep, url: &str) -> RequestSeries {
         if let Some((_, s)) = self.series[step].iter().find(|(code, _)| *code == status) {
             return *s;
         }
@@ -328,14 +280,7 @@ impl HttpVu {
         };
         tags.insert("name", name);
         tags.insert("url", url);
-        tags.insert(
-            "expected_response",
-            if (200..400).contains(&status) {
-                "true"
-            } else {
-                "false"
-            },
-        );
+        tags.insert("expected_response", if (200..400).contains(&status) { "true" } else { "false" });
         let m = &self.metrics;
         let s = RequestSeries {
             reqs: m.series(HTTP_REQS, tags.clone()),
