@@ -20,9 +20,10 @@ use bytes::Bytes;
 use client::{ConnectTimings, Connection, Origin};
 pub use config::FIELDS;
 use config::{RequestStep, Step};
-use http::header::HOST;
+use http::header::{HeaderValue, HOST};
 use http::Uri;
 use http_body_util::{BodyExt, Full};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use volley_window::Tags;
 
@@ -53,6 +54,8 @@ struct RequestSeries {
 /// A VU's connections and cached series.
 pub struct HttpVu {
     conns: Vec<Connection>,
+    /// Per step: the parsed URL, when it is the same for every iteration.
+    targets: Vec<Option<Arc<Target>>>,
     metrics: Metrics,
     tags: Tags,
     /// Per step: `(status, series)`; a handful of statuses per step at most.
@@ -61,6 +64,39 @@ pub struct HttpVu {
     checks: Vec<Vec<SeriesId>>,
     data_sent: SeriesId,
     data_received: SeriesId,
+}
+
+/// A request's destination, parsed from its rendered URL.
+struct Target {
+    url: String,
+    origin: Origin,
+    host: HeaderValue,
+    /// Origin-form URI (path and query) for the request line.
+    path: Uri,
+}
+
+impl Target {
+    fn parse(url: String) -> Result<Target, FlowError> {
+        let uri: Uri = url.parse().map_err(|e| FlowError::Step(format!("invalid URL {url:?}: {e}")))?;
+        let tls = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(FlowError::Step(format!("URL {url:?} must start with http:// or https://"))),
+        };
+        let authority = uri.authority().ok_or_else(|| FlowError::Step(format!("URL {url:?} has no host")))?;
+        let origin = Origin {
+            tls,
+            host: authority.host().trim_start_matches('[').trim_end_matches(']').to_string(),
+            port: authority.port_u16().unwrap_or(if tls { 443 } else { 80 }),
+        };
+        let host = HeaderValue::from_str(authority.as_str()).map_err(|e| FlowError::Step(format!("URL {url:?}: {e}")))?;
+        let path: Uri = uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .parse()
+            .map_err(|e| FlowError::Step(format!("invalid path in URL {url:?}: {e}")))?;
+        Ok(Target { url, origin, host, path })
+    }
 }
 
 /// What one request produced.
@@ -120,6 +156,7 @@ impl HttpFlow {
             .collect();
         HttpVu {
             conns: Vec::new(),
+            targets: vec![None; self.steps.len()],
             metrics: metrics.clone(),
             tags: tags.clone(),
             series: vec![Vec::new(); self.steps.len()],
@@ -145,20 +182,18 @@ impl HttpFlow {
     }
 
     async fn request(&self, vu: &mut HttpVu, step: usize, r: &RequestStep, ctx: &IterCtx<'_>) -> Result<(), FlowError> {
-        let url = r.url.render(ctx);
-        let uri: Uri = url.parse().map_err(|e| FlowError::Step(format!("invalid URL {url:?}: {e}")))?;
-        let tls = match uri.scheme_str() {
-            Some("https") => true,
-            Some("http") => false,
-            _ => return Err(FlowError::Step(format!("URL {url:?} must start with http:// or https://"))),
+        // A URL without per-VU or per-iteration placeholders is parsed once per VU.
+        let target = match &vu.targets[step] {
+            Some(t) => t.clone(),
+            None => {
+                let t = Arc::new(Target::parse(r.url.render(ctx))?);
+                if r.url.is_static() {
+                    vu.targets[step] = Some(t.clone());
+                }
+                t
+            }
         };
-        let authority = uri.authority().ok_or_else(|| FlowError::Step(format!("URL {url:?} has no host")))?.clone();
-        let origin = Origin {
-            tls,
-            host: authority.host().trim_start_matches('[').trim_end_matches(']').to_string(),
-            port: authority.port_u16().unwrap_or(if tls { 443 } else { 80 }),
-        };
-        let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let (url, origin) = (&target.url, &target.origin);
         let body = r.body.as_ref().map(|b| Bytes::from(b.render(ctx))).unwrap_or_default();
 
         let mut timings = ConnectTimings::default();
@@ -167,10 +202,11 @@ impl HttpFlow {
             attempt += 1;
             // Reuse this VU's connection to the origin while it is open.
             vu.conns.retain(|c| !c.sender.is_closed());
-            let reused = vu.conns.iter().position(|c| c.origin == origin);
+            let reused = vu.conns.iter().position(|c| c.origin == *origin);
             let idx = match reused {
                 Some(i) => i,
-                None => match tokio::time::timeout(r.timeout, client::connect(&origin, &self.tls)).await {
+                // Boxed: connecting (TLS included) is rare and its state is large.
+                None => match tokio::time::timeout(r.timeout, Box::pin(client::connect(origin, &self.tls))).await {
                     Ok(Ok((conn, t))) => {
                         timings = t;
                         vu.conns.push(conn);
@@ -179,13 +215,16 @@ impl HttpFlow {
                     Ok(Err(_)) | Err(_) => break None,
                 },
             };
-            let mut req = http::Request::builder().method(r.method.clone()).uri(path).header(HOST, authority.as_str());
+            let mut req = http::Request::new(Full::new(body.clone()));
+            *req.method_mut() = r.method.clone();
+            *req.uri_mut() = target.path.clone();
+            let headers = req.headers_mut();
+            headers.insert(HOST, target.host.clone());
             for (name, value) in &r.headers {
-                req = req.header(name, value.render(ctx));
+                let value = HeaderValue::try_from(value.render(ctx))
+                    .map_err(|_| FlowError::Step(format!("header {name} of {url:?} has a character not allowed in headers")))?;
+                headers.append(name, value);
             }
-            let req = req
-                .body(Full::new(body.clone()))
-                .map_err(|e| FlowError::Step(format!("cannot build request for {url:?}: {e}")))?;
             let before = vu.conns[idx].counts.get();
             let sent = tokio::time::timeout(r.timeout, send(&mut vu.conns[idx], req, r.needs_body())).await;
             let after = vu.conns[idx].counts.get();
@@ -212,7 +251,7 @@ impl HttpFlow {
         };
 
         let status = outcome.as_ref().map_or(0, |o| o.status);
-        let series = vu.request_series(step, status, r, &url);
+        let series = vu.request_series(step, status, r, url);
         let failed = !(200..400).contains(&status);
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         vu.metrics.batch(|s| {
@@ -292,5 +331,25 @@ impl HttpVu {
         };
         self.series[step].push((status, s));
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The iteration's state machine is allocated per running iteration;
+    /// connecting (TLS included) is boxed separately so this stays small.
+    #[test]
+    fn iteration_state_stays_small() {
+        let doc = serde_json::json!({"type": "http", "steps": [{"request": {"url": "http://127.0.0.1:1/"}}]});
+        let report = crate::config::reader::Report::default();
+        let obj = crate::config::reader::Obj::new(&doc, "f", &report).unwrap();
+        let flow = super::HttpFlow::parse(&obj).unwrap();
+        let metrics = crate::metrics::Metrics::new(10, |_| {});
+        let mut vu = flow.new_vu(&volley_window::Tags::new(), &metrics);
+        let env = std::collections::HashMap::new();
+        let ctx = crate::flow::IterCtx { vu: 1, iter: 0, scenario: "s", env: &env };
+        let fut = flow.iterate(&mut vu, &ctx);
+        let size = std::mem::size_of_val(&fut);
+        assert!(size < 2048, "http iteration future is {size} bytes");
     }
 }
