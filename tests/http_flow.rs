@@ -89,3 +89,28 @@ fn json_checks_read_the_response_body() {
     assert_eq!(checks["json items.1.price is 3"]["passes"], 20);
     assert_eq!(checks["json nested.level.deep is \"no\""]["fails"], 20);
 }
+
+#[test]
+fn https_targets_verify_certificates_unless_told_not_to() {
+    let server = Testbed::https();
+    let flow = |insecure: bool| {
+        json!({
+            "options": {"scenarios": {"s": {"executor": "shared-iterations", "vus": 2, "iterations": 10}}},
+            "flows": {"default": {"type": "http", "insecureSkipTLSVerify": insecure, "steps": [
+                {"request": {"url": format!("{}/json", server.url)}, "checks": {"status": 200}}
+            ]}}
+        })
+    };
+    // The testbed's certificate is self-signed: verified, every request fails.
+    let (out, s) = run_scenario(&flow(false), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(s["metrics"]["http_req_failed"]["value"], 1.0);
+    assert_eq!(s["metrics"]["checks"]["fails"], 10);
+    // With insecureSkipTLSVerify, as k6's option: all succeed over TLS.
+    let (out, s) = run_scenario(&flow(true), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(s["metrics"]["http_req_failed"]["value"], 0.0);
+    assert_eq!(s["metrics"]["checks"]["passes"], 10);
+    assert!(s["metrics"]["http_req_tls_handshaking"]["max"].as_f64().unwrap() > 0.0, "{s}");
+    assert_eq!(server.stats()["by_status"]["200"], 10);
+}

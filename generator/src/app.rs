@@ -62,7 +62,12 @@ where
     F: FnOnce(&tokio::runtime::Handle) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().thread_name("volley-control").build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .thread_name("volley-control")
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ERROR cannot start the runtime: {e}");

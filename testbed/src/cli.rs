@@ -25,6 +25,9 @@ pub enum Command {
         /// Worker threads (default: one per core).
         #[arg(long)]
         threads: Option<usize>,
+        /// Serve HTTPS with a fresh self-signed certificate.
+        #[arg(long)]
+        tls: bool,
     },
 }
 
@@ -32,14 +35,15 @@ pub enum Command {
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Http { listen, threads } => {
+        Command::Http { listen, threads, tls } => {
             let mut builder = tokio::runtime::Builder::new_multi_thread();
             if let Some(n) = threads {
                 builder.worker_threads(n.max(1));
             }
             let runtime = builder.enable_all().build()?;
             runtime.block_on(async move {
-                let server = HttpTestbed::start(listen).await?;
+                let server =
+                    if tls { HttpTestbed::start_tls(listen).await? } else { HttpTestbed::start(listen).await? };
                 println!("volley-testbed http listening on {}", server.base_url());
                 std::io::stdout().flush()?;
                 shutdown_signal().await;

@@ -103,9 +103,19 @@ pub struct Testbed {
 impl Testbed {
     /// Starts the HTTP testbed and waits for its address.
     pub fn http() -> Testbed {
+        Self::start(&[])
+    }
+
+    /// Starts the HTTP testbed over TLS (self-signed certificate).
+    pub fn https() -> Testbed {
+        Self::start(&["--tls"])
+    }
+
+    fn start(extra: &[&str]) -> Testbed {
         use std::io::BufRead;
         let mut child = Command::new(binary("volley-testbed"))
             .args(["http", "--listen", "127.0.0.1:0", "--threads", "1"])
+            .args(extra)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -115,13 +125,16 @@ impl Testbed {
             .read_line(&mut line)
             .expect("read testbed address");
         let url = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
-        assert!(url.starts_with("http://127.0.0.1:"), "unexpected testbed banner {line:?}");
+        assert!(
+            url.starts_with("http://127.0.0.1:") || url.starts_with("https://127.0.0.1:"),
+            "unexpected testbed banner {line:?}"
+        );
         Testbed { child, url }
     }
 
     /// The server's `/stats` counters.
     pub fn stats(&self) -> serde_json::Value {
-        let out = Command::new("curl").args(["-s", &format!("{}/stats", self.url)]).output();
+        let out = Command::new("curl").args(["-s", "-k", &format!("{}/stats", self.url)]).output();
         match out {
             Ok(o) if o.status.success() => serde_json::from_slice(&o.stdout).expect("stats JSON"),
             _ => stats_without_curl(&self.url),

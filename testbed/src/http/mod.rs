@@ -6,6 +6,7 @@
 
 mod routes;
 mod stats;
+mod tls;
 
 pub use routes::{Route, JSON_DOC};
 pub use stats::HttpStats;
@@ -28,21 +29,34 @@ use tokio_util::task::TaskTracker;
 /// A running HTTP testbed.
 pub struct HttpTestbed {
     addr: SocketAddr,
+    scheme: &'static str,
     counters: Arc<Counters>,
     stop: CancellationToken,
     tasks: TaskTracker,
 }
 
 impl HttpTestbed {
-    /// Binds `addr` and starts serving on the current tokio runtime.
+    /// Binds `addr` and starts serving plain HTTP on the current tokio runtime.
     pub async fn start(addr: SocketAddr) -> std::io::Result<HttpTestbed> {
+        Self::start_with(addr, None).await
+    }
+
+    /// Like [`HttpTestbed::start`], over TLS with a fresh self-signed
+    /// certificate for `localhost` and `127.0.0.1` (clients must skip
+    /// verification, as k6's `insecureSkipTLSVerify`).
+    pub async fn start_tls(addr: SocketAddr) -> std::io::Result<HttpTestbed> {
+        Self::start_with(addr, Some(tls::self_signed_acceptor()?)).await
+    }
+
+    async fn start_with(addr: SocketAddr, tls: Option<tokio_rustls::TlsAcceptor>) -> std::io::Result<HttpTestbed> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let counters = Arc::new(Counters::default());
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
-        tasks.spawn(accept_loop(listener, counters.clone(), stop.clone(), tasks.clone()));
-        Ok(HttpTestbed { addr, counters, stop, tasks })
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tasks.spawn(accept_loop(listener, tls, counters.clone(), stop.clone(), tasks.clone()));
+        Ok(HttpTestbed { addr, scheme, counters, stop, tasks })
     }
 
     /// The bound address.
@@ -50,9 +64,9 @@ impl HttpTestbed {
         self.addr
     }
 
-    /// `http://ADDR`.
+    /// `http://ADDR` (or `https://ADDR` over TLS).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// What has been served so far.
@@ -68,7 +82,13 @@ impl HttpTestbed {
     }
 }
 
-async fn accept_loop(listener: TcpListener, counters: Arc<Counters>, stop: CancellationToken, tasks: TaskTracker) {
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    counters: Arc<Counters>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+) {
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -82,19 +102,36 @@ async fn accept_loop(listener: TcpListener, counters: Arc<Counters>, stop: Cance
             _ = stop.cancelled() => return,
         };
         let _ = stream.set_nodelay(true);
-        let (counters, stop) = (counters.clone(), stop.clone());
+        let (counters, stop, tls) = (counters.clone(), stop.clone(), tls.clone());
         tasks.spawn(async move {
-            let service = service_fn(move |req| handle(req, counters.clone()));
-            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
+            match tls {
+                None => serve(stream, counters, stop).await,
+                Some(acceptor) => {
+                    // A failed handshake (a client that rejects the
+                    // certificate) just closes this connection.
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        serve(stream, counters, stop).await;
+                    }
                 }
             }
         });
+    }
+}
+
+/// Serves one connection until the client closes it or the server stops.
+async fn serve<S>(stream: S, counters: Arc<Counters>, stop: CancellationToken)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| handle(req, counters.clone()));
+    let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
     }
 }
 

@@ -89,7 +89,8 @@ impl Target {
             host: authority.host().trim_start_matches('[').trim_end_matches(']').to_string(),
             port: authority.port_u16().unwrap_or(if tls { 443 } else { 80 }),
         };
-        let host = HeaderValue::from_str(authority.as_str()).map_err(|e| FlowError::Step(format!("URL {url:?}: {e}")))?;
+        let host =
+            HeaderValue::from_str(authority.as_str()).map_err(|e| FlowError::Step(format!("URL {url:?}: {e}")))?;
         let path: Uri = uri
             .path_and_query()
             .map_or("/", |p| p.as_str())
@@ -221,8 +222,9 @@ impl HttpFlow {
             let headers = req.headers_mut();
             headers.insert(HOST, target.host.clone());
             for (name, value) in &r.headers {
-                let value = HeaderValue::try_from(value.render(ctx))
-                    .map_err(|_| FlowError::Step(format!("header {name} of {url:?} has a character not allowed in headers")))?;
+                let value = HeaderValue::try_from(value.render(ctx)).map_err(|_| {
+                    FlowError::Step(format!("header {name} of {url:?} has a character not allowed in headers"))
+                })?;
                 headers.append(name, value);
             }
             let before = vu.conns[idx].counts.get();
