@@ -12,6 +12,14 @@
 //! one from another shard, then grows the pool up to `maxVUs`; only when no VU
 //! is free anywhere and none can be added is the iteration dropped and
 //! counted, never queued: a late start would hide the overload it measures.
+//!
+//! A VU that was handed an iteration but has not yet been polled is not busy
+//! with the target, only waiting for its thread. When the operating system
+//! pauses a shard's thread for a few milliseconds, the dispatcher catches up
+//! with a burst of due iterations on its return; before counting one as
+//! dropped it lets those VUs run (they are on its own thread), so a drop
+//! always means that every VU was inside an iteration. The late starts still
+//! show in `iteration_start_lag`.
 
 use crate::engine::{ScenarioRun, Vu};
 use atomic_waker::AtomicWaker;
@@ -53,6 +61,8 @@ impl Slot {
 /// One shard's part of the dispatch.
 struct ShardState {
     free: ArrayQueue<Arc<Slot>>,
+    /// VUs of this shard handed an iteration they have not yet taken.
+    handed: AtomicU64,
     /// Offset (ns) of the shard's next undispatched iteration, or FINISHED.
     next_due: AtomicU64,
     waker: AtomicWaker,
@@ -95,6 +105,7 @@ pub async fn run_open(
         shards: (0..n)
             .map(|_| ShardState {
                 free: ArrayQueue::new(max_vus.max(1) as usize),
+                handed: AtomicU64::new(0),
                 next_due: AtomicU64::new(0),
                 waker: AtomicWaker::new(),
             })
@@ -201,19 +212,48 @@ impl Dispatch {
             }
             let now = self.start().elapsed();
             while let Some(due) = next.filter(|d| *d <= now) {
-                self.start_iteration(shard, due.as_nanos() as u64);
+                let offset = due.as_nanos() as u64;
+                let mut started = self.hand_local(shard, offset);
+                // Bounded: a yield lets every VU handed an iteration take it.
+                for _ in 0..4 {
+                    if started || me.handed.load(Ordering::Acquire) == 0 {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                    started = self.hand_local(shard, offset);
+                }
+                if !started {
+                    self.start_elsewhere(shard, offset);
+                }
                 next = stripe.next().filter(within);
             }
         }
         me.next_due.store(FINISHED, Ordering::Release);
     }
 
-    /// Hands one due iteration to a free VU, grows the pool, or drops it.
-    fn start_iteration(self: &Arc<Self>, shard: usize, offset: u64) {
+    /// Hands a due iteration to a free VU of `shard`, if it has one.
+    fn hand_local(&self, shard: usize, offset: u64) -> bool {
+        match self.shards[shard].free.pop() {
+            Some(slot) => {
+                self.hand(&slot, offset);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn hand(&self, slot: &Slot, offset: u64) {
+        self.shards[slot.home].handed.fetch_add(1, Ordering::AcqRel);
+        slot.assign(offset);
+    }
+
+    /// Hands a due iteration to a free VU of another shard, grows the pool,
+    /// or drops it.
+    fn start_elsewhere(self: &Arc<Self>, shard: usize, offset: u64) {
         let n = self.shards.len();
-        for k in 0..n {
+        for k in 1..n {
             if let Some(slot) = self.shards[(shard + k) % n].free.pop() {
-                slot.assign(offset);
+                self.hand(&slot, offset);
                 return;
             }
         }
@@ -235,6 +275,8 @@ impl Dispatch {
         if first == UNASSIGNED {
             // Capacity is maxVUs and a VU holds one slot: never full.
             let _ = self.shards[shard].free.push(slot.clone());
+        } else {
+            self.shards[shard].handed.fetch_add(1, Ordering::AcqRel);
         }
         self.slots.lock().push(slot.clone());
         let vu = self.run.new_vu();
@@ -251,6 +293,7 @@ impl Dispatch {
                 }
                 let assigned = slot.assigned.swap(UNASSIGNED, Ordering::AcqRel);
                 if assigned != UNASSIGNED {
+                    self.shards[slot.home].handed.fetch_sub(1, Ordering::AcqRel);
                     Poll::Ready(Some(assigned))
                 } else if self.done.load(Ordering::Acquire) {
                     Poll::Ready(None)
