@@ -76,12 +76,23 @@ def proc_rss_bytes(pid):
         return None
 
 
+def _children_cpu():
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 class Measured:
     """Runs a command and samples its CPU time and RSS twice a second."""
 
     def __init__(self, cmd, cwd=None, env=None):
         self.cmd = cmd
         self.samples = []  # (t, cpu_s, rss_bytes)
+        self.cpu_total = None
+        # Reaped children's CPU before and after this one: its exact total,
+        # including the last half second the sampler misses.
+        self._children_before = _children_cpu()
         self.start = time.monotonic()
         self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self._stop = threading.Event()
@@ -98,6 +109,7 @@ class Measured:
     def wait(self, timeout=None):
         self.stdout, self.stderr = self.proc.communicate(timeout=timeout)
         self.wall = time.monotonic() - self.start
+        self.cpu_total = _children_cpu() - self._children_before
         self._stop.set()
         self._thread.join()
         return self
@@ -107,6 +119,8 @@ class Measured:
         return self.wait(timeout=30)
 
     def cpu_seconds(self):
+        if self.cpu_total is not None:
+            return self.cpu_total
         return self.samples[-1][1] if self.samples else 0.0
 
     def rss_at(self, t):
@@ -167,11 +181,11 @@ def write(path, text):
     return path
 
 
-def k6_run(script_text, workdir, extra=()):
+def k6_run(script_text, workdir, extra=(), env=None):
     """Starts `k6 run` on a script; returns (Measured, summary path)."""
     script = write(os.path.join(workdir, "k6.js"), script_text)
     summary = os.path.join(workdir, "k6-summary.json")
-    env = dict(os.environ, K6_NO_USAGE_REPORT="true")
+    env = dict(os.environ, K6_NO_USAGE_REPORT="true", **(env or {}))
     cmd = [k6_path(), "run", "--quiet", "--summary-export", summary, *extra, script]
     return Measured(cmd, env=env), summary
 
