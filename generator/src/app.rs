@@ -8,6 +8,8 @@ use crate::exit;
 use clap::Parser;
 use std::ffi::OsString;
 use std::future::Future;
+use std::sync::Arc;
+use volley_exporter::{OutSpec, Pipeline, PipelineConfig, PipelineReport};
 
 /// Runs the CLI with `args` and returns the process exit code.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
@@ -74,8 +76,15 @@ where
             return exit::INTERNAL;
         }
     };
+    let outs = match parse_outs(&output.out) {
+        Ok(outs) => outs,
+        Err(e) => {
+            eprintln!("ERROR invalid configuration (1 problem):\n  {e}");
+            return exit::INVALID_CONFIG;
+        }
+    };
     let console = Console::new(output.quiet);
-    let opts = RunOptions {
+    let mut opts = RunOptions {
         window: output.window,
         series_cap: output.series_cap,
         test_id: output.test_id.clone().unwrap_or_else(engine::default_test_id),
@@ -84,10 +93,65 @@ where
     };
     let trend_stats = plan.summary_trend_stats.clone();
     let outcome = runtime.block_on(async {
+        let pipeline = if outs.is_empty() {
+            None
+        } else {
+            let log_console = console.clone();
+            let log = Arc::new(move |m: String| log_console.warn(&m));
+            match Pipeline::start(&outs, PipelineConfig::default(), log) {
+                Ok(p) => {
+                    p.register(&opts.test_id, &opts.generator_id);
+                    let tap = p.clone();
+                    opts.on_window = Some(engine::WindowTap(Arc::new(move |w| {
+                        tap.offer(w);
+                    })));
+                    Some(p)
+                }
+                Err(e) => {
+                    eprintln!("ERROR invalid configuration (1 problem):\n  {e}");
+                    return None;
+                }
+            }
+        };
         before(runtime.handle()).await;
-        engine::run(plan, opts, console.clone(), shutdown_signal(console.clone())).await
+        let outcome = engine::run(plan, opts, console.clone(), shutdown_signal(console.clone())).await;
+        if let Some(p) = pipeline {
+            report_outputs(&console, &p.finish(output.out_timeout).await);
+        }
+        Some(outcome)
     });
-    finish(&outcome, output, &trend_stats)
+    match outcome {
+        Some(outcome) => finish(&outcome, output, &trend_stats),
+        None => exit::INVALID_CONFIG,
+    }
+}
+
+fn parse_outs(raw: &[String]) -> Result<Vec<OutSpec>, String> {
+    raw.iter().map(|r| OutSpec::parse(r, |k| std::env::var(k).ok()).map_err(|e| e.to_string())).collect()
+}
+
+/// One line per output: what was written, and what was not.
+fn report_outputs(console: &Console, report: &PipelineReport) {
+    for s in &report.sinks {
+        let st = &s.stats;
+        let lost = st.dropped + st.rejected + st.unwritten;
+        if lost == 0 {
+            console.info(&format!(
+                "output {}: {} points in {} writes ({} retried)",
+                s.name, st.points_written, st.writes, st.retries
+            ));
+        } else {
+            console.warn(&format!(
+                "output {}: {} points written; NOT written: {} windows dropped (queue full), {} rejected, {} unsent at exit{}",
+                s.name,
+                st.points_written,
+                st.dropped,
+                st.rejected,
+                st.unwritten,
+                st.last_error.as_ref().map(|e| format!("; last error: {e}")).unwrap_or_default()
+            ));
+        }
+    }
 }
 
 /// Prints and writes the results; returns the exit code.

@@ -72,6 +72,14 @@ pub struct OutputArgs {
     /// VU threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Send metrics to an output, repeatable: `influxdb=http://HOST:8086/DB`
+    /// (v1 API), `influxdb=http://HOST:8086?org=ORG&bucket=BUCKET` (v2 API,
+    /// token in VOLLEY_INFLUXDB_TOKEN).
+    #[arg(long = "out", short = 'o', value_name = "KIND=URL")]
+    pub out: Vec<String>,
+    /// How long to keep writing to the outputs after the test ends.
+    #[arg(long, default_value = "30s", value_parser = duration_arg, value_name = "DURATION")]
+    pub out_timeout: Duration,
 }
 
 /// `volley demo`.

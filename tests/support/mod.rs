@@ -1,6 +1,8 @@
 //! Shared helpers for the end-to-end tests: locating the built binaries,
 //! scratch directories, and running `volley` and `k6` as a user would.
 
+pub mod servers;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -36,6 +36,10 @@ pub struct HealthRecord {
     pub dropped_iterations: u64,
     /// 99th percentile of open-model start lag in the window, milliseconds.
     pub start_lag_p99_ms: Option<f64>,
+    /// Windows waiting for the exporter's acknowledgement (streaming mode).
+    pub windows_buffered: u64,
+    /// Windows dropped because that buffer was full, since the run started.
+    pub windows_dropped: u64,
 }
 
 /// Everything one generator measured during one window.

@@ -43,6 +43,19 @@ pub struct RunOptions {
     pub generator_id: String,
     /// VU threads (default: one per core).
     pub threads: usize,
+    /// Receives every closed window (the embedded exporter pipeline).
+    pub on_window: Option<WindowTap>,
+}
+
+/// A consumer of closed windows. It runs on the window clock's task, so it
+/// must not block: the exporter pipeline only merges and queues.
+#[derive(Clone)]
+pub struct WindowTap(pub Arc<dyn Fn(WindowReport) + Send + Sync>);
+
+impl std::fmt::Debug for WindowTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WindowTap")
+    }
 }
 
 impl Default for RunOptions {
@@ -53,6 +66,7 @@ impl Default for RunOptions {
             test_id: default_test_id(),
             generator_id: default_generator_id(),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            on_window: None,
         }
     }
 }
@@ -194,7 +208,8 @@ pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: i
             interrupt.clone(),
             console.clone(),
         );
-        move |report: &WindowReport| {
+        let tap = opts.on_window.clone();
+        move |report: WindowReport| {
             let mut totals = totals.lock();
             totals.add_window(&report.series);
             totals.elapsed = t0.elapsed();
@@ -208,6 +223,10 @@ pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: i
                     stop_new.cancel();
                     interrupt.cancel();
                 }
+            }
+            drop(totals);
+            if let Some(tap) = &tap {
+                (tap.0)(report);
             }
         }
     };
@@ -226,7 +245,7 @@ pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: i
                 }
                 let active = sample();
                 let report = clock.close(&metrics, active);
-                fold(&report);
+                fold(report);
             }
             clock
         })
@@ -271,7 +290,8 @@ pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: i
     let mut clock = collector.await.expect("window clock task");
     let active = sample_gauges();
     let last = clock.close(&metrics, active);
-    fold(&last);
+    let windows = last.seq + 1;
+    fold(last);
 
     let totals = std::mem::take(&mut *totals.lock());
     let elapsed = t0.elapsed();
@@ -300,7 +320,7 @@ pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: i
     let aborted = aborted.lock().clone();
     // Every VU task has ended; the threads only hold idle connections.
     shards.shutdown();
-    RunOutcome { totals, thresholds, scenarios, elapsed, aborted, windows: last.seq + 1 }
+    RunOutcome { totals, thresholds, scenarios, elapsed, aborted, windows }
 }
 
 fn rate_per_sec(executor: &crate::executor::ExecutorConfig) -> Option<f64> {

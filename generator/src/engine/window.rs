@@ -45,6 +45,7 @@ impl WindowClock {
             active_vus,
             dropped_iterations: sum_counter(&series, "dropped_iterations"),
             start_lag_p99_ms: lag_p99(&series),
+            ..HealthRecord::default()
         };
         self.last_cpu = cpu;
         let report = WindowReport {

@@ -1,0 +1,23 @@
+//! Volley's exporter: merges window reports from any number of generators
+//! and writes them to InfluxDB (and, next, OTLP).
+//!
+//! The same library runs embedded in a generator (`volley run --out …`) and
+//! in the `volley-exporter` daemon.
+//!
+//! # Layout
+//! - [`out`]: the `--out` syntax.
+//! - [`merge`]: per (test, window) merging across generators, flush and
+//!   finalization rules, deduplication of resent reports.
+//! - [`sink`]: destinations ([`sink::influx`]) and the per-sink worker with
+//!   its bounded queue and retries.
+//! - [`pipeline`]: reports in, merged windows out to every sink.
+//! - [`secret`]: tokens and passwords that never show in logs.
+
+pub mod merge;
+pub mod out;
+pub mod pipeline;
+pub mod secret;
+pub mod sink;
+
+pub use out::OutSpec;
+pub use pipeline::{Pipeline, PipelineConfig, PipelineReport};

@@ -1,0 +1,507 @@
+//! Merges the window reports of many generators into one window per
+//! (test, window start), and decides when a window is ready to be written.
+//!
+//! A window is flushed as soon as every generator expected to report it has
+//! done so, or once a grace period has passed since its first report arrived
+//! (measured on the exporter's clock, so generator clock skew does not
+//! matter). A report that arrives after its window was flushed is merged and
+//! the whole window flushed again: sinks overwrite the same series and
+//! timestamp, so the rewrite is idempotent. A flushed window stays in memory
+//! for a late horizon after its grace period, then becomes final: nothing can
+//! change it any more, its reports may be acknowledged, and its memory is
+//! freed. Memory is bounded by (open windows × series), never by run length.
+//!
+//! Reports are deduplicated per (generator, window start): a generator that
+//! resends after a reconnect cannot count anything twice.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+use volley_window::{HealthRecord, SeriesKey, SeriesWindow, WindowReport};
+
+/// Timing and bounds of the merge.
+#[derive(Clone, Debug)]
+pub struct MergeConfig {
+    /// How long after a window's first report it is flushed even if some
+    /// generator has not reported it.
+    pub grace: Duration,
+    /// How long a flushed window still accepts late reports (and rewrites).
+    pub late_horizon: Duration,
+    /// Open windows per test beyond which the oldest are forced final.
+    pub max_open_windows: usize,
+}
+
+impl Default for MergeConfig {
+    fn default() -> Self {
+        Self { grace: Duration::from_secs(5), late_horizon: Duration::from_secs(10), max_open_windows: 600 }
+    }
+}
+
+/// A window merged across generators, ready for the sinks.
+#[derive(Clone, Debug)]
+pub struct MergedWindow {
+    /// Test run.
+    pub test_id: String,
+    /// Window start, ms since the Unix epoch.
+    pub start_unix_ms: u64,
+    /// Longest window length reported for it.
+    pub len_ms: u64,
+    /// Merged series, sorted by key.
+    pub series: Vec<SeriesWindow>,
+    /// How many generators' reports it contains.
+    pub reporters: usize,
+}
+
+/// One generator's health in one window (never merged).
+#[derive(Clone, Debug)]
+pub struct HealthPoint {
+    /// Test run.
+    pub test_id: String,
+    /// Generator id.
+    pub generator: String,
+    /// Window start, ms since the Unix epoch.
+    pub start_unix_ms: u64,
+    /// Window length.
+    pub len_ms: u64,
+    /// What the generator reported.
+    pub health: HealthRecord,
+}
+
+/// What the merger asks of its caller.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// Write this window (again, if it was written before).
+    Flush(MergedWindow),
+    /// Nothing will change this window any more: the reports it holds,
+    /// `(generator, seq)`, may be acknowledged once the flushes before this
+    /// event are written.
+    Final {
+        /// Test run.
+        test_id: String,
+        /// Window start.
+        start_unix_ms: u64,
+        /// The reports merged into it.
+        reports: Vec<(String, u64)>,
+    },
+}
+
+/// What became of one report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ingest {
+    /// Merged into its window.
+    Merged,
+    /// Merged into a window that had already been flushed: it will be rewritten.
+    Late,
+    /// Already merged before (a resend).
+    Duplicate,
+    /// Its window was final already: the report cannot be merged any more.
+    TooLate,
+    /// Its series did not merge with the window's (a metric reported with
+    /// two types); the rest of the report was merged.
+    Conflict,
+}
+
+/// Counters of the merge, for health metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MergeStats {
+    /// Reports received.
+    pub received: u64,
+    /// Reports merged (late ones included).
+    pub merged: u64,
+    /// Reports merged after their window was flushed.
+    pub late: u64,
+    /// Resent reports ignored.
+    pub duplicates: u64,
+    /// Reports whose window was already final.
+    pub too_late: u64,
+    /// Series that could not be merged (type conflicts).
+    pub conflicts: u64,
+    /// Window flushes (rewrites included).
+    pub flushes: u64,
+    /// Windows forced final because too many were open.
+    pub forced: u64,
+}
+
+/// The merge state of all tests.
+pub struct Merger {
+    cfg: MergeConfig,
+    tests: HashMap<String, TestState>,
+    stats: MergeStats,
+}
+
+#[derive(Default)]
+struct TestState {
+    generators: HashMap<String, GenState>,
+    windows: BTreeMap<u64, WindowState>,
+    /// Windows starting before this are final and gone.
+    horizon: u64,
+}
+
+struct GenState {
+    registered_at: Instant,
+    finished: bool,
+    last_start: Option<u64>,
+    /// Highest sequence number of this generator in a final window.
+    final_seq: Option<u64>,
+}
+
+struct WindowState {
+    len_ms: u64,
+    series: BTreeMap<SeriesKey, SeriesWindow>,
+    reports: Vec<(String, u64)>,
+    first_seen: Instant,
+    flushed: bool,
+    dirty: bool,
+}
+
+impl Merger {
+    /// An empty merger.
+    pub fn new(cfg: MergeConfig) -> Self {
+        Self { cfg, tests: HashMap::new(), stats: MergeStats::default() }
+    }
+
+    /// The merge counters so far.
+    pub fn stats(&self) -> &MergeStats {
+        &self.stats
+    }
+
+    /// Expects windows from `generator` in `test_id` from now on.
+    pub fn register(&mut self, test_id: &str, generator: &str, now: Instant) {
+        let test = self.tests.entry(test_id.to_string()).or_default();
+        let g = test.generators.entry(generator.to_string()).or_insert(GenState {
+            registered_at: now,
+            finished: false,
+            last_start: None,
+            final_seq: None,
+        });
+        g.finished = false;
+    }
+
+    /// `generator` will send no more windows of `test_id`: windows are no
+    /// longer held back waiting for it.
+    pub fn finish(&mut self, test_id: &str, generator: &str) {
+        if let Some(g) = self.tests.get_mut(test_id).and_then(|t| t.generators.get_mut(generator)) {
+            g.finished = true;
+        }
+    }
+
+    /// Merges one report. The health record comes back to be written as is
+    /// (unless the report was a duplicate).
+    pub fn ingest(&mut self, report: WindowReport, now: Instant) -> (Ingest, Option<HealthPoint>) {
+        self.stats.received += 1;
+        let test = self.tests.entry(report.test_id.clone()).or_default();
+        let gen = test.generators.entry(report.generator.clone()).or_insert(GenState {
+            registered_at: now,
+            finished: false,
+            last_start: None,
+            final_seq: None,
+        });
+        let start = report.start_unix_ms;
+        if !test.windows.contains_key(&start) && start < test.horizon {
+            return if gen.final_seq.is_some_and(|s| report.seq <= s) {
+                self.stats.duplicates += 1;
+                (Ingest::Duplicate, None)
+            } else {
+                self.stats.too_late += 1;
+                (Ingest::TooLate, None)
+            };
+        }
+        gen.last_start = Some(gen.last_start.map_or(start, |l| l.max(start)));
+        let w = test.windows.entry(start).or_insert_with(|| WindowState {
+            len_ms: report.len_ms,
+            series: BTreeMap::new(),
+            reports: Vec::new(),
+            first_seen: now,
+            flushed: false,
+            dirty: false,
+        });
+        if w.reports.iter().any(|(g, _)| *g == report.generator) {
+            self.stats.duplicates += 1;
+            return (Ingest::Duplicate, None);
+        }
+        w.reports.push((report.generator.clone(), report.seq));
+        w.len_ms = w.len_ms.max(report.len_ms);
+        let mut outcome = if w.flushed { Ingest::Late } else { Ingest::Merged };
+        for s in report.series {
+            match w.series.get_mut(&s.key) {
+                Some(have) => {
+                    if have.value.merge(&s.value).is_err() {
+                        self.stats.conflicts += 1;
+                        outcome = Ingest::Conflict;
+                    }
+                }
+                None => {
+                    w.series.insert(s.key.clone(), s);
+                }
+            }
+        }
+        w.dirty = true;
+        self.stats.merged += 1;
+        if w.flushed {
+            self.stats.late += 1;
+        }
+        let health = HealthPoint {
+            test_id: report.test_id,
+            generator: report.generator,
+            start_unix_ms: start,
+            len_ms: report.len_ms,
+            health: report.health,
+        };
+        (outcome, Some(health))
+    }
+
+    /// Flushes windows that are complete or past their grace period, and
+    /// finalizes those past their late horizon.
+    pub fn poll(&mut self, now: Instant) -> Vec<Event> {
+        let mut events = Vec::new();
+        let (grace, horizon, max_open) = (self.cfg.grace, self.cfg.late_horizon, self.cfg.max_open_windows);
+        for (test_id, test) in &mut self.tests {
+            let forced = test.windows.len().saturating_sub(max_open);
+            let starts: Vec<u64> = test.windows.keys().copied().collect();
+            for (i, start) in starts.into_iter().enumerate() {
+                let force = i < forced;
+                let w = test.windows.get_mut(&start).expect("listed");
+                let expired = now >= w.first_seen + grace;
+                if w.dirty && (force || expired || w.flushed || complete(&test.generators, start, w)) {
+                    events.push(Event::Flush(snapshot(test_id, start, w)));
+                    w.dirty = false;
+                    w.flushed = true;
+                    self.stats.flushes += 1;
+                }
+                let fin = force || (w.flushed && !w.dirty && now >= w.first_seen + grace + horizon);
+                if fin {
+                    if force {
+                        self.stats.forced += 1;
+                    }
+                    let w = test.windows.remove(&start).expect("listed");
+                    finalize(test, test_id, start, w, &mut events);
+                }
+            }
+        }
+        self.tests.retain(|_, t| !t.windows.is_empty() || t.generators.values().any(|g| !g.finished));
+        events
+    }
+
+    /// Flushes and finalizes every window (shutdown, or the end of an
+    /// embedded run).
+    pub fn flush_all(&mut self) -> Vec<Event> {
+        let mut events = Vec::new();
+        for (test_id, test) in &mut self.tests {
+            for (start, mut w) in std::mem::take(&mut test.windows) {
+                if w.dirty {
+                    events.push(Event::Flush(snapshot(test_id, start, &mut w)));
+                    self.stats.flushes += 1;
+                }
+                finalize(test, test_id, start, w, &mut events);
+            }
+        }
+        events
+    }
+
+    /// When `poll` may next have something to do (for a sleeping caller).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let (grace, horizon) = (self.cfg.grace, self.cfg.late_horizon);
+        self.tests
+            .values()
+            .flat_map(|t| t.windows.values())
+            .map(|w| if w.flushed && !w.dirty { w.first_seen + grace + horizon } else { w.first_seen + grace })
+            .min()
+    }
+
+    /// Windows held in memory.
+    pub fn open_windows(&self) -> usize {
+        self.tests.values().map(|t| t.windows.len()).sum()
+    }
+}
+
+/// Has every generator expected for the window reported it? A generator is
+/// expected if it registered before the window's first report and has not
+/// finished before reaching it.
+fn complete(generators: &HashMap<String, GenState>, start: u64, w: &WindowState) -> bool {
+    generators.iter().all(|(id, g)| {
+        let expected = g.registered_at <= w.first_seen && !(g.finished && g.last_start.is_none_or(|l| l < start));
+        !expected || w.reports.iter().any(|(r, _)| r == id)
+    })
+}
+
+fn snapshot(test_id: &str, start: u64, w: &mut WindowState) -> MergedWindow {
+    MergedWindow {
+        test_id: test_id.to_string(),
+        start_unix_ms: start,
+        len_ms: w.len_ms,
+        series: w.series.values().cloned().collect(),
+        reporters: w.reports.len(),
+    }
+}
+
+fn finalize(test: &mut TestState, test_id: &str, start: u64, w: WindowState, events: &mut Vec<Event>) {
+    test.horizon = test.horizon.max(start + 1);
+    for (g, seq) in &w.reports {
+        if let Some(gen) = test.generators.get_mut(g) {
+            gen.final_seq = Some(gen.final_seq.map_or(*seq, |s| s.max(*seq)));
+        }
+    }
+    events.push(Event::Final { test_id: test_id.to_string(), start_unix_ms: start, reports: w.reports });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use volley_window::{Aggregate, Sketch, Tags, Unit};
+
+    fn report(gen: &str, seq: u64, start: u64, iterations: f64, durations: &[f64]) -> WindowReport {
+        let mut sk = Sketch::new();
+        durations.iter().for_each(|d| sk.add(*d));
+        let tags = Tags::from_pairs([("scenario", "s")]);
+        WindowReport {
+            generator: gen.into(),
+            test_id: "t".into(),
+            seq,
+            start_unix_ms: start,
+            len_ms: 1000,
+            series: vec![
+                SeriesWindow {
+                    key: SeriesKey::new("iterations", tags.clone()),
+                    unit: Unit::None,
+                    value: Aggregate::Counter(iterations),
+                },
+                SeriesWindow {
+                    key: SeriesKey::new("iteration_duration", tags),
+                    unit: Unit::Time,
+                    value: Aggregate::Trend(sk),
+                },
+            ],
+            health: HealthRecord::default(),
+        }
+    }
+
+    fn flushes(events: &[Event]) -> Vec<&MergedWindow> {
+        events.iter().filter_map(|e| if let Event::Flush(w) = e { Some(w) } else { None }).collect()
+    }
+
+    fn count(w: &MergedWindow, metric: &str) -> f64 {
+        w.series
+            .iter()
+            .filter(|s| s.key.metric == metric)
+            .map(|s| match &s.value {
+                Aggregate::Counter(c) => *c,
+                Aggregate::Trend(sk) => sk.count() as f64,
+                _ => 0.0,
+            })
+            .sum()
+    }
+
+    #[test]
+    fn a_window_flushes_once_every_generator_reported_it() {
+        let t0 = Instant::now();
+        let mut m = Merger::new(MergeConfig::default());
+        for g in ["a", "b", "c"] {
+            m.register("t", g, t0);
+        }
+        m.ingest(report("a", 0, 1000, 10.0, &[1.0, 2.0]), t0);
+        m.ingest(report("b", 0, 1000, 20.0, &[3.0]), t0);
+        assert!(flushes(&m.poll(t0)).is_empty(), "c has not reported");
+        m.ingest(report("c", 0, 1000, 30.0, &[4.0, 5.0, 6.0]), t0);
+        let ev = m.poll(t0);
+        let f = flushes(&ev);
+        assert_eq!(f.len(), 1);
+        assert_eq!((count(f[0], "iterations"), count(f[0], "iteration_duration"), f[0].reporters), (60.0, 6.0, 3));
+        assert!(flushes(&m.poll(t0)).is_empty(), "flushed once");
+    }
+
+    #[test]
+    fn the_grace_period_flushes_without_a_silent_generator() {
+        let t0 = Instant::now();
+        let mut m = Merger::new(MergeConfig { grace: Duration::from_secs(5), ..Default::default() });
+        m.register("t", "a", t0);
+        m.register("t", "b", t0);
+        m.ingest(report("a", 0, 1000, 10.0, &[]), t0);
+        assert!(flushes(&m.poll(t0 + Duration::from_millis(4999))).is_empty());
+        assert_eq!(m.next_deadline(), Some(t0 + Duration::from_secs(5)));
+        let ev = m.poll(t0 + Duration::from_secs(5));
+        assert_eq!(count(flushes(&ev)[0], "iterations"), 10.0);
+    }
+
+    #[test]
+    fn a_late_report_rewrites_the_whole_window_and_a_resend_counts_once() {
+        let t0 = Instant::now();
+        let mut m = Merger::new(MergeConfig {
+            grace: Duration::from_secs(1),
+            late_horizon: Duration::from_secs(10),
+            ..Default::default()
+        });
+        m.register("t", "a", t0);
+        m.register("t", "b", t0);
+        m.ingest(report("a", 0, 1000, 10.0, &[1.0]), t0);
+        let t1 = t0 + Duration::from_secs(2);
+        assert_eq!(count(flushes(&m.poll(t1))[0], "iterations"), 10.0);
+        assert_eq!(m.ingest(report("b", 0, 1000, 5.0, &[2.0]), t1).0, Ingest::Late);
+        assert_eq!(m.ingest(report("b", 0, 1000, 5.0, &[2.0]), t1).0, Ingest::Duplicate);
+        assert_eq!(m.ingest(report("a", 0, 1000, 10.0, &[1.0]), t1).0, Ingest::Duplicate);
+        let ev = m.poll(t1);
+        let f = flushes(&ev);
+        assert_eq!((count(f[0], "iterations"), count(f[0], "iteration_duration"), f[0].reporters), (15.0, 2.0, 2));
+        // Past the horizon the window is final, its reports can be acknowledged.
+        let ev = m.poll(t0 + Duration::from_secs(11));
+        let Event::Final { reports, .. } = &ev[0] else { panic!("{ev:?}") };
+        assert_eq!(reports, &vec![("a".to_string(), 0), ("b".to_string(), 0)]);
+        assert_eq!(m.open_windows(), 0);
+        // A resend of a final window is recognised; an unseen report is too late.
+        assert_eq!(m.ingest(report("a", 0, 1000, 10.0, &[1.0]), t1).0, Ingest::Duplicate);
+        m.register("t", "c", t1);
+        assert_eq!(m.ingest(report("c", 0, 1000, 1.0, &[]), t1).0, Ingest::TooLate);
+        let s = m.stats();
+        assert_eq!((s.received, s.merged, s.late, s.duplicates, s.too_late), (6, 2, 1, 3, 1));
+    }
+
+    #[test]
+    fn a_finished_generator_is_not_waited_for() {
+        let t0 = Instant::now();
+        let mut m = Merger::new(MergeConfig::default());
+        m.register("t", "a", t0);
+        m.register("t", "b", t0);
+        m.ingest(report("b", 0, 1000, 1.0, &[]), t0);
+        m.ingest(report("a", 0, 1000, 1.0, &[]), t0);
+        m.finish("t", "b");
+        m.ingest(report("a", 1, 2000, 1.0, &[]), t0);
+        let ev = m.poll(t0);
+        assert_eq!(flushes(&ev).len(), 2, "window 2000 does not wait for b, which ended before it");
+    }
+
+    #[test]
+    fn merged_percentiles_equal_one_sketch_of_all_samples() {
+        let t0 = Instant::now();
+        let mut m = Merger::new(MergeConfig::default());
+        let mut all = Sketch::new();
+        let gens = ["a", "b", "c"];
+        for (i, g) in gens.iter().enumerate() {
+            m.register("t", g, t0);
+            let samples: Vec<f64> = (0..1000).map(|k| ((k * 7919 + i * 104_729) % 5000) as f64 / 10.0 + 0.1).collect();
+            samples.iter().for_each(|v| all.add(*v));
+            m.ingest(report(g, 0, 0, 0.0, &samples), t0);
+        }
+        let ev = m.poll(t0);
+        let w = flushes(&ev)[0];
+        let Aggregate::Trend(merged) = &w.series.iter().find(|s| s.key.metric == "iteration_duration").unwrap().value
+        else {
+            panic!()
+        };
+        for q in [0.5, 0.9, 0.99, 0.999] {
+            assert_eq!(merged.quantile(q), all.quantile(q), "q={q}");
+        }
+    }
+
+    #[test]
+    fn too_many_open_windows_force_the_oldest_final() {
+        let t0 = Instant::now();
+        let mut m = Merger::new(MergeConfig { max_open_windows: 3, ..Default::default() });
+        m.register("t", "a", t0);
+        m.register("t", "silent", t0);
+        for k in 0..5 {
+            m.ingest(report("a", k, k * 1000, 1.0, &[]), t0);
+        }
+        let ev = m.poll(t0);
+        assert_eq!(flushes(&ev).len(), 2);
+        assert_eq!(m.open_windows(), 3);
+        assert_eq!(m.stats().forced, 2);
+    }
+}

@@ -1,0 +1,141 @@
+//! The exporter pipeline: reports in, merged windows out to every sink.
+//!
+//! `volley run --out …` embeds it in the generator process (one generator,
+//! so every window is complete the moment it is reported); the
+//! `volley-exporter` daemon feeds it from many network connections. Each
+//! sink has its own [`Worker`], so a slow or absent sink never holds up the
+//! others or the test.
+
+use crate::merge::{Event, MergeConfig, MergeStats, Merger};
+use crate::out::OutSpec;
+use crate::sink::worker::{Worker, WorkerConfig, WorkerStats};
+use crate::sink::{self, Item};
+use parking_lot::Mutex;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use volley_window::WindowReport;
+
+/// How the pipeline merges and writes.
+#[derive(Clone, Debug, Default)]
+pub struct PipelineConfig {
+    /// Merge timing.
+    pub merge: MergeConfig,
+    /// Sink queues and retries.
+    pub worker: WorkerConfig,
+}
+
+/// What one sink did over the pipeline's life.
+#[derive(Clone, Debug)]
+pub struct SinkReport {
+    /// The sink (its `--out` value without secrets).
+    pub name: String,
+    /// Its counters.
+    pub stats: WorkerStats,
+}
+
+/// What the pipeline did.
+#[derive(Clone, Debug)]
+pub struct PipelineReport {
+    /// Merge counters.
+    pub merge: MergeStats,
+    /// Per sink.
+    pub sinks: Vec<SinkReport>,
+}
+
+impl PipelineReport {
+    /// Whether everything merged reached every sink.
+    pub fn complete(&self) -> bool {
+        self.sinks.iter().all(|s| s.stats.dropped == 0 && s.stats.rejected == 0 && s.stats.unwritten == 0)
+    }
+}
+
+/// A running pipeline.
+pub struct Pipeline {
+    merger: Mutex<Merger>,
+    workers: Vec<Worker>,
+}
+
+impl Pipeline {
+    /// Builds a sink per `--out` value and starts their workers on the
+    /// current tokio runtime. `log` receives the sinks' warnings.
+    pub fn start(
+        outs: &[OutSpec],
+        cfg: PipelineConfig,
+        log: Arc<dyn Fn(String) + Send + Sync>,
+    ) -> Result<Arc<Self>, String> {
+        let mut workers = Vec::with_capacity(outs.len());
+        for spec in outs {
+            let sink = sink::build(spec)?;
+            workers.push(Worker::start(sink, cfg.worker.clone(), log.clone()));
+        }
+        Ok(Arc::new(Self { merger: Mutex::new(Merger::new(cfg.merge)), workers }))
+    }
+
+    /// The sinks' names.
+    pub fn sink_names(&self) -> Vec<String> {
+        self.workers.iter().map(|w| w.name().to_string()).collect()
+    }
+
+    /// Expects reports from `generator` in `test_id`.
+    pub fn register(&self, test_id: &str, generator: &str) {
+        self.merger.lock().register(test_id, generator, Instant::now());
+    }
+
+    /// `generator` sends nothing more for `test_id`.
+    pub fn finish_generator(&self, test_id: &str, generator: &str) {
+        self.merger.lock().finish(test_id, generator);
+        self.poll();
+    }
+
+    /// Merges a report and queues whatever became ready. Never blocks on a
+    /// sink.
+    pub fn offer(&self, report: WindowReport) -> crate::merge::Ingest {
+        let now = Instant::now();
+        let (outcome, events, health) = {
+            let mut m = self.merger.lock();
+            let (outcome, health) = m.ingest(report, now);
+            (outcome, m.poll(now), health)
+        };
+        if let Some(h) = health {
+            self.dispatch(Item::Health(Arc::new(h)));
+        }
+        self.deliver(events);
+        outcome
+    }
+
+    /// Flushes windows whose grace period passed; call it periodically when
+    /// generators may fall silent (see [`Merger::next_deadline`]).
+    pub fn poll(&self) {
+        let events = self.merger.lock().poll(Instant::now());
+        self.deliver(events);
+    }
+
+    /// Flushes everything, writes for at most `deadline`, stops the workers.
+    pub async fn finish(&self, deadline: Duration) -> PipelineReport {
+        let events = self.merger.lock().flush_all();
+        self.deliver(events);
+        let merge = self.merger.lock().stats().clone();
+        let until = tokio::time::Instant::now() + deadline;
+        let mut sinks = Vec::new();
+        for w in &self.workers {
+            let name = w.name().to_string();
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            sinks.push(SinkReport { name, stats: w.finish(left).await });
+        }
+        PipelineReport { merge, sinks }
+    }
+
+    fn deliver(&self, events: Vec<Event>) {
+        for e in events {
+            if let Event::Flush(w) = e {
+                self.dispatch(Item::Window(Arc::new(w)));
+            }
+        }
+    }
+
+    fn dispatch(&self, item: Item) {
+        for w in &self.workers {
+            w.push(item.clone());
+        }
+    }
+}

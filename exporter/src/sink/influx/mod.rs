@@ -1,0 +1,149 @@
+//! The InfluxDB sink: line protocol (see [`line`] for the schema), gzip
+//! compressed, POSTed to the v1 `/write` or the v2 `/api/v2/write` API.
+//!
+//! Written with reqwest rather than the `influxdb2` crate: that crate (0.5,
+//! 2024) is built on reqwest 0.11 and speaks only the v2 API, while k6 users
+//! run InfluxDB 1.x (and VictoriaMetrics, which accepts both). Line protocol
+//! is a few dozen lines to write correctly, and owning it lets the schema
+//! stay exact (integer counts, millisecond timestamps).
+
+pub mod line;
+
+use super::{Item, Sink, SinkError, WriteFuture, WriteOk};
+use crate::out::{InfluxApi, InfluxTarget, OutSpec};
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use std::io::Write as _;
+use std::time::Duration;
+
+/// Writes line protocol to one InfluxDB API endpoint.
+pub struct InfluxSink {
+    name: String,
+    client: reqwest::Client,
+    url: url::Url,
+    auth: Auth,
+}
+
+enum Auth {
+    None,
+    Basic(String, String),
+    Token(String),
+}
+
+impl InfluxSink {
+    /// A sink for `target`.
+    pub fn new(target: InfluxTarget) -> Result<Self, String> {
+        let name = OutSpec::Influx(target.clone()).to_string();
+        let mut url = target.base.clone();
+        let base_path = url.path().trim_end_matches('/').to_string();
+        let auth = match &target.api {
+            InfluxApi::V1 { db, rp, user, password } => {
+                url.set_path(&format!("{base_path}/write"));
+                {
+                    let mut q = url.query_pairs_mut();
+                    q.append_pair("db", db);
+                    if let Some(rp) = rp {
+                        q.append_pair("rp", rp);
+                    }
+                    q.append_pair("precision", "ms");
+                }
+                match user {
+                    Some(u) => {
+                        Auth::Basic(u.clone(), password.as_ref().map(|p| p.expose().to_string()).unwrap_or_default())
+                    }
+                    None => Auth::None,
+                }
+            }
+            InfluxApi::V2 { org, bucket, token } => {
+                url.set_path(&format!("{base_path}/api/v2/write"));
+                url.query_pairs_mut()
+                    .append_pair("org", org)
+                    .append_pair("bucket", bucket)
+                    .append_pair("precision", "ms");
+                Auth::Token(token.expose().to_string())
+            }
+        };
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(2)
+            .build()
+            .map_err(|e| format!("--out {name}: cannot build an HTTP client: {e}"))?;
+        Ok(Self { name, client, url, auth })
+    }
+
+    /// The line protocol body of a batch and its line count.
+    pub fn encode(batch: &[Item]) -> (String, u64) {
+        let mut body = String::with_capacity(batch.len() * 256);
+        let mut lines = 0;
+        for item in batch {
+            match item {
+                Item::Window(w) => lines += line::encode_window(w, &mut body) as u64,
+                Item::Health(h) => {
+                    line::encode_health(h, &mut body);
+                    lines += 1;
+                }
+            }
+        }
+        (body, lines)
+    }
+
+    async fn post(&self, batch: &[Item]) -> Result<WriteOk, SinkError> {
+        let (body, lines) = Self::encode(batch);
+        if lines == 0 {
+            return Ok(WriteOk::default());
+        }
+        let mut gz = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
+        gz.write_all(body.as_bytes()).map_err(|e| SinkError::reject(format!("gzip: {e}")))?;
+        let compressed = gz.finish().map_err(|e| SinkError::reject(format!("gzip: {e}")))?;
+        let bytes = compressed.len() as u64;
+        let mut req = self
+            .client
+            .post(self.url.clone())
+            .header("Content-Encoding", "gzip")
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .body(compressed);
+        req = match &self.auth {
+            Auth::None => req,
+            Auth::Basic(u, p) => req.basic_auth(u, Some(p)),
+            Auth::Token(t) => req.header("Authorization", format!("Token {t}")),
+        };
+        let resp = req.send().await.map_err(|e| SinkError::retry(format!("{}: {}", self.name, describe(&e))))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(WriteOk { points: lines, bytes });
+        }
+        let text = resp.text().await.unwrap_or_default();
+        let text = text.trim().chars().take(300).collect::<String>();
+        let message = format!("{}: HTTP {status}: {text}", self.name);
+        // Overload and server errors pass; anything else the server will
+        // answer the same way next time.
+        if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
+            Err(SinkError::retry(message))
+        } else {
+            Err(SinkError::reject(message))
+        }
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+impl Sink for InfluxSink {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn write<'a>(&'a self, batch: &'a [Item]) -> WriteFuture<'a> {
+        Box::pin(self.post(batch))
+    }
+}

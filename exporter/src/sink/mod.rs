@@ -1,0 +1,77 @@
+//! Where merged windows go. A sink turns a batch of items into one write
+//! request; the [`worker`] around it owns the bounded queue, batching,
+//! retries with capped exponential backoff and jitter, and the counters.
+//!
+//! - [`influx`]: InfluxDB line protocol over the v1 or v2 write API.
+
+pub mod influx;
+pub mod worker;
+
+use crate::merge::{HealthPoint, MergedWindow};
+use crate::out::OutSpec;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// One thing to write.
+#[derive(Clone, Debug)]
+pub enum Item {
+    /// A merged window (or its rewrite).
+    Window(Arc<MergedWindow>),
+    /// One generator's health in one window.
+    Health(Arc<HealthPoint>),
+}
+
+/// Why a write failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct SinkError {
+    /// Whether writing the same batch again may succeed (server down,
+    /// overloaded, timed out) or not (the server rejected the data).
+    pub retryable: bool,
+    /// What went wrong, for the log.
+    pub message: String,
+}
+
+impl SinkError {
+    /// A failure worth retrying.
+    pub fn retry(message: impl Into<String>) -> Self {
+        Self { retryable: true, message: message.into() }
+    }
+
+    /// A failure that will repeat.
+    pub fn reject(message: impl Into<String>) -> Self {
+        Self { retryable: false, message: message.into() }
+    }
+}
+
+/// A boxed write future.
+pub type WriteFuture<'a> = Pin<Box<dyn Future<Output = Result<WriteOk, SinkError>> + Send + 'a>>;
+
+/// What a successful write stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteOk {
+    /// Points (InfluxDB lines, OTLP data points) written.
+    pub points: u64,
+    /// Request body bytes sent (after compression).
+    pub bytes: u64,
+}
+
+/// A destination for merged windows.
+pub trait Sink: Send + Sync + 'static {
+    /// A short name for logs: the `--out` value without secrets.
+    fn name(&self) -> String;
+
+    /// Writes a batch in one request. Called again with the same batch after
+    /// a retryable error, so it must be idempotent (InfluxDB overwrites a
+    /// point with the same series and timestamp).
+    fn write<'a>(&'a self, batch: &'a [Item]) -> WriteFuture<'a>;
+}
+
+/// Builds the sink for one `--out` value.
+pub fn build(spec: &OutSpec) -> Result<Arc<dyn Sink>, String> {
+    match spec {
+        OutSpec::Influx(t) => Ok(Arc::new(influx::InfluxSink::new(t.clone())?)),
+        OutSpec::Otlp(_) => Err(format!("--out {spec}: the OTLP output is not available yet")),
+    }
+}

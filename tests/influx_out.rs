@@ -1,0 +1,128 @@
+//! `volley run --out influxdb=…` against real servers: InfluxDB 1.x for the
+//! v1 API (read back with InfluxQL) and VictoriaMetrics for the v2 write path
+//! (read back raw through its export API). What the database holds must
+//! equal the run's own summary exactly.
+
+use serde_json::json;
+use volley_tests::servers::{Influxd, VictoriaMetrics};
+use volley_tests::*;
+
+fn scenario(url: &str) -> serde_json::Value {
+    json!({
+        "options": {"scenarios": {
+            "api": {"executor": "constant-arrival-rate", "rate": 200, "timeUnit": "1s", "duration": "3s",
+                    "preAllocatedVUs": 5, "maxVUs": 20},
+            "browse": {"executor": "per-vu-iterations", "vus": 3, "iterations": 7, "exec": "browse"}
+        }},
+        "flows": {
+            "default": {"type": "http", "steps": [
+                {"request": {"url": format!("{url}/json")}, "checks": {"status": 200, "bodyContains": "volley"}}
+            ]},
+            "browse": {"type": "http", "steps": [
+                {"request": {"url": format!("{url}/status/404")}},
+                {"request": {"url": format!("{url}/delay/5")}, "checks": {"status": 200}}
+            ]}
+        }
+    })
+}
+
+#[test]
+fn influxdb_v1_holds_exactly_the_runs_totals() {
+    let db = Influxd::start();
+    let target = Testbed::http();
+    let out = format!("influxdb={}/volley", db.url);
+    let (run, s) = run_scenario(&scenario(&target.url), &["--out", &out, "--test-id", "v1-totals"]);
+    assert_eq!(run.status.code(), Some(0), "{}", describe(&run));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains(&format!("output influxdb v1 {}/ db=volley:", db.url)), "{stderr}");
+
+    let sum = |q: &str| db.scalar(q);
+    let t = "\"testid\" = 'v1-totals'";
+    let reqs = export_count(&s, "http_reqs");
+    assert_eq!(reqs, 600 + 1 + 3 * 7 * 2, "the schedule's requests");
+    assert_eq!(sum(&format!("SELECT sum(\"count\") FROM \"http_reqs\" WHERE {t}")) as u64, reqs);
+    assert_eq!(
+        sum(&format!("SELECT sum(\"count\") FROM \"iterations\" WHERE {t}")) as u64,
+        export_count(&s, "iterations")
+    );
+    assert_eq!(sum(&format!("SELECT sum(\"count\") FROM \"http_req_duration\" WHERE {t}")) as u64, reqs);
+    assert_eq!(sum(&format!("SELECT sum(\"count\") FROM \"http_reqs\" WHERE {t} AND \"status\" = '404'")) as u64, 21);
+    assert_eq!(
+        sum(&format!("SELECT sum(\"count\") FROM \"iterations\" WHERE {t} AND \"scenario\" = 'browse'")) as u64,
+        21
+    );
+    assert_eq!(
+        sum(&format!("SELECT sum(\"passes\") FROM \"checks\" WHERE {t}")) as u64,
+        s["metrics"]["checks"]["passes"].as_u64().unwrap()
+    );
+    assert_eq!(
+        sum(&format!("SELECT sum(\"count\") FROM \"data_received\" WHERE {t}")) as u64,
+        export_count(&s, "data_received")
+    );
+    // Counts are integers; the slowest request is the trend's max.
+    let keys = db.query("SHOW FIELD KEYS FROM \"http_reqs\"");
+    assert_eq!(keys["results"][0]["series"][0]["values"], json!([["count", "integer"]]), "{keys}");
+    let max = sum(&format!("SELECT max(\"max\") FROM \"http_req_duration\" WHERE {t}"));
+    let exported = s["metrics"]["http_req_duration"]["max"].as_f64().unwrap();
+    assert!((max - exported).abs() <= exported * 0.011, "max {max} vs summary {exported}");
+    // One health point per window, tagged with the generator.
+    let health =
+        db.query(&format!("SELECT count(\"rss_bytes\") FROM \"generator_health\" WHERE {t} GROUP BY \"generator\""));
+    let windows = health["results"][0]["series"][0]["values"][0][1].as_u64().unwrap();
+    assert!((4..=6).contains(&windows), "{health}");
+    assert!(health["results"][0]["series"][0]["tags"]["generator"].as_str().unwrap().contains('-'), "{health}");
+}
+
+#[test]
+fn the_v2_write_api_reaches_victoria_metrics_with_the_same_totals() {
+    let vm = VictoriaMetrics::start();
+    let target = Testbed::http();
+    let dir = Scratch::new("v2");
+    let file = dir.write("s.json", &scenario(&target.url).to_string());
+    let export = dir.path("summary.json");
+    let out = std::process::Command::new(binary("volley"))
+        .args(["run", "--quiet", "--test-id", "v2-totals", "--summary-export", export.to_str().unwrap()])
+        .args(["--out", &format!("influxdb={}?org=acme&bucket=load", vm.url)])
+        .arg(&file)
+        .env("VOLLEY_INFLUXDB_TOKEN", "tok-123456789")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("tok-123456789"), "the token leaked: {stderr}");
+    let s = read_json(&export);
+    // VictoriaMetrics acknowledges writes before they are searchable: read
+    // until the last window shows up (or give up after 15 s).
+    let expected_reqs = export_count(&s, "http_reqs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let sums = loop {
+        let sums = vm.export_sums("{testid=\"v2-totals\"}");
+        let reqs = sums.get("http_reqs_count").map_or(0.0, |v| v.0) as u64;
+        if reqs == expected_reqs || std::time::Instant::now() > deadline {
+            break sums;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    let total = |name: &str| sums.get(name).map_or(0.0, |v| v.0) as u64;
+    assert_eq!(total("http_reqs_count"), export_count(&s, "http_reqs"), "{sums:?}");
+    assert_eq!(total("iterations_count"), export_count(&s, "iterations"), "{sums:?}");
+    assert_eq!(total("http_req_duration_count"), export_count(&s, "http_reqs"), "{sums:?}");
+    assert_eq!(total("checks_passes"), s["metrics"]["checks"]["passes"].as_u64().unwrap(), "{sums:?}");
+    assert!(sums.contains_key("http_req_duration_p99") && sums.contains_key("generator_health_rss_bytes"), "{sums:?}");
+}
+
+#[test]
+fn an_unreachable_output_neither_fails_nor_changes_the_test() {
+    let target = Testbed::http();
+    let doc = json!({
+        "options": {"scenarios": {"s": {"executor": "shared-iterations", "vus": 2, "iterations": 20}}},
+        "flows": {"default": {"type": "http", "steps": [{"request": {"url": format!("{}/", target.url)}}]}}
+    });
+    let out = format!("influxdb=http://127.0.0.1:{}/volley", closed_port());
+    let (run, s) = run_scenario(&doc, &["--out", &out, "--out-timeout", "1s"]);
+    assert_eq!(run.status.code(), Some(0), "{}", describe(&run));
+    assert_eq!(export_count(&s, "http_reqs"), 20);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("retrying with backoff"), "{stderr}");
+    assert!(stderr.contains("points written; NOT written:"), "{stderr}");
+}
