@@ -11,8 +11,13 @@
 //! - [`sink`]: destinations ([`sink::influx`]) and the per-sink worker with
 //!   its bounded queue and retries.
 //! - [`pipeline`]: reports in, merged windows out to every sink.
+//! - [`ingest`]: the WebSocket server generators stream to (token, TLS,
+//!   frame checks, acknowledgements).
+//! - [`daemon`]: the `volley-exporter` command.
 //! - [`secret`]: tokens and passwords that never show in logs.
 
+pub mod daemon;
+pub mod ingest;
 pub mod merge;
 pub mod out;
 pub mod pipeline;

@@ -6,9 +6,10 @@
 //! (measured on the exporter's clock, so generator clock skew does not
 //! matter). A report that arrives after its window was flushed is merged and
 //! the whole window flushed again: sinks overwrite the same series and
-//! timestamp, so the rewrite is idempotent. A flushed window stays in memory
-//! for a late horizon after its grace period, then becomes final: nothing can
-//! change it any more, its reports may be acknowledged, and its memory is
+//! timestamp, so the rewrite is idempotent. A window that every expected
+//! generator reported is final once flushed; one flushed by the grace period
+//! stays in memory for a late horizon, then becomes final. Once final nothing
+//! can change it any more, its reports may be acknowledged, and its memory is
 //! freed. Memory is bounded by (open windows × series), never by run length.
 //!
 //! Reports are deduplicated per (generator, window start): a generator that
@@ -91,9 +92,14 @@ pub enum Ingest {
     Merged,
     /// Merged into a window that had already been flushed: it will be rewritten.
     Late,
-    /// Already merged before (a resend).
+    /// Already merged into a window that is still open (a resend): it is
+    /// acknowledged with that window.
     Duplicate,
-    /// Its window was final already: the report cannot be merged any more.
+    /// Already merged into a window that is final (a resend whose
+    /// acknowledgement was lost): acknowledge it now.
+    AlreadyFinal,
+    /// Its window was final already and did not include it: it is lost
+    /// (counted); acknowledge it so that the generator stops resending.
     TooLate,
     /// Its series did not merge with the window's (a metric reported with
     /// two types); the rest of the report was merged.
@@ -199,7 +205,7 @@ impl Merger {
         if !test.windows.contains_key(&start) && start < test.horizon {
             return if gen.final_seq.is_some_and(|s| report.seq <= s) {
                 self.stats.duplicates += 1;
-                (Ingest::Duplicate, None)
+                (Ingest::AlreadyFinal, None)
             } else {
                 self.stats.too_late += 1;
                 (Ingest::TooLate, None)
@@ -261,13 +267,14 @@ impl Merger {
                 let force = i < forced;
                 let w = test.windows.get_mut(&start).expect("listed");
                 let expired = now >= w.first_seen + grace;
-                if w.dirty && (force || expired || w.flushed || complete(&test.generators, start, w)) {
+                let all_in = complete(&test.generators, start, w);
+                if w.dirty && (force || expired || w.flushed || all_in) {
                     events.push(Event::Flush(snapshot(test_id, start, w)));
                     w.dirty = false;
                     w.flushed = true;
                     self.stats.flushes += 1;
                 }
-                let fin = force || (w.flushed && !w.dirty && now >= w.first_seen + grace + horizon);
+                let fin = force || (w.flushed && !w.dirty && (all_in || now >= w.first_seen + grace + horizon));
                 if fin {
                     if force {
                         self.stats.forced += 1;
@@ -292,6 +299,31 @@ impl Merger {
                     self.stats.flushes += 1;
                 }
                 finalize(test, test_id, start, w, &mut events);
+            }
+        }
+        events
+    }
+
+    /// Writes every window with unwritten changes but finalizes only the
+    /// complete ones: for a daemon that stops while generators still run.
+    /// Incomplete windows stay unacknowledged, so their generators resend
+    /// them to the next exporter, which rebuilds them whole.
+    pub fn flush_pending(&mut self) -> Vec<Event> {
+        let mut events = Vec::new();
+        for (test_id, test) in &mut self.tests {
+            let starts: Vec<u64> = test.windows.keys().copied().collect();
+            for start in starts {
+                let w = test.windows.get_mut(&start).expect("listed");
+                if w.dirty {
+                    events.push(Event::Flush(snapshot(test_id, start, w)));
+                    w.dirty = false;
+                    w.flushed = true;
+                    self.stats.flushes += 1;
+                }
+                if complete(&test.generators, start, w) {
+                    let w = test.windows.remove(&start).expect("listed");
+                    finalize(test, test_id, start, w, &mut events);
+                }
             }
         }
         events
@@ -440,17 +472,34 @@ mod tests {
         let ev = m.poll(t1);
         let f = flushes(&ev);
         assert_eq!((count(f[0], "iterations"), count(f[0], "iteration_duration"), f[0].reporters), (15.0, 2.0, 2));
-        // Past the horizon the window is final, its reports can be acknowledged.
-        let ev = m.poll(t0 + Duration::from_secs(11));
-        let Event::Final { reports, .. } = &ev[0] else { panic!("{ev:?}") };
+        // Every generator is in: final at once, its reports can be acknowledged.
+        let Some(Event::Final { reports, .. }) = ev.last() else { panic!("{ev:?}") };
         assert_eq!(reports, &vec![("a".to_string(), 0), ("b".to_string(), 0)]);
         assert_eq!(m.open_windows(), 0);
         // A resend of a final window is recognised; an unseen report is too late.
-        assert_eq!(m.ingest(report("a", 0, 1000, 10.0, &[1.0]), t1).0, Ingest::Duplicate);
+        assert_eq!(m.ingest(report("a", 0, 1000, 10.0, &[1.0]), t1).0, Ingest::AlreadyFinal);
         m.register("t", "c", t1);
         assert_eq!(m.ingest(report("c", 0, 1000, 1.0, &[]), t1).0, Ingest::TooLate);
         let s = m.stats();
         assert_eq!((s.received, s.merged, s.late, s.duplicates, s.too_late), (6, 2, 1, 3, 1));
+    }
+
+    #[test]
+    fn an_incomplete_window_stays_open_for_late_reports_until_the_horizon() {
+        let t0 = Instant::now();
+        let cfg =
+            MergeConfig { grace: Duration::from_secs(1), late_horizon: Duration::from_secs(10), ..Default::default() };
+        let mut m = Merger::new(cfg);
+        m.register("t", "a", t0);
+        m.register("t", "b", t0);
+        m.ingest(report("a", 0, 1000, 10.0, &[]), t0);
+        let ev = m.poll(t0 + Duration::from_secs(1));
+        assert_eq!((flushes(&ev).len(), ev.len()), (1, 1), "flushed by grace, not final");
+        assert_eq!(m.next_deadline(), Some(t0 + Duration::from_secs(11)));
+        assert!(m.poll(t0 + Duration::from_millis(10_999)).is_empty());
+        let ev = m.poll(t0 + Duration::from_secs(11));
+        assert!(matches!(&ev[..], [Event::Final { reports, .. }] if reports == &vec![("a".to_string(), 0)]), "{ev:?}");
+        assert_eq!(m.open_windows(), 0);
     }
 
     #[test]

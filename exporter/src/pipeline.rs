@@ -9,7 +9,7 @@
 use crate::merge::{Event, MergeConfig, MergeStats, Merger};
 use crate::out::OutSpec;
 use crate::sink::worker::{Worker, WorkerConfig, WorkerStats};
-use crate::sink::{self, Item};
+use crate::sink::{self, Item, Marker};
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,10 +49,15 @@ impl PipelineReport {
     }
 }
 
+/// Called with `(test id, [(generator, seq)])` once the reports merged into
+/// a final window are stored by every sink.
+pub type OnStored = Arc<dyn Fn(&str, &[(String, u64)]) + Send + Sync>;
+
 /// A running pipeline.
 pub struct Pipeline {
     merger: Mutex<Merger>,
     workers: Vec<Worker>,
+    on_stored: Option<OnStored>,
 }
 
 impl Pipeline {
@@ -63,12 +68,38 @@ impl Pipeline {
         cfg: PipelineConfig,
         log: Arc<dyn Fn(String) + Send + Sync>,
     ) -> Result<Arc<Self>, String> {
+        Self::start_with_acks(outs, cfg, log, None)
+    }
+
+    /// As [`Pipeline::start`], and calls `on_stored` for every final window
+    /// once all sinks have written (or given up on) everything before it.
+    pub fn start_with_acks(
+        outs: &[OutSpec],
+        cfg: PipelineConfig,
+        log: Arc<dyn Fn(String) + Send + Sync>,
+        on_stored: Option<OnStored>,
+    ) -> Result<Arc<Self>, String> {
         let mut workers = Vec::with_capacity(outs.len());
         for spec in outs {
             let sink = sink::build(spec)?;
             workers.push(Worker::start(sink, cfg.worker.clone(), log.clone()));
         }
-        Ok(Arc::new(Self { merger: Mutex::new(Merger::new(cfg.merge)), workers }))
+        Ok(Arc::new(Self { merger: Mutex::new(Merger::new(cfg.merge)), workers, on_stored }))
+    }
+
+    /// When the merger next has a deadline (grace or horizon) to act on.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.merger.lock().next_deadline()
+    }
+
+    /// Merge counters so far.
+    pub fn merge_stats(&self) -> MergeStats {
+        self.merger.lock().stats().clone()
+    }
+
+    /// Per-sink counters so far.
+    pub fn sink_stats(&self) -> Vec<SinkReport> {
+        self.workers.iter().map(|w| SinkReport { name: w.name().to_string(), stats: w.stats() }).collect()
     }
 
     /// The sinks' names.
@@ -110,9 +141,15 @@ impl Pipeline {
         self.deliver(events);
     }
 
-    /// Flushes everything, writes for at most `deadline`, stops the workers.
+    /// Flushes and finalizes everything, writes for at most `deadline`,
+    /// stops the workers.
     pub async fn finish(&self, deadline: Duration) -> PipelineReport {
-        let events = self.merger.lock().flush_all();
+        self.finish_with(deadline, true).await
+    }
+
+    /// [`Pipeline::finish`], choosing whether incomplete windows are final.
+    pub async fn finish_with(&self, deadline: Duration, all: bool) -> PipelineReport {
+        let events = if all { self.merger.lock().flush_all() } else { self.merger.lock().flush_pending() };
         self.deliver(events);
         let merge = self.merger.lock().stats().clone();
         let until = tokio::time::Instant::now() + deadline;
@@ -127,8 +164,17 @@ impl Pipeline {
 
     fn deliver(&self, events: Vec<Event>) {
         for e in events {
-            if let Event::Flush(w) = e {
-                self.dispatch(Item::Window(Arc::new(w)));
+            match e {
+                Event::Flush(w) => self.dispatch(Item::Window(Arc::new(w))),
+                Event::Final { test_id, reports, .. } => {
+                    if let Some(hook) = &self.on_stored {
+                        let hook = hook.clone();
+                        let marker = Marker::new(self.workers.len(), move || hook(&test_id, &reports));
+                        if !self.workers.is_empty() {
+                            self.dispatch(Item::Marker(marker));
+                        }
+                    }
+                }
             }
         }
     }

@@ -5,11 +5,13 @@ use crate::config::{self, Overrides, TestPlan};
 use crate::console::Console;
 use crate::engine::{self, Abort, RunOptions, RunOutcome};
 use crate::exit;
+use crate::stream::{StreamConfig, StreamReport, Streamer};
 use clap::Parser;
 use std::ffi::OsString;
 use std::future::Future;
 use std::sync::Arc;
 use volley_exporter::{OutSpec, Pipeline, PipelineConfig, PipelineReport};
+use volley_window::wire::Hello;
 
 /// Runs the CLI with `args` and returns the process exit code.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
@@ -93,18 +95,14 @@ where
     };
     let trend_stats = plan.summary_trend_stats.clone();
     let outcome = runtime.block_on(async {
+        let log_console = console.clone();
+        let log: Arc<dyn Fn(String) + Send + Sync> = Arc::new(move |m: String| log_console.warn(&m));
         let pipeline = if outs.is_empty() {
             None
         } else {
-            let log_console = console.clone();
-            let log = Arc::new(move |m: String| log_console.warn(&m));
-            match Pipeline::start(&outs, PipelineConfig::default(), log) {
+            match Pipeline::start(&outs, PipelineConfig::default(), log.clone()) {
                 Ok(p) => {
                     p.register(&opts.test_id, &opts.generator_id);
-                    let tap = p.clone();
-                    opts.on_window = Some(engine::WindowTap(Arc::new(move |w| {
-                        tap.offer(w);
-                    })));
                     Some(p)
                 }
                 Err(e) => {
@@ -113,8 +111,54 @@ where
                 }
             }
         };
+        let streamer = match &output.exporter {
+            None => None,
+            Some(url) => {
+                let cfg = StreamConfig {
+                    url: url.clone(),
+                    token: output.exporter_token.clone().unwrap_or_default(),
+                    buffer: output.exporter_buffer,
+                    insecure_tls: output.insecure_skip_tls_verify,
+                };
+                let hello = Hello {
+                    generator: opts.generator_id.clone(),
+                    test_id: opts.test_id.clone(),
+                    segment: None,
+                    tags: plan.tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                    window_ms: opts.window.as_millis() as u64,
+                };
+                match Streamer::start(cfg, hello, log.clone()) {
+                    Ok(s) => Some(Arc::new(s)),
+                    Err(e) => {
+                        eprintln!("ERROR invalid configuration (1 problem):\n  {e}");
+                        return None;
+                    }
+                }
+            }
+        };
+        if pipeline.is_some() || streamer.is_some() {
+            let (p, s) = (pipeline.clone(), streamer.clone());
+            opts.on_window = Some(engine::WindowTap(Arc::new(move |w| match (&p, &s) {
+                (Some(p), Some(s)) => {
+                    p.offer(w.clone());
+                    s.push(w);
+                }
+                (Some(p), None) => {
+                    p.offer(w);
+                }
+                (None, Some(s)) => s.push(w),
+                (None, None) => {}
+            })));
+        }
         before(runtime.handle()).await;
         let outcome = engine::run(plan, opts, console.clone(), shutdown_signal(console.clone())).await;
+        if let Some(s) = &streamer {
+            report_stream(
+                &console,
+                output.exporter.as_deref().unwrap_or_default(),
+                &s.finish(output.out_timeout).await,
+            );
+        }
         if let Some(p) = pipeline {
             report_outputs(&console, &p.finish(output.out_timeout).await);
         }
@@ -123,6 +167,17 @@ where
     match outcome {
         Some(outcome) => finish(&outcome, output, &trend_stats),
         None => exit::INVALID_CONFIG,
+    }
+}
+
+fn report_stream(console: &Console, url: &str, r: &StreamReport) {
+    if r.unacknowledged == 0 && r.dropped == 0 {
+        console.info(&format!("exporter {url}: {} windows acknowledged", r.acknowledged));
+    } else {
+        console.warn(&format!(
+            "exporter {url}: {} windows acknowledged; NOT acknowledged: {} unsent or unconfirmed at exit, {} dropped (buffer full)",
+            r.acknowledged, r.unacknowledged, r.dropped
+        ));
     }
 }
 

@@ -77,6 +77,18 @@ pub struct OutputArgs {
     /// token in VOLLEY_INFLUXDB_TOKEN).
     #[arg(long = "out", short = 'o', value_name = "KIND=URL")]
     pub out: Vec<String>,
+    /// Stream windows to a volley-exporter (`ws://HOST:PORT` or `wss://…`).
+    #[arg(long, value_name = "URL")]
+    pub exporter: Option<String>,
+    /// The exporter's token.
+    #[arg(long, env = "VOLLEY_EXPORTER_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub exporter_token: Option<String>,
+    /// Unacknowledged windows kept for the exporter before the oldest is dropped.
+    #[arg(long, default_value_t = 600, value_name = "WINDOWS")]
+    pub exporter_buffer: usize,
+    /// Accept any TLS certificate (a `wss://` exporter with a self-signed one).
+    #[arg(long)]
+    pub insecure_skip_tls_verify: bool,
     /// How long to keep writing to the outputs after the test ends.
     #[arg(long, default_value = "30s", value_parser = duration_arg, value_name = "DURATION")]
     pub out_timeout: Duration,

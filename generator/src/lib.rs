@@ -11,12 +11,14 @@
 //! - [`metrics`]: series registry and per-thread shards, drained per window.
 //! - [`threshold`]: k6 threshold expressions, evaluated on merged totals.
 //! - [`summary`]: the text summary and k6's summary-export JSON.
+//! - [`stream`]: streaming mode, windows to a `volley-exporter`.
 //! - [`console`], [`progress`]: terminal output while a test runs.
 //! - [`demo`]: `volley demo`, a real test against in-process testbed targets.
 //!
 //! Data flow: executor → [`engine::ScenarioRun::iterate`] → flow → metrics
 //! shards → (every window) [`volley_window::WindowReport`] → run totals →
-//! thresholds and summary.
+//! thresholds and summary; and to `--out` (the embedded exporter pipeline)
+//! and `--exporter` ([`stream`]).
 
 pub mod app;
 pub mod cli;
@@ -28,6 +30,7 @@ pub mod executor;
 pub mod flow;
 pub mod metrics;
 pub mod progress;
+pub mod stream;
 pub mod summary;
 pub mod threshold;
 

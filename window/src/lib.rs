@@ -15,11 +15,13 @@
 //! - [`series`]: metric kinds, units, tags and the series key.
 //! - [`aggregate`]: what one series holds for one window, and how two merge.
 //! - [`report`]: the window report and the per-generator health record.
+//! - [`wire`]: the generator ↔ exporter protocol frames.
 
 pub mod aggregate;
 pub mod report;
 pub mod series;
 pub mod sketch;
+pub mod wire;
 
 pub use aggregate::{Aggregate, MergeError};
 pub use report::{HealthRecord, SeriesWindow, WindowReport};

@@ -20,6 +20,40 @@ pub enum Item {
     Window(Arc<MergedWindow>),
     /// One generator's health in one window.
     Health(Arc<HealthPoint>),
+    /// Not data: reached once every item queued before it was written (or
+    /// given up on) by this sink.
+    Marker(Arc<Marker>),
+}
+
+/// Fires its action once every sink has passed it: the exporter uses it to
+/// acknowledge windows only after they are stored.
+pub struct Marker {
+    remaining: std::sync::atomic::AtomicUsize,
+    action: Box<dyn Fn() + Send + Sync>,
+}
+
+impl Marker {
+    /// A marker that fires `action` after `sinks` passes.
+    pub fn new(sinks: usize, action: impl Fn() + Send + Sync + 'static) -> Arc<Self> {
+        let m = Arc::new(Self { remaining: sinks.into(), action: Box::new(action) });
+        if sinks == 0 {
+            (m.action)();
+        }
+        m
+    }
+
+    /// One sink passed it.
+    pub fn pass(&self) {
+        if self.remaining.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+            (self.action)();
+        }
+    }
+}
+
+impl std::fmt::Debug for Marker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Marker")
+    }
 }
 
 /// Why a write failed.

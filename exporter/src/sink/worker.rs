@@ -63,8 +63,17 @@ pub struct WorkerStats {
     pub last_error: Option<String>,
 }
 
+/// Queued items, numbered in arrival order.
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<(u64, Item)>,
+    next_id: u64,
+    /// Data items (markers excluded), for the bound.
+    data: usize,
+}
+
 struct Shared {
-    queue: Mutex<VecDeque<Item>>,
+    queue: Mutex<Queue>,
     stats: Mutex<WorkerStats>,
     wake: Notify,
     /// Set when no more items will come: drain, then stop.
@@ -86,7 +95,7 @@ impl Worker {
     /// warnings (first failure, recovery, rejections).
     pub fn start(sink: Arc<dyn Sink>, cfg: WorkerConfig, log: Arc<dyn Fn(String) + Send + Sync>) -> Self {
         let shared = Arc::new(Shared {
-            queue: Mutex::new(VecDeque::new()),
+            queue: Mutex::new(Queue::default()),
             stats: Mutex::new(WorkerStats::default()),
             wake: Notify::new(),
             closing: AtomicBool::new(false),
@@ -103,22 +112,30 @@ impl Worker {
         &self.name
     }
 
-    /// Queues an item; never blocks. A full queue drops its oldest item.
+    /// Queues an item; never blocks. A full queue drops its oldest data
+    /// item (markers are never dropped and do not count).
     pub fn push(&self, item: Item) {
         {
             let mut q = self.shared.queue.lock();
-            if q.len() >= self.shared.cfg.queue_items {
-                q.pop_front();
-                self.shared.stats.lock().dropped += 1;
+            let is_data = !matches!(item, Item::Marker(_));
+            if is_data && q.data >= self.shared.cfg.queue_items {
+                if let Some(pos) = q.items.iter().position(|(_, i)| !matches!(i, Item::Marker(_))) {
+                    q.items.remove(pos);
+                    q.data -= 1;
+                    self.shared.stats.lock().dropped += 1;
+                }
             }
-            q.push_back(item);
+            let id = q.next_id;
+            q.next_id += 1;
+            q.data += is_data as usize;
+            q.items.push_back((id, item));
         }
         self.shared.wake.notify_one();
     }
 
-    /// Items waiting.
+    /// Data items waiting.
     pub fn queued(&self) -> usize {
-        self.shared.queue.lock().len()
+        self.shared.queue.lock().data
     }
 
     /// Counters so far.
@@ -139,7 +156,7 @@ impl Worker {
             }
         }
         let mut stats = self.shared.stats.lock().clone();
-        stats.unwritten = self.shared.queue.lock().len() as u64;
+        stats.unwritten = self.shared.queue.lock().data as u64;
         stats
     }
 }
@@ -148,19 +165,23 @@ async fn run(sink: Arc<dyn Sink>, shared: Arc<Shared>, log: Arc<dyn Fn(String) +
     let cfg = shared.cfg.clone();
     let mut failing = false;
     loop {
-        let batch: Vec<Item> = {
+        let (batch, last_id): (Vec<Item>, Option<u64>) = {
             let q = shared.queue.lock();
-            q.iter().take(cfg.batch_items).cloned().collect()
+            let taken: Vec<&(u64, Item)> = q.items.iter().take(cfg.batch_items).collect();
+            (taken.iter().map(|(_, i)| i.clone()).collect(), taken.last().map(|(id, _)| *id))
         };
-        if batch.is_empty() {
+        let Some(last_id) = last_id else {
             if shared.closing.load(Ordering::Acquire) {
                 return;
             }
             shared.wake.notified().await;
             continue;
-        }
+        };
+        let data = batch.iter().filter(|i| !matches!(i, Item::Marker(_))).count();
         let mut delay = cfg.backoff_min;
-        loop {
+        // A batch of markers alone needs no write.
+        let mut written = data == 0;
+        while !written {
             let result = tokio::select! {
                 r = sink.write(&batch) => r,
                 _ = shared.abandon.cancelled() => return,
@@ -172,22 +193,22 @@ async fn run(sink: Arc<dyn Sink>, shared: Arc<Shared>, log: Arc<dyn Fn(String) +
                         failing = false;
                     }
                     let mut s = shared.stats.lock();
-                    s.items_written += batch.len() as u64;
+                    s.items_written += data as u64;
                     s.points_written += ok.points;
                     s.bytes_written += ok.bytes;
                     s.writes += 1;
-                    break;
+                    written = true;
                 }
                 Err(SinkError { retryable: false, message }) => {
-                    log(format!("{message} ({} items not written)", batch.len()));
+                    log(format!("{message} ({data} items not written)"));
                     let mut s = shared.stats.lock();
-                    s.rejected += batch.len() as u64;
+                    s.rejected += data as u64;
                     s.last_error = Some(message);
-                    break;
+                    written = true;
                 }
                 Err(SinkError { retryable: true, message }) => {
                     if !failing {
-                        log(format!("{message}; retrying with backoff, {} items queued", shared.queue.lock().len()));
+                        log(format!("{message}; retrying with backoff, {} items queued", shared.queue.lock().data));
                         failing = true;
                     }
                     {
@@ -204,28 +225,19 @@ async fn run(sink: Arc<dyn Sink>, shared: Arc<Shared>, log: Arc<dyn Fn(String) +
                 }
             }
         }
-        // Remove what was written (or rejected); items dropped meanwhile for
-        // a full queue were the oldest, so they were part of this batch.
-        let mut q = shared.queue.lock();
-        let dropped_meanwhile = batch.len().saturating_sub(count_prefix(&q, &batch));
-        q.drain(..batch.len() - dropped_meanwhile);
-    }
-}
-
-/// How many of `batch`'s items are still at the front of `q` (the others
-/// were dropped from the front while the batch was being written).
-fn count_prefix(q: &VecDeque<Item>, batch: &[Item]) -> usize {
-    let same = |a: &Item, b: &Item| match (a, b) {
-        (Item::Window(x), Item::Window(y)) => Arc::ptr_eq(x, y),
-        (Item::Health(x), Item::Health(y)) => Arc::ptr_eq(x, y),
-        _ => false,
-    };
-    // The remaining batch items are a suffix of `batch` and a prefix of `q`.
-    for skip in 0..=batch.len() {
-        let rest = &batch[skip..];
-        if rest.len() <= q.len() && rest.iter().zip(q.iter()).all(|(a, b)| same(a, b)) {
-            return rest.len();
+        // Remove the batch (items dropped meanwhile for a full queue are
+        // already gone), then let its markers fire.
+        let mut passed = Vec::new();
+        {
+            let mut q = shared.queue.lock();
+            while q.items.front().is_some_and(|(id, _)| *id <= last_id) {
+                let (_, item) = q.items.pop_front().expect("front exists");
+                match item {
+                    Item::Marker(m) => passed.push(m),
+                    _ => q.data -= 1,
+                }
+            }
         }
+        passed.iter().for_each(|m| m.pass());
     }
-    0
 }

@@ -1,5 +1,11 @@
 //! The window clock: closes a window every `len` on absolute boundaries,
 //! turns it into a [`WindowReport`] and folds it into the run totals.
+//!
+//! Boundaries are aligned to multiples of `len` in Unix time, not to the
+//! test start: generators started at different moments on different
+//! machines then close windows with the same start, which is what the
+//! exporter merges on. The first window is shorter (it begins at the test
+//! start); `len_ms` says how much of each window the generator covered.
 
 use super::health;
 use crate::metrics::Metrics;
@@ -10,7 +16,10 @@ use volley_window::{Aggregate, HealthRecord, SeriesWindow, WindowReport};
 pub struct WindowClock {
     /// Monotonic test start.
     pub t0: Instant,
-    t0_unix_ms: u64,
+    /// Unix start (ms) of the aligned window holding `t0`.
+    aligned_unix_ms: u64,
+    /// How far into that window `t0` falls.
+    phase: Duration,
     /// Window length.
     pub len: Duration,
     seq: u64,
@@ -24,20 +33,31 @@ pub struct WindowClock {
 impl WindowClock {
     /// A clock starting now.
     pub fn new(len: Duration, generator: String, test_id: String) -> Self {
-        let t0_unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-        Self { t0: Instant::now(), t0_unix_ms, len, seq: 0, last_cpu: health::cpu_time(), generator, test_id }
+        let t0 = Instant::now();
+        let now_unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let len_ms = (len.as_millis() as u64).max(1);
+        let aligned_unix_ms = now_unix_ms - now_unix_ms % len_ms;
+        let phase = Duration::from_millis(now_unix_ms - aligned_unix_ms);
+        Self { t0, aligned_unix_ms, phase, len, seq: 0, last_cpu: health::cpu_time(), generator, test_id }
+    }
+
+    /// Where window `seq` starts, relative to `t0` (the first is negative,
+    /// so it saturates to `t0`).
+    fn window_start(&self, seq: u64) -> Duration {
+        (self.len * seq as u32).saturating_sub(self.phase)
     }
 
     /// When the current window ends.
     pub fn next_boundary(&self) -> Instant {
-        self.t0 + self.len * (self.seq as u32 + 1)
+        self.t0 + self.window_start(self.seq + 1)
     }
 
     /// Closes the current window (at its boundary, or early for the last one).
     pub fn close(&mut self, metrics: &Metrics, active_vus: u64) -> WindowReport {
         let series = metrics.close_window();
-        let start = self.len * self.seq as u32;
-        let len = self.t0.elapsed().saturating_sub(start).min(self.len);
+        let start = self.window_start(self.seq);
+        let end = self.window_start(self.seq + 1);
+        let len = self.t0.elapsed().min(end).saturating_sub(start);
         let cpu = health::cpu_time();
         let health = HealthRecord {
             rss_bytes: health::rss_bytes(),
@@ -52,7 +72,7 @@ impl WindowClock {
             generator: self.generator.clone(),
             test_id: self.test_id.clone(),
             seq: self.seq,
-            start_unix_ms: self.t0_unix_ms + start.as_millis() as u64,
+            start_unix_ms: self.aligned_unix_ms + self.seq * self.len.as_millis() as u64,
             len_ms: len.as_millis() as u64,
             series,
             health,

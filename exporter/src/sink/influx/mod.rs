@@ -83,6 +83,7 @@ impl InfluxSink {
                     line::encode_health(h, &mut body);
                     lines += 1;
                 }
+                Item::Marker(_) => {}
             }
         }
         (body, lines)

@@ -1,0 +1,263 @@
+//! `volley-exporter`: the daemon around the pipeline and the ingest server.
+
+use crate::ingest::Ingest;
+use crate::merge::MergeConfig;
+use crate::out::{redact, OutSpec};
+use crate::pipeline::{OnStored, Pipeline, PipelineConfig, PipelineReport};
+use crate::secret::Secret;
+use clap::Parser;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Exit code for invalid flags (as the generator's, and k6's).
+pub const EXIT_INVALID: i32 = 104;
+
+/// Merges window reports from many generators and writes them to InfluxDB.
+#[derive(Parser, Debug)]
+#[command(
+    name = "volley-exporter",
+    version,
+    about = "Merges window reports streamed by volley generators and writes them to the outputs"
+)]
+pub struct Args {
+    /// Address to listen on for generators (`127.0.0.1:0` picks a free port).
+    #[arg(long, default_value = "127.0.0.1:6565")]
+    pub listen: String,
+    /// Token generators must present (`Authorization: Bearer …`).
+    #[arg(long, env = "VOLLEY_EXPORTER_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Output, repeatable (same syntax as `volley run --out`).
+    #[arg(long = "out", short = 'o', value_name = "KIND=URL")]
+    pub out: Vec<String>,
+    /// How long after a window's first report it is written even if some
+    /// generator has not reported it.
+    #[arg(long, default_value = "5s", value_parser = duration_arg)]
+    pub grace: Duration,
+    /// How long an incomplete window keeps accepting late reports after its
+    /// grace period (each one rewrites the window's points).
+    #[arg(long, default_value = "10s", value_parser = duration_arg)]
+    pub late_horizon: Duration,
+    /// Largest frame accepted from a generator, in bytes.
+    #[arg(long, default_value_t = volley_window::wire::DEFAULT_MAX_FRAME)]
+    pub max_frame_bytes: usize,
+    /// PEM certificate chain: serve `wss://` instead of `ws://`.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `--tls-cert`.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// How long to keep writing after a stop signal.
+    #[arg(long, default_value = "30s", value_parser = duration_arg)]
+    pub out_timeout: Duration,
+    /// Print ingest and sink counters this often (0 = never).
+    #[arg(long, default_value = "10s", value_parser = duration_arg)]
+    pub stats_interval: Duration,
+}
+
+fn duration_arg(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
+    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 5s or 500ms"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("{s:?} is not a duration like 5s or 500ms")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn log(msg: &str) {
+    eprintln!("volley-exporter: {msg}");
+}
+
+/// Runs the daemon; returns the exit code.
+pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
+    let args = match Args::try_parse_from(args) {
+        Ok(a) => a,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_INVALID } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let outs: Result<Vec<OutSpec>, String> =
+        args.out.iter().map(|r| OutSpec::parse(r, |k| std::env::var(k).ok()).map_err(|e| e.to_string())).collect();
+    let outs = match outs {
+        Ok(o) => o,
+        Err(e) => {
+            log(&format!("invalid configuration: {e}"));
+            return EXIT_INVALID;
+        }
+    };
+    if args.token.is_empty() {
+        log("invalid configuration: --token (or VOLLEY_EXPORTER_TOKEN) must not be empty");
+        return EXIT_INVALID;
+    }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => match tls_acceptor(c, k) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                log(&format!("invalid configuration: {e}"));
+                return EXIT_INVALID;
+            }
+        },
+        _ => None,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
+    let runtime = match runtime {
+        Ok(r) => r,
+        Err(e) => {
+            log(&format!("cannot start the runtime: {e}"));
+            return 1;
+        }
+    };
+    runtime.block_on(serve(args, outs, tls))
+}
+
+async fn serve(args: Args, outs: Vec<OutSpec>, tls: Option<tokio_rustls::TlsAcceptor>) -> i32 {
+    let listener = match tokio::net::TcpListener::bind(&args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            log(&format!("invalid configuration: --listen {}: {e}", args.listen));
+            return EXIT_INVALID;
+        }
+    };
+    let cfg = PipelineConfig {
+        merge: MergeConfig { grace: args.grace, late_horizon: args.late_horizon, ..MergeConfig::default() },
+        ..PipelineConfig::default()
+    };
+    // The ack hook needs the ingest server, which needs the pipeline.
+    let ingest_cell: Arc<OnceLock<Arc<Ingest>>> = Arc::new(OnceLock::new());
+    let hook: OnStored = {
+        let cell = ingest_cell.clone();
+        Arc::new(move |test: &str, reports: &[(String, u64)]| {
+            if let Some(i) = cell.get() {
+                i.acknowledge(test, reports);
+            }
+        })
+    };
+    let pipeline = match Pipeline::start_with_acks(&outs, cfg, Arc::new(|m: String| log(&m)), Some(hook)) {
+        Ok(p) => p,
+        Err(e) => {
+            log(&format!("invalid configuration: {e}"));
+            return EXIT_INVALID;
+        }
+    };
+    let token = Secret::new(args.token.clone());
+    let ingest = Ingest::new(pipeline.clone(), token, args.max_frame_bytes, tls.clone(), Arc::new(|m: String| log(&m)));
+    let _ = ingest_cell.set(ingest.clone());
+
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    // First line on stdout: scripts and tests read the address from it.
+    println!("volley-exporter listening on {scheme}://{addr}");
+    for o in &args.out {
+        log(&format!("output {}", redact(o)));
+    }
+
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(ingest.clone().serve(listener, shutdown.clone()));
+    let ticker = {
+        let (pipeline, shutdown) = (pipeline.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                let wait = pipeline
+                    .next_deadline()
+                    .map(|d| d.saturating_duration_since(std::time::Instant::now()))
+                    .unwrap_or(Duration::from_secs(1))
+                    .clamp(Duration::from_millis(20), Duration::from_secs(1));
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => pipeline.poll(),
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        })
+    };
+    let stats = {
+        let (pipeline, ingest, shutdown, every) =
+            (pipeline.clone(), ingest.clone(), shutdown.clone(), args.stats_interval);
+        tokio::spawn(async move {
+            if every.is_zero() {
+                return;
+            }
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => log(&status_line(&ingest, &pipeline)),
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        })
+    };
+
+    wait_signal().await;
+    log("stopping: writing what is merged; unfinished windows stay unacknowledged for the next exporter");
+    shutdown.cancel();
+    let _ = server.await;
+    let _ = ticker.await;
+    let _ = stats.await;
+    let report = pipeline.finish_with(args.out_timeout, false).await;
+    log(&status_line(&ingest, &pipeline));
+    log_report(&report);
+    0
+}
+
+fn status_line(ingest: &Ingest, pipeline: &Pipeline) -> String {
+    let i = ingest.stats.snapshot().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+    let m = pipeline.merge_stats();
+    let sinks = pipeline
+        .sink_stats()
+        .iter()
+        .map(|s| {
+            format!(
+                "[{}: points={} retries={} dropped={} queued]",
+                s.name, s.stats.points_written, s.stats.retries, s.stats.dropped
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!(
+        "{i} merged={} late={} duplicates={} too_late={} flushes={} {sinks}",
+        m.merged, m.late, m.duplicates, m.too_late, m.flushes
+    )
+}
+
+fn log_report(report: &PipelineReport) {
+    for s in &report.sinks {
+        let st = &s.stats;
+        log(&format!(
+            "output {}: {} points in {} writes; {} dropped, {} rejected, {} unwritten",
+            s.name, st.points_written, st.writes, st.dropped, st.rejected, st.unwritten
+        ));
+    }
+}
+
+fn tls_acceptor(cert: &PathBuf, key: &PathBuf) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| format!("--tls-cert {}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("--tls-cert {}: no certificate in the file", cert.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("--tls-key {}: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+async fn wait_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,312 @@
+//! The network side of `volley-exporter`: generators connect over WebSocket
+//! (optionally TLS), authenticate with a bearer token, and stream window
+//! reports (see `volley_window::wire`).
+//!
+//! Anything wrong on a connection — a wrong token, a frame that does not
+//! decode, an oversized frame, an unknown protocol version, a window claiming
+//! another generator — is counted, logged without secrets, and ends that
+//! connection only; the exporter keeps serving the others.
+
+use crate::merge::Ingest as Merged;
+use crate::pipeline::Pipeline;
+use crate::secret::Secret;
+use futures_util::{SinkExt, StreamExt};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_util::sync::CancellationToken;
+use volley_window::wire::{self, Hello, ToExporter, ToGenerator};
+
+/// How long a client has to finish the handshake and say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Acknowledgements queued per connection before further ones are dropped
+/// (the generator then resends those windows after a reconnect, harmlessly).
+const ACK_QUEUE: usize = 1024;
+
+/// Counters of the ingest side.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    /// Connections accepted (TCP).
+    pub connections: AtomicU64,
+    /// Generators that said hello.
+    pub sessions: AtomicU64,
+    /// Handshakes refused for a missing or wrong token.
+    pub auth_failures: AtomicU64,
+    /// Connections closed for a bad frame (malformed, oversized, wrong
+    /// version, protocol violation) or a failed TLS/WebSocket handshake.
+    pub rejected: AtomicU64,
+    /// Window reports received.
+    pub windows: AtomicU64,
+    /// Acknowledgements that could not be queued.
+    pub acks_dropped: AtomicU64,
+}
+
+impl IngestStats {
+    /// A plain snapshot, for logs and tests.
+    pub fn snapshot(&self) -> [(&'static str, u64); 6] {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        [
+            ("connections", g(&self.connections)),
+            ("sessions", g(&self.sessions)),
+            ("auth_failures", g(&self.auth_failures)),
+            ("rejected", g(&self.rejected)),
+            ("windows", g(&self.windows)),
+            ("acks_dropped", g(&self.acks_dropped)),
+        ]
+    }
+}
+
+type ConnKey = (String, String);
+
+/// The ingest server state.
+pub struct Ingest {
+    pipeline: Arc<Pipeline>,
+    token: Secret,
+    max_frame: usize,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    conns: Mutex<HashMap<ConnKey, (u64, mpsc::Sender<ToGenerator>)>>,
+    next_conn: AtomicU64,
+    /// Counters.
+    pub stats: IngestStats,
+    log: Arc<dyn Fn(String) + Send + Sync>,
+}
+
+impl Ingest {
+    /// Ingest feeding `pipeline`. The pipeline's acknowledgement hook must
+    /// call [`Ingest::acknowledge`] (see `daemon`).
+    pub fn new(
+        pipeline: Arc<Pipeline>,
+        token: Secret,
+        max_frame: usize,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        log: Arc<dyn Fn(String) + Send + Sync>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            pipeline,
+            token,
+            max_frame,
+            tls,
+            conns: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(0),
+            stats: IngestStats::default(),
+            log,
+        })
+    }
+
+    /// Sends an acknowledgement to the generators of stored reports.
+    pub fn acknowledge(&self, test_id: &str, reports: &[(String, u64)]) {
+        let mut by_gen: HashMap<&str, Vec<u64>> = HashMap::new();
+        for (g, seq) in reports {
+            by_gen.entry(g).or_default().push(*seq);
+        }
+        let conns = self.conns.lock();
+        for (g, seqs) in by_gen {
+            if let Some((_, tx)) = conns.get(&(test_id.to_string(), g.to_string())) {
+                if tx.try_send(ToGenerator::Ack { seqs }).is_err() {
+                    self.stats.acks_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Accepts connections until `shutdown`.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, _)) => {
+                        self.stats.connections.fetch_add(1, Ordering::Relaxed);
+                        let _ = tcp.set_nodelay(true);
+                        tokio::spawn(self.clone().connection(tcp, shutdown.clone()));
+                    }
+                    Err(e) => {
+                        (self.log)(format!("accept failed: {e}"));
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    async fn connection(self: Arc<Self>, tcp: TcpStream, shutdown: CancellationToken) {
+        let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
+        match self.tls.clone() {
+            Some(acceptor) => match tokio::time::timeout(HELLO_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => self.session(tls, &peer, shutdown).await,
+                _ => self.reject(&peer, "TLS handshake failed"),
+            },
+            None => self.session(tcp, &peer, shutdown).await,
+        }
+    }
+
+    fn reject(&self, peer: &str, why: &str) {
+        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+        (self.log)(format!("rejected {peer}: {why}"));
+    }
+
+    async fn session<S: AsyncRead + AsyncWrite + Unpin>(&self, stream: S, peer: &str, shutdown: CancellationToken) {
+        let token = self.token.clone();
+        // The error type is tungstenite's; its size is not ours to choose.
+        #[allow(clippy::result_large_err)]
+        let authorized = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+            let given = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+            let given = given.strip_prefix("Bearer ").unwrap_or("");
+            if constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
+                Ok(resp)
+            } else {
+                let mut r = ErrorResponse::new(Some("missing or wrong token".into()));
+                *r.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::UNAUTHORIZED;
+                Err(r)
+            }
+        };
+        let cfg = WebSocketConfig::default()
+            .max_message_size(Some(self.max_frame))
+            .max_frame_size(Some(self.max_frame))
+            .read_buffer_size(16 << 10);
+        let mut ws = match tokio::time::timeout(
+            HELLO_TIMEOUT,
+            tokio_tungstenite::accept_hdr_async_with_config(stream, authorized, Some(cfg)),
+        )
+        .await
+        {
+            Ok(Ok(ws)) => ws,
+            Ok(Err(WsError::Http(resp))) if resp.status() == 401 => {
+                self.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
+                (self.log)(format!("rejected {peer}: missing or wrong token"));
+                return;
+            }
+            Ok(Err(e)) => return self.reject(peer, &format!("WebSocket handshake failed: {e}")),
+            Err(_) => return self.reject(peer, "no WebSocket handshake within 10 s"),
+        };
+
+        let hello = match tokio::time::timeout(HELLO_TIMEOUT, ws.next()).await {
+            Ok(Some(Ok(Message::Binary(b)))) => match wire::decode::<ToExporter>(&b, self.max_frame) {
+                Ok(ToExporter::Hello(h)) => h,
+                Ok(_) => return self.close(ws, peer, CloseCode::Protocol, "the first message must be a hello").await,
+                Err(e) => return self.close(ws, peer, CloseCode::Policy, &e.to_string()).await,
+            },
+            Ok(Some(Err(e))) => return self.reject(peer, &ws_error(&e)),
+            Ok(_) => {
+                return self.close(ws, peer, CloseCode::Protocol, "the first message must be a binary hello").await
+            }
+            Err(_) => return self.close(ws, peer, CloseCode::Policy, "no hello within 10 s").await,
+        };
+        let Hello { generator, test_id, .. } = hello;
+        if generator.is_empty() || test_id.is_empty() {
+            return self.close(ws, peer, CloseCode::Protocol, "hello without a generator id or test id").await;
+        }
+        self.stats.sessions.fetch_add(1, Ordering::Relaxed);
+        self.pipeline.register(&test_id, &generator);
+        let key = (test_id.clone(), generator.clone());
+        let (tx, mut rx) = mpsc::channel(ACK_QUEUE);
+        let me = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        self.conns.lock().insert(key.clone(), (me, tx));
+        let welcome = ToGenerator::Welcome { exporter: format!("volley-exporter {}", env!("CARGO_PKG_VERSION")) };
+        if ws.send(Message::Binary(wire::encode(&welcome).into())).await.is_err() {
+            self.unregister(&key, me);
+            return;
+        }
+        loop {
+            tokio::select! {
+                msg = ws.next() => match msg {
+                    Some(Ok(Message::Binary(b))) => match wire::decode::<ToExporter>(&b, self.max_frame) {
+                        Ok(ToExporter::Window(report)) => {
+                            if report.generator != generator || report.test_id != test_id {
+                                self.unregister(&key, me);
+                                return self.close(ws, peer, CloseCode::Policy, "a window of another generator or test").await;
+                            }
+                            self.stats.windows.fetch_add(1, Ordering::Relaxed);
+                            let seq = report.seq;
+                            match self.pipeline.offer(report) {
+                                // Stored already, or never will be: no point resending.
+                                Merged::AlreadyFinal | Merged::TooLate => {
+                                    let ack = ToGenerator::Ack { seqs: vec![seq] };
+                                    if ws.send(Message::Binary(wire::encode(&ack).into())).await.is_err() {
+                                        break;
+                                    }
+                                }
+                                _ => {}
+                            }
+                        }
+                        Ok(ToExporter::Goodbye { .. }) => self.pipeline.finish_generator(&test_id, &generator),
+                        Ok(ToExporter::Hello(_)) => {
+                            self.unregister(&key, me);
+                            return self.close(ws, peer, CloseCode::Protocol, "a second hello").await;
+                        }
+                        Err(e) => {
+                            self.unregister(&key, me);
+                            return self.close(ws, peer, CloseCode::Policy, &e.to_string()).await;
+                        }
+                    },
+                    Some(Ok(Message::Text(_))) => {
+                        self.unregister(&key, me);
+                        return self.close(ws, peer, CloseCode::Unsupported, "text messages are not part of the protocol").await;
+                    }
+                    Some(Ok(Message::Close(_))) | None => break,
+                    Some(Ok(_)) => {} // ping/pong: answered by tungstenite
+                    Some(Err(e)) => {
+                        self.reject(peer, &ws_error(&e));
+                        break;
+                    }
+                },
+                Some(out) = rx.recv() => {
+                    if ws.send(Message::Binary(wire::encode(&out).into())).await.is_err() {
+                        break;
+                    }
+                }
+                _ = shutdown.cancelled() => {
+                    let _ = ws.close(Some(CloseFrame { code: CloseCode::Away, reason: "exporter stopping".into() })).await;
+                    break;
+                }
+            }
+        }
+        self.unregister(&key, me);
+    }
+
+    fn unregister(&self, key: &ConnKey, me: u64) {
+        let mut conns = self.conns.lock();
+        if conns.get(key).is_some_and(|(id, _)| *id == me) {
+            conns.remove(key);
+        }
+    }
+
+    async fn close<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        mut ws: tokio_tungstenite::WebSocketStream<S>,
+        peer: &str,
+        code: CloseCode,
+        why: &str,
+    ) {
+        self.reject(peer, why);
+        let reason: String = why.chars().take(120).collect();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(2), ws.close(Some(CloseFrame { code, reason: reason.into() })))
+                .await;
+    }
+}
+
+fn ws_error(e: &WsError) -> String {
+    match e {
+        WsError::Capacity(c) => format!("oversized frame: {c}"),
+        other => format!("connection error: {other}"),
+    }
+}
+
+/// Compares without an early exit, so the time taken does not reveal how
+/// much of a guessed token was right.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

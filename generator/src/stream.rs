@@ -1,0 +1,306 @@
+//! Streaming mode: every closed window goes to a `volley-exporter` over
+//! WebSocket (`--exporter ws://…` or `wss://…`), at least once.
+//!
+//! Windows wait in a bounded buffer until the exporter acknowledges them
+//! (it does once they are stored). When the exporter is unreachable the test
+//! goes on: one warning, reconnects with capped, jittered backoff, and on
+//! every new connection everything unacknowledged is sent again (the
+//! exporter deduplicates). A full buffer drops its oldest window and counts
+//! it (`windows_dropped` in the health record). Nothing here can slow the
+//! test: pushing a window never waits.
+
+use crate::flow::http::client::tls_connector;
+use futures_util::{SinkExt, StreamExt};
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use volley_window::wire::{self, Hello, ToExporter, ToGenerator};
+use volley_window::WindowReport;
+
+/// Where and how to stream.
+#[derive(Clone, Debug)]
+pub struct StreamConfig {
+    /// `ws://host:port` or `wss://host:port`.
+    pub url: String,
+    /// The exporter's token.
+    pub token: String,
+    /// Unacknowledged windows kept before the oldest is dropped.
+    pub buffer: usize,
+    /// Accept any certificate from a `wss://` exporter.
+    pub insecure_tls: bool,
+}
+
+/// What streaming achieved.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StreamReport {
+    /// Windows the exporter acknowledged.
+    pub acknowledged: u64,
+    /// Windows still unacknowledged at the end.
+    pub unacknowledged: u64,
+    /// Windows dropped because the buffer was full.
+    pub dropped: u64,
+    /// Successful connections (more than one means reconnects).
+    pub connections: u64,
+}
+
+#[derive(Default)]
+struct Buffer {
+    windows: VecDeque<WindowReport>,
+    report: StreamReport,
+}
+
+struct Shared {
+    cfg: StreamConfig,
+    hello: Hello,
+    buf: Mutex<Buffer>,
+    new_window: Notify,
+    closing: AtomicBool,
+    closing_now: Notify,
+    log: Arc<dyn Fn(String) + Send + Sync>,
+}
+
+/// A running stream to the exporter.
+pub struct Streamer {
+    shared: Arc<Shared>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+type Ws = tokio_tungstenite::WebSocketStream<Box<dyn Io>>;
+
+enum SessionEnd {
+    /// Everything acknowledged and goodbye said.
+    Done,
+    /// The connection broke; reconnect.
+    Lost(String),
+}
+
+impl Streamer {
+    /// Checks the URL and starts streaming on the current runtime.
+    pub fn start(cfg: StreamConfig, hello: Hello, log: Arc<dyn Fn(String) + Send + Sync>) -> Result<Self, String> {
+        let url = url::Url::parse(&cfg.url).map_err(|e| format!("--exporter {}: not a URL: {e}", cfg.url))?;
+        if !matches!(url.scheme(), "ws" | "wss") || url.host_str().is_none() {
+            return Err(format!("--exporter {}: expected ws://HOST:PORT or wss://HOST:PORT", cfg.url));
+        }
+        if cfg.token.is_empty() {
+            return Err("--exporter-token (or VOLLEY_EXPORTER_TOKEN): the exporter needs a token".into());
+        }
+        if cfg.buffer == 0 {
+            return Err("--exporter-buffer: must be at least 1 window".into());
+        }
+        let shared = Arc::new(Shared {
+            cfg,
+            hello,
+            buf: Mutex::new(Buffer::default()),
+            new_window: Notify::new(),
+            closing: AtomicBool::new(false),
+            closing_now: Notify::new(),
+            log,
+        });
+        let task = tokio::spawn(run(shared.clone()));
+        Ok(Self { shared, task: Mutex::new(Some(task)) })
+    }
+
+    /// Buffers a window for sending; stamps the buffer state into its health
+    /// record. Never waits.
+    pub fn push(&self, mut report: WindowReport) {
+        {
+            let mut b = self.shared.buf.lock();
+            if b.windows.len() >= self.shared.cfg.buffer {
+                b.windows.pop_front();
+                b.report.dropped += 1;
+            }
+            report.health.windows_buffered = b.windows.len() as u64 + 1;
+            report.health.windows_dropped = b.report.dropped;
+            b.windows.push_back(report);
+        }
+        self.shared.new_window.notify_one();
+    }
+
+    /// Sends what is left and waits for its acknowledgement, for at most
+    /// `deadline`; then stops.
+    pub async fn finish(&self, deadline: Duration) -> StreamReport {
+        self.shared.closing.store(true, Ordering::Release);
+        self.shared.closing_now.notify_waiters();
+        self.shared.new_window.notify_one();
+        let task = self.task.lock().take();
+        if let Some(mut task) = task {
+            if tokio::time::timeout(deadline, &mut task).await.is_err() {
+                task.abort();
+                let _ = task.await;
+            }
+        }
+        let b = self.shared.buf.lock();
+        StreamReport { unacknowledged: b.windows.len() as u64, ..b.report.clone() }
+    }
+}
+
+async fn run(shared: Arc<Shared>) {
+    let mut backoff = Duration::from_millis(200);
+    let mut warned = false;
+    loop {
+        // At the end with nothing unacknowledged: done, even if the exporter
+        // is unreachable for a goodbye (it then flushes by its grace period).
+        if shared.closing.load(Ordering::Acquire) && shared.buf.lock().windows.is_empty() && warned {
+            return;
+        }
+        let end = match connect(&shared).await {
+            Ok(ws) => {
+                shared.buf.lock().report.connections += 1;
+                if warned {
+                    let n = shared.buf.lock().windows.len();
+                    (shared.log)(format!("exporter {} reachable again; sending {n} buffered windows", shared.cfg.url));
+                    warned = false;
+                }
+                backoff = Duration::from_millis(200);
+                session(&shared, ws).await
+            }
+            Err(e) => SessionEnd::Lost(e),
+        };
+        match end {
+            SessionEnd::Done => return,
+            SessionEnd::Lost(why) => {
+                if !warned {
+                    (shared.log)(format!(
+                        "exporter {}: {why}; the test goes on, windows are kept (up to {}) and resent on reconnect",
+                        shared.cfg.url, shared.cfg.buffer
+                    ));
+                    warned = true;
+                }
+                let jittered = backoff.mul_f64(0.5 + rand::random::<f64>());
+                tokio::time::sleep(jittered).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn connect(shared: &Shared) -> Result<Ws, String> {
+    let url = url::Url::parse(&shared.cfg.url).map_err(|e| e.to_string())?;
+    let host = url.host_str().unwrap_or_default().to_string();
+    let tls = url.scheme() == "wss";
+    let port = url.port().unwrap_or(if tls { 443 } else { 80 });
+    let mut request = shared.cfg.url.as_str().into_client_request().map_err(|e| e.to_string())?;
+    let auth = format!("Bearer {}", shared.cfg.token);
+    request
+        .headers_mut()
+        .insert("authorization", auth.parse().map_err(|_| "the token has characters not allowed in a header")?);
+    let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect((host.as_str(), port)))
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let io: Box<dyn Io> = if tls {
+        let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
+        let stream = tls_connector(shared.cfg.insecure_tls)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS handshake failed: {e}"))?;
+        Box::new(stream)
+    } else {
+        Box::new(tcp)
+    };
+    let (ws, _) = tokio::time::timeout(Duration::from_secs(5), tokio_tungstenite::client_async(request, io))
+        .await
+        .map_err(|_| "WebSocket handshake timed out".to_string())?
+        .map_err(|e| match e {
+            tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 401 => {
+                "the exporter refused the token (401)".to_string()
+            }
+            other => format!("WebSocket handshake failed: {other}"),
+        })?;
+    Ok(ws)
+}
+
+async fn send(ws: &mut Ws, msg: &ToExporter) -> Result<(), String> {
+    ws.send(Message::Binary(wire::encode(msg).into())).await.map_err(|e| format!("connection lost: {e}"))
+}
+
+async fn session(shared: &Shared, mut ws: Ws) -> SessionEnd {
+    if let Err(e) = send(&mut ws, &ToExporter::Hello(shared.hello.clone())).await {
+        return SessionEnd::Lost(e);
+    }
+    match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+        Ok(Some(Ok(Message::Binary(b)))) => match wire::decode::<ToGenerator>(&b, wire::DEFAULT_MAX_FRAME) {
+            Ok(ToGenerator::Welcome { .. }) => {}
+            Ok(other) => return SessionEnd::Lost(format!("expected a welcome, got {other:?}")),
+            Err(e) => return SessionEnd::Lost(format!("bad answer from the exporter: {e}")),
+        },
+        Ok(Some(Ok(Message::Close(f)))) => {
+            return SessionEnd::Lost(format!(
+                "the exporter closed the connection: {}",
+                f.map(|f| f.reason.to_string()).unwrap_or_default()
+            ))
+        }
+        Ok(_) => return SessionEnd::Lost("no welcome from the exporter".into()),
+        Err(_) => return SessionEnd::Lost("no welcome within 5 s".into()),
+    }
+    let mut sent_upto: Option<u64> = None;
+    let mut goodbye_sent = false;
+    loop {
+        // Send everything not yet sent on this connection, in order.
+        let pending: Vec<WindowReport> = {
+            let b = shared.buf.lock();
+            b.windows.iter().filter(|w| sent_upto.is_none_or(|s| w.seq > s)).cloned().collect()
+        };
+        for w in pending {
+            let seq = w.seq;
+            if let Err(e) = send(&mut ws, &ToExporter::Window(w)).await {
+                return SessionEnd::Lost(e);
+            }
+            sent_upto = Some(seq);
+        }
+        let closing = shared.closing.load(Ordering::Acquire);
+        if closing && !goodbye_sent {
+            let last_seq = sent_upto.or_else(|| shared.hello_last_seq());
+            if let Err(e) = send(&mut ws, &ToExporter::Goodbye { last_seq }).await {
+                return SessionEnd::Lost(e);
+            }
+            goodbye_sent = true;
+        }
+        if closing && shared.buf.lock().windows.is_empty() {
+            let _ = ws.close(None).await;
+            return SessionEnd::Done;
+        }
+        tokio::select! {
+            _ = shared.new_window.notified() => {}
+            _ = shared.closing_now.notified(), if !closing => {}
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Binary(b))) => match wire::decode::<ToGenerator>(&b, wire::DEFAULT_MAX_FRAME) {
+                    Ok(ToGenerator::Ack { seqs }) => {
+                        let mut b = shared.buf.lock();
+                        let before = b.windows.len();
+                        b.windows.retain(|w| !seqs.contains(&w.seq));
+                        b.report.acknowledged += (before - b.windows.len()) as u64;
+                    }
+                    Ok(_) => {}
+                    Err(e) => return SessionEnd::Lost(format!("bad message from the exporter: {e}")),
+                },
+                Some(Ok(Message::Close(f))) => {
+                    return SessionEnd::Lost(format!(
+                        "the exporter closed the connection: {}",
+                        f.map(|f| f.reason.to_string()).unwrap_or_default()
+                    ))
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return SessionEnd::Lost(format!("connection lost: {e}")),
+                None => return SessionEnd::Lost("connection closed".into()),
+            },
+        }
+    }
+}
+
+impl Shared {
+    /// With nothing sent on this connection, the last sequence number is
+    /// the newest window still buffered (or none).
+    fn hello_last_seq(&self) -> Option<u64> {
+        self.buf.lock().windows.back().map(|w| w.seq)
+    }
+}

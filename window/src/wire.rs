@@ -1,0 +1,219 @@
+//! The generator ↔ exporter protocol: versioned, compact binary frames, one
+//! per WebSocket binary message.
+//!
+//! ```text
+//! frame = "VLY" | version (1 byte) | bincode(message)
+//! ```
+//!
+//! A generator opens the WebSocket with `Authorization: Bearer <token>`,
+//! sends [`ToExporter::Hello`], then one [`ToExporter::Window`] per closed
+//! window (sequence numbers from 0 without gaps), and [`ToExporter::Goodbye`]
+//! at the end of its run. The exporter answers [`ToGenerator::Welcome`] and
+//! acknowledges windows with [`ToGenerator::Ack`] once they can no longer be
+//! lost; the generator resends whatever is unacknowledged after a reconnect,
+//! and the exporter deduplicates.
+//!
+//! Decoding never trusts the input: the frame size is checked before anything
+//! is allocated, and bincode runs with the same limit, so a forged length
+//! prefix cannot make the receiver allocate more than the frame could hold.
+
+use crate::report::WindowReport;
+use bincode::Options;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// The first bytes of every frame.
+pub const MAGIC: [u8; 3] = *b"VLY";
+/// The protocol version this build speaks.
+pub const VERSION: u8 = 1;
+/// Default largest frame a receiver accepts (a window report of ~10k series).
+pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
+
+/// Sent by a generator.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ToExporter {
+    /// First message of every connection.
+    Hello(Hello),
+    /// A closed window.
+    Window(WindowReport),
+    /// The run is over: no windows after `last_seq`.
+    Goodbye {
+        /// The last sequence number sent (`None` if no window was).
+        last_seq: Option<u64>,
+    },
+}
+
+/// Who is connecting.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Unique per generator process.
+    pub generator: String,
+    /// The test run it belongs to.
+    pub test_id: String,
+    /// Its execution segment, if the test is split (`"1/4:2/4"`).
+    pub segment: Option<String>,
+    /// User tags of the generator (machine, region, …).
+    pub tags: Vec<(String, String)>,
+    /// Its window length in milliseconds.
+    pub window_ms: u64,
+}
+
+/// Sent by the exporter.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ToGenerator {
+    /// The hello was accepted.
+    Welcome {
+        /// The exporter's name and version.
+        exporter: String,
+    },
+    /// These windows are stored for good (written or spooled): forget them.
+    Ack {
+        /// Sequence numbers.
+        seqs: Vec<u64>,
+    },
+}
+
+/// Why a frame was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// Fewer bytes than the header.
+    #[error("truncated frame ({0} bytes)")]
+    Truncated(usize),
+    /// Not a Volley frame.
+    #[error("not a Volley frame (bad magic bytes)")]
+    BadMagic,
+    /// A version this build does not speak.
+    #[error("unsupported protocol version {0} (this build speaks {VERSION})")]
+    Version(u8),
+    /// Larger than the receiver accepts.
+    #[error("frame of {size} bytes exceeds the limit of {limit}")]
+    TooLarge {
+        /// Frame size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The payload does not decode.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+}
+
+fn options(limit: usize) -> impl Options {
+    bincode::DefaultOptions::new()
+        .with_limit(limit as u64)
+        .with_little_endian()
+        .with_varint_encoding()
+        .reject_trailing_bytes()
+}
+
+/// Encodes one message as a frame.
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    options(usize::MAX).serialize_into(&mut out, msg).expect("protocol messages always serialize");
+    out
+}
+
+/// Decodes one frame of at most `max_frame` bytes.
+pub fn decode<T: DeserializeOwned>(frame: &[u8], max_frame: usize) -> Result<T, WireError> {
+    if frame.len() > max_frame {
+        return Err(WireError::TooLarge { size: frame.len(), limit: max_frame });
+    }
+    if frame.len() < 4 {
+        return Err(WireError::Truncated(frame.len()));
+    }
+    if frame[..3] != MAGIC {
+        return Err(WireError::BadMagic);
+    }
+    if frame[3] != VERSION {
+        return Err(WireError::Version(frame[3]));
+    }
+    options(max_frame).deserialize(&frame[4..]).map_err(|e| WireError::Malformed(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Aggregate, HealthRecord, SeriesKey, SeriesWindow, Sketch, Tags, Unit};
+
+    fn report() -> WindowReport {
+        let mut sk = Sketch::new();
+        (1..=1000).for_each(|v| sk.add(v as f64 / 7.0));
+        WindowReport {
+            generator: "g1".into(),
+            test_id: "t".into(),
+            seq: 7,
+            start_unix_ms: 1_700_000_000_000,
+            len_ms: 1000,
+            series: vec![
+                SeriesWindow {
+                    key: SeriesKey::new("http_req_duration", Tags::from_pairs([("scenario", "s"), ("status", "200")])),
+                    unit: Unit::Time,
+                    value: Aggregate::Trend(sk),
+                },
+                SeriesWindow {
+                    key: SeriesKey::new("iterations", Tags::new()),
+                    unit: Unit::None,
+                    value: Aggregate::Counter(5.0),
+                },
+            ],
+            health: HealthRecord { rss_bytes: 5, ..Default::default() },
+        }
+    }
+
+    #[test]
+    fn a_window_round_trips_and_stays_compact() {
+        let frame = encode(&ToExporter::Window(report()));
+        assert_eq!(&frame[..4], b"VLY\x01");
+        assert!(frame.len() < 2048, "a 1000-sample trend and a counter take {} bytes", frame.len());
+        let ToExporter::Window(back) = decode(&frame, DEFAULT_MAX_FRAME).unwrap() else { panic!() };
+        let Aggregate::Trend(sk) = &back.series[0].value else { panic!() };
+        let Aggregate::Trend(orig) = &report().series[0].value else { panic!() };
+        assert_eq!((back.seq, sk.count(), sk.quantile(0.99)), (7, 1000, orig.quantile(0.99)));
+    }
+
+    #[test]
+    fn bad_frames_are_refused_with_the_reason() {
+        let good = encode(&ToExporter::Goodbye { last_seq: Some(3) });
+        assert_eq!(decode::<ToExporter>(&good[..2], 1024).unwrap_err(), WireError::Truncated(2));
+        assert_eq!(decode::<ToExporter>(b"HTTP/1.1 200", 1024).unwrap_err(), WireError::BadMagic);
+        let mut v2 = good.clone();
+        v2[3] = 2;
+        assert_eq!(
+            decode::<ToExporter>(&v2, 1024).unwrap_err().to_string(),
+            "unsupported protocol version 2 (this build speaks 1)"
+        );
+        assert_eq!(decode::<ToExporter>(&good, 4).unwrap_err(), WireError::TooLarge { size: good.len(), limit: 4 });
+        let window = encode(&ToExporter::Window(report()));
+        assert!(matches!(
+            decode::<ToExporter>(&window[..window.len() - 5], DEFAULT_MAX_FRAME),
+            Err(WireError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn a_forged_length_cannot_allocate_beyond_the_limit() {
+        // Variant 1 (Window), then a string length claiming 2^60 bytes.
+        let mut frame = b"VLY\x01".to_vec();
+        frame.push(1);
+        frame.push(0xfd);
+        frame.extend_from_slice(&(1u64 << 60).to_le_bytes());
+        assert!(matches!(decode::<ToExporter>(&frame, 1 << 20), Err(WireError::Malformed(_))));
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        for len in 0..2000 {
+            let mut frame = b"VLY\x01".to_vec();
+            for _ in 0..(len % 300) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                frame.push(x as u8);
+            }
+            let _ = decode::<ToExporter>(&frame, 1 << 16);
+        }
+    }
+}
