@@ -226,16 +226,10 @@ impl Ingest {
                                 return self.close(ws, peer, CloseCode::Policy, "a window of another generator or test").await;
                             }
                             self.stats.windows.fetch_add(1, Ordering::Relaxed);
-                            let seq = report.seq;
-                            match self.pipeline.offer(report) {
-                                // Stored already, or never will be: no point resending.
-                                Merged::AlreadyFinal | Merged::TooLate => {
-                                    let ack = ToGenerator::Ack { seqs: vec![seq] };
-                                    if ws.send(Message::Binary(wire::encode(&ack).into())).await.is_err() {
-                                        break;
-                                    }
-                                }
-                                _ => {}
+                            // Acknowledgements come back through the pipeline,
+                            // after the sinks stored what they cover.
+                            if self.pipeline.offer(report) == Merged::TooLate {
+                                (self.log)(format!("{generator}: a window arrived after its late horizon and is lost"));
                             }
                         }
                         Ok(ToExporter::Goodbye { .. }) => self.pipeline.finish_generator(&test_id, &generator),

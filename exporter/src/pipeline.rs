@@ -49,8 +49,8 @@ impl PipelineReport {
     }
 }
 
-/// Called with `(test id, [(generator, seq)])` once the reports merged into
-/// a final window are stored by every sink.
+/// Called with `(test id, [(generator, seq)])` once those reports are stored
+/// by every sink (see [`Event::Stored`]).
 pub type OnStored = Arc<dyn Fn(&str, &[(String, u64)]) + Send + Sync>;
 
 /// A running pipeline.
@@ -71,8 +71,9 @@ impl Pipeline {
         Self::start_with_acks(outs, cfg, log, None)
     }
 
-    /// As [`Pipeline::start`], and calls `on_stored` for every final window
-    /// once all sinks have written (or given up on) everything before it.
+    /// As [`Pipeline::start`], and calls `on_stored` with reports that may be
+    /// acknowledged, once all sinks have written (or given up on) everything
+    /// queued before.
     pub fn start_with_acks(
         outs: &[OutSpec],
         cfg: PipelineConfig,
@@ -166,7 +167,7 @@ impl Pipeline {
         for e in events {
             match e {
                 Event::Flush(w) => self.dispatch(Item::Window(Arc::new(w))),
-                Event::Final { test_id, reports, .. } => {
+                Event::Stored { test_id, reports } => {
                     if let Some(hook) = &self.on_stored {
                         let hook = hook.clone();
                         let marker = Marker::new(self.workers.len(), move || hook(&test_id, &reports));

@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end tests: locating the built binaries,
 //! scratch directories, and running `volley` and `k6` as a user would.
 
+pub mod exporter;
 pub mod servers;
 
 use std::path::{Path, PathBuf};

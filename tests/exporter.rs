@@ -1,0 +1,312 @@
+//! Streaming mode end to end: `volley run --exporter` processes and raw
+//! protocol clients against a real `volley-exporter`, writing to a real
+//! influxd. What InfluxDB holds must equal what the generators measured,
+//! through merges, exporter crashes, sink outages and hostile clients.
+
+use std::net::TcpStream;
+use std::time::Duration;
+use tungstenite::client::IntoClientRequest;
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+use volley_tests::exporter::Exporter;
+use volley_tests::servers::Influxd;
+use volley_tests::*;
+use volley_window::wire::{self, Hello, ToExporter, ToGenerator};
+use volley_window::{Aggregate, HealthRecord, SeriesKey, SeriesWindow, Sketch, Tags, Unit, WindowReport};
+
+const TOKEN: &str = "test-token-0123456789";
+
+type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
+
+fn connect(addr: &str, token: Option<&str>) -> Result<Ws, tungstenite::Error> {
+    let mut req = format!("ws://{addr}/").into_client_request().unwrap();
+    if let Some(t) = token {
+        req.headers_mut().insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    let (ws, _) = tungstenite::connect(req)?;
+    if let MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    }
+    Ok(ws)
+}
+
+fn send(ws: &mut Ws, msg: &ToExporter) {
+    ws.send(Message::Binary(wire::encode(msg).into())).unwrap();
+}
+
+fn receive(ws: &mut Ws) -> ToGenerator {
+    loop {
+        match ws.read().expect("a message from the exporter") {
+            Message::Binary(b) => return wire::decode(&b, 1 << 20).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// Reads until the exporter closes the connection; returns its close reason.
+fn closed_by_exporter(ws: &mut Ws) -> String {
+    loop {
+        match ws.read() {
+            Ok(Message::Close(f)) => return f.map(|f| f.reason.to_string()).unwrap_or_default(),
+            Ok(_) => continue,
+            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => return String::new(),
+            Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                panic!("the exporter kept a bad connection open")
+            }
+            Err(_) => return String::new(),
+        }
+    }
+}
+
+fn hello(generator: &str, test_id: &str) -> ToExporter {
+    ToExporter::Hello(Hello {
+        generator: generator.into(),
+        test_id: test_id.into(),
+        segment: None,
+        tags: vec![],
+        window_ms: 1000,
+    })
+}
+
+fn window(generator: &str, test_id: &str, seq: u64, start: u64, samples: &[f64]) -> WindowReport {
+    let mut sk = Sketch::new();
+    samples.iter().for_each(|v| sk.add(*v));
+    let tags = Tags::from_pairs([("scenario", "s")]);
+    WindowReport {
+        generator: generator.into(),
+        test_id: test_id.into(),
+        seq,
+        start_unix_ms: start,
+        len_ms: 1000,
+        series: vec![
+            SeriesWindow {
+                key: SeriesKey::new("iterations", tags.clone()),
+                unit: Unit::None,
+                value: Aggregate::Counter(samples.len() as f64),
+            },
+            SeriesWindow {
+                key: SeriesKey::new("iteration_duration", tags),
+                unit: Unit::Time,
+                value: Aggregate::Trend(sk),
+            },
+        ],
+        health: HealthRecord::default(),
+    }
+}
+
+fn noop_scenario(rate: u64, duration: &str) -> serde_json::Value {
+    serde_json::json!({
+        "options": {"scenarios": {"s": {"executor": "constant-arrival-rate", "rate": rate, "timeUnit": "1s",
+                                        "duration": duration, "preAllocatedVUs": 5, "maxVUs": 5}}},
+        "flows": {"default": {"type": "noop", "sleep": "1ms"}}
+    })
+}
+
+/// Starts `volley run --exporter` in the background.
+fn generator(dir: &Scratch, name: &str, doc: &serde_json::Value, exporter: &str, test_id: &str) -> std::process::Child {
+    let file = dir.write(&format!("{name}.json"), &doc.to_string());
+    std::process::Command::new(binary("volley"))
+        .args(["run", "--quiet", "--no-summary", "--test-id", test_id, "--exporter", exporter])
+        .args(["--summary-export", dir.path(&format!("{name}-summary.json")).to_str().unwrap()])
+        .arg(file)
+        .env("VOLLEY_EXPORTER_TOKEN", TOKEN)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path(&format!("{name}.log"))).unwrap())
+        .spawn()
+        .expect("start volley")
+}
+
+fn wait_ok(dir: &Scratch, name: &str, child: &mut std::process::Child) -> serde_json::Value {
+    let status = child.wait().unwrap();
+    let log = std::fs::read_to_string(dir.path(&format!("{name}.log"))).unwrap_or_default();
+    assert_eq!(status.code(), Some(0), "{name}: {log}");
+    assert!(log.contains("windows acknowledged") && !log.contains("NOT acknowledged"), "{name}: {log}");
+    read_json(&dir.path(&format!("{name}-summary.json")))
+}
+
+fn influx_sum(db: &Influxd, metric: &str, field: &str, test_id: &str) -> u64 {
+    db.scalar(&format!("SELECT sum(\"{field}\") FROM \"{metric}\" WHERE \"testid\" = '{test_id}'")) as u64
+}
+
+#[test]
+fn three_generators_merge_into_exact_totals() {
+    let db = Influxd::start();
+    let target = Testbed::http();
+    let mut exp = Exporter::start(TOKEN, &["--out", &format!("influxdb={}/volley", db.url)]);
+    let dir = Scratch::new("merge3");
+    let doc = |delay: u32| {
+        serde_json::json!({
+            "options": {"scenarios": {"api": {"executor": "constant-arrival-rate", "rate": 100, "timeUnit": "1s",
+                                              "duration": "3s", "preAllocatedVUs": 10, "maxVUs": 10}}},
+            "flows": {"default": {"type": "http", "steps": [{"request": {"url": format!("{}/delay/{delay}", target.url)}}]}}
+        })
+    };
+    let mut gens: Vec<_> =
+        (0..3).map(|i| generator(&dir, &format!("g{i}"), &doc(1 + 2 * i), &exp.url, "merge3")).collect();
+    let summaries: Vec<_> = gens.iter_mut().enumerate().map(|(i, c)| wait_ok(&dir, &format!("g{i}"), c)).collect();
+    let log = exp.stop();
+    let total = |key: &str| summaries.iter().map(|s| export_count(s, key)).sum::<u64>();
+    assert_eq!(total("http_reqs"), 3 * 301);
+    assert_eq!(influx_sum(&db, "http_reqs", "count", "merge3"), total("http_reqs"), "{log}");
+    assert_eq!(influx_sum(&db, "iterations", "count", "merge3"), total("iterations"));
+    assert_eq!(influx_sum(&db, "http_req_duration", "count", "merge3"), total("http_reqs"));
+    // The merged maximum is the largest of the three (sketches keep exact extremes).
+    let max = db.scalar("SELECT max(\"max\") FROM \"http_req_duration\" WHERE \"testid\" = 'merge3'");
+    let expected =
+        summaries.iter().map(|s| s["metrics"]["http_req_duration"]["max"].as_f64().unwrap()).fold(0.0, f64::max);
+    assert!((max - expected).abs() < 1e-6, "merged max {max}, generators' max {expected}");
+    // One merged point per window, three health points per window.
+    let gens =
+        db.query("SHOW TAG VALUES FROM \"generator_health\" WITH KEY = \"generator\" WHERE \"testid\" = 'merge3'");
+    assert_eq!(gens["results"][0]["series"][0]["values"].as_array().map(Vec::len), Some(3), "{gens}");
+    assert_eq!(Exporter::counter(&log, "duplicates"), 0);
+    assert_eq!(Exporter::counter(&log, "rejected"), 0);
+}
+
+#[test]
+fn merged_percentiles_come_from_one_sketch_of_all_samples() {
+    let db = Influxd::start();
+    let mut exp = Exporter::start(TOKEN, &["--out", &format!("influxdb={}/volley", db.url)]);
+    let start = 1_700_000_000_000;
+    let mut all = Sketch::new();
+    let mut clients = Vec::new();
+    for g in 0..3u64 {
+        // Three different distributions, so no generator's percentiles are the merged ones.
+        let samples: Vec<f64> = (0..2000)
+            .map(|k| (1 + g * 40) as f64 + ((k * 7919 + g * 13) % 1000) as f64 * (g + 1) as f64 / 10.0)
+            .collect();
+        samples.iter().for_each(|v| all.add(*v));
+        let mut ws = connect(&exp.addr(), Some(TOKEN)).unwrap();
+        send(&mut ws, &hello(&format!("g{g}"), "pct"));
+        assert!(matches!(receive(&mut ws), ToGenerator::Welcome { .. }));
+        clients.push((ws, window(&format!("g{g}"), "pct", 0, start, &samples)));
+    }
+    // All connected (as generators are at a test's start), then the window.
+    for (ws, w) in &mut clients {
+        send(ws, &ToExporter::Window(w.clone()));
+    }
+    let mut clients: Vec<Ws> = clients.into_iter().map(|(ws, _)| ws).collect();
+    // Every generator reported the window: it is written and acknowledged at once.
+    for ws in &mut clients {
+        assert_eq!(receive(ws), ToGenerator::Ack { seqs: vec![0] });
+    }
+    let row = db.query("SELECT \"count\", \"p50\", \"p90\", \"p99\", \"p999\", \"min\", \"max\" FROM \"iteration_duration\" WHERE \"testid\" = 'pct'");
+    let v = &row["results"][0]["series"][0]["values"][0];
+    assert_eq!(v[1].as_u64(), Some(6000), "{row}");
+    for (i, q) in [(2, 0.5), (3, 0.9), (4, 0.99), (5, 0.999)] {
+        assert_eq!(v[i].as_f64(), all.quantile(q), "q={q}: {row}");
+    }
+    assert_eq!((v[6].as_f64(), v[7].as_f64()), (all.min(), all.max()));
+    exp.stop();
+}
+
+#[test]
+fn bad_clients_are_rejected_one_by_one_and_the_rest_are_served() {
+    let mut exp = Exporter::start(TOKEN, &["--max-frame-bytes", "4096"]);
+    let addr = exp.addr();
+    // Wrong and missing tokens: refused at the handshake.
+    for token in [Some("wrong-token-0123456789"), None] {
+        match connect(&addr, token) {
+            Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
+            other => panic!("expected 401, got {:?}", other.map(|_| "a connection")),
+        }
+    }
+    let mut good = connect(&addr, Some(TOKEN)).unwrap();
+    send(&mut good, &hello("good", "bad-input"));
+    assert!(matches!(receive(&mut good), ToGenerator::Welcome { .. }));
+
+    let hello_frame = wire::encode(&hello("bad", "another-test"));
+    let mut v9 = hello_frame.clone();
+    v9[3] = 9;
+    let mut noise = Vec::new();
+    let mut x: u32 = 12345;
+    for _ in 0..500 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        noise.push((x >> 16) as u8);
+    }
+    let mut big = window("bad", "bad-input", 0, 0, &[1.0]);
+    for i in 0..100 {
+        big.series.push(SeriesWindow {
+            key: SeriesKey::new(
+                "http_reqs",
+                Tags::from_pairs([("url", format!("http://example.test/{i}/{}", "x".repeat(80)))]),
+            ),
+            unit: Unit::None,
+            value: Aggregate::Counter(1.0),
+        });
+    }
+    let oversized = wire::encode(&ToExporter::Window(big));
+    assert!(oversized.len() > 4096, "{}", oversized.len());
+    let cases: Vec<(&str, Vec<Message>)> = vec![
+        ("truncated frame", vec![Message::Binary(b"VL".to_vec().into())]),
+        ("unknown protocol version", vec![Message::Binary(v9.into())]),
+        ("random bytes", vec![Message::Binary(noise.into())]),
+        ("text instead of binary", vec![Message::Binary(hello_frame.clone().into()), Message::Text("hello".into())]),
+        ("oversized frame", vec![Message::Binary(hello_frame.clone().into()), Message::Binary(oversized.into())]),
+        ("goodbye before hello", vec![Message::Binary(wire::encode(&ToExporter::Goodbye { last_seq: None }).into())]),
+    ];
+    for (what, messages) in &cases {
+        let mut ws = connect(&addr, Some(TOKEN)).unwrap();
+        for m in messages {
+            let _ = ws.send(m.clone());
+        }
+        closed_by_exporter(&mut ws);
+        // The well-behaved generator is still served after each one.
+        let seq = cases.iter().position(|(w, _)| w == what).unwrap() as u64;
+        send(&mut good, &ToExporter::Window(window("good", "bad-input", seq, 1_700_000_000_000 + seq * 1000, &[1.0])));
+        assert_eq!(receive(&mut good), ToGenerator::Ack { seqs: vec![seq] }, "after {what}");
+    }
+    let log = exp.stop();
+    assert_eq!(Exporter::counter(&log, "auth_failures"), 2, "{log}");
+    assert_eq!(Exporter::counter(&log, "rejected"), cases.len() as u64, "{log}");
+    assert_eq!(Exporter::counter(&log, "windows"), cases.len() as u64, "{log}");
+    assert!(!log.contains(TOKEN) && !log.contains("wrong-token-0123456789"), "a token leaked: {log}");
+    for reason in [
+        "truncated frame (2 bytes)",
+        "unsupported protocol version 9",
+        "text messages are not part of the protocol",
+        "oversized frame",
+        "the first message must be a hello",
+    ] {
+        assert!(log.contains(reason), "{reason:?} not logged: {log}");
+    }
+}
+
+#[test]
+fn killing_and_restarting_the_exporter_loses_nothing() {
+    let db = Influxd::start();
+    let mut exp = Exporter::start(TOKEN, &["--out", &format!("influxdb={}/volley", db.url), "--grace", "2s"]);
+    let dir = Scratch::new("kill9");
+    let doc = noop_scenario(200, "8s");
+    let mut gens: Vec<_> = (0..2).map(|i| generator(&dir, &format!("g{i}"), &doc, &exp.url, "kill9")).collect();
+    std::thread::sleep(Duration::from_secs(3));
+    exp.kill9();
+    std::thread::sleep(Duration::from_secs(2));
+    exp.restart();
+    let summaries: Vec<_> = gens.iter_mut().enumerate().map(|(i, c)| wait_ok(&dir, &format!("g{i}"), c)).collect();
+    let log = exp.stop();
+    let iterations: u64 = summaries.iter().map(|s| export_count(s, "iterations")).sum();
+    assert_eq!(iterations, 2 * 1601);
+    assert_eq!(influx_sum(&db, "iterations", "count", "kill9"), iterations, "{log}");
+    assert_eq!(influx_sum(&db, "iteration_duration", "count", "kill9"), iterations);
+    let reconnected = std::fs::read_to_string(dir.path("g0.log")).unwrap();
+    assert!(reconnected.contains("reachable again"), "{reconnected}");
+}
+
+#[test]
+fn influxdb_down_for_twenty_seconds_loses_nothing() {
+    let mut db = Influxd::start();
+    let mut exp = Exporter::start(TOKEN, &["--out", &format!("influxdb={}/volley", db.url)]);
+    let dir = Scratch::new("sinkdown");
+    let mut g = generator(&dir, "g", &noop_scenario(100, "26s"), &exp.url, "sinkdown");
+    std::thread::sleep(Duration::from_secs(3));
+    db.stop();
+    std::thread::sleep(Duration::from_secs(20));
+    db.restart();
+    let summary = wait_ok(&dir, "g", &mut g);
+    let log = exp.stop();
+    assert!(log.contains("retrying with backoff") && log.contains("writing again"), "{log}");
+    assert_eq!(influx_sum(&db, "iterations", "count", "sinkdown"), export_count(&summary, "iterations"), "{log}");
+    assert_eq!(export_count(&summary, "iterations"), 2601);
+}
