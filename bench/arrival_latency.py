@@ -20,6 +20,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=int, default=60)
     ap.add_argument("--rate", type=int, default=5000)
+    ap.add_argument("--tools", default="k6,volley", help="which tools to run, comma-separated")
     args = ap.parse_args()
     ensure_tools(need_nginx=True)
     bin_dir = build_release()
@@ -34,11 +35,15 @@ def main():
     try:
         work = tempfile.mkdtemp(prefix="volley-bench-")
         script = f"import http from 'k6/http';\nexport const options = {json.dumps(opts)};\nexport default function () {{ http.get('{url}'); }}\n"
-        runs = [("k6",) + k6_run(script, work)]
-        runs[0][1].wait()
-        doc = {"options": opts, "flows": {"default": {"type": "http", "steps": [{"request": {"url": url}}]}}}
-        runs.append(("volley",) + volley_run(bin_dir, doc, work))
-        runs[1][1].wait()
+        tools = args.tools.split(",")
+        runs = []
+        if "k6" in tools:
+            runs.append(("k6",) + k6_run(script, work))
+            runs[-1][1].wait()
+        if "volley" in tools:
+            doc = {"options": opts, "flows": {"default": {"type": "http", "steps": [{"request": {"url": url}}]}}}
+            runs.append(("volley",) + volley_run(bin_dir, doc, work))
+            runs[-1][1].wait()
     finally:
         stop_nginx()
     for tool, m, summary in runs:
@@ -49,8 +54,10 @@ def main():
         rss10, rss_end = m.rss_at(10), m.rss_last()
         growth = (rss_end - rss10) / max((m.samples[-1][0] - 10) / 60, 1e-9) if m.samples else 0
         rows.append([tool, f"{p50:.3f}", f"{p95:.3f}", f"{p99:.3f}", f"{p99 / max(p50, 1e-9):.1f}", f"{dropped:.0f}",
-                     f"{100 * m.cpu_seconds() / m.wall:.0f}%", f"{rss10:.1f}", f"{rss_end:.1f}", f"{growth:+.1f}"])
-    table(rows, ["tool", "p50 ms", "p95 ms", "p99 ms", "p99/p50", "dropped", "CPU", "RSS@10s MB", "RSS@end MB", "RSS MB/min"])
+                     f"{100 * m.cpu_seconds() / m.wall:.0f}%", f"{rss10:.1f}", f"{m.rss_at(60):.1f}", f"{rss_end:.1f}",
+                     f"{growth:+.1f}"])
+    table(rows, ["tool", "p50 ms", "p95 ms", "p99 ms", "p99/p50", "dropped", "CPU", "RSS@10s MB", "RSS@60s MB",
+                 "RSS@end MB", "RSS MB/min"])
 
 
 if __name__ == "__main__":

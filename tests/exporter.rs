@@ -310,3 +310,83 @@ fn influxdb_down_for_twenty_seconds_loses_nothing() {
     assert_eq!(influx_sum(&db, "iterations", "count", "sinkdown"), export_count(&summary, "iterations"), "{log}");
     assert_eq!(export_count(&summary, "iterations"), 2601);
 }
+
+#[test]
+fn a_generator_whose_exporter_is_down_keeps_testing() {
+    let dir = Scratch::new("down");
+    let file = dir.write("s.json", &noop_scenario(100, "4s").to_string());
+    let export = dir.path("summary.json");
+    let out = std::process::Command::new(binary("volley"))
+        .args(["run", "--quiet", "--no-summary", "--exporter-buffer", "2", "--out-timeout", "1s"])
+        .args(["--exporter", &format!("ws://127.0.0.1:{}", closed_port())])
+        .args(["--summary-export", export.to_str().unwrap()])
+        .arg(&file)
+        .env("VOLLEY_EXPORTER_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(export_count(&read_json(&export), "iterations"), 401, "the summary is unaffected");
+    assert_eq!(stderr.matches("the test goes on").count(), 1, "one warning, not one per retry: {stderr}");
+    // 5 or 6 windows, 2 kept: the rest dropped and counted.
+    assert!(stderr.contains("NOT acknowledged: 2 unsent or unconfirmed at exit"), "{stderr}");
+    let before = &stderr[..stderr.find(" dropped (buffer full)").expect("drops reported")];
+    let dropped: u64 = before.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!((3..=4).contains(&dropped), "{stderr}");
+    assert!(!stderr.contains(TOKEN), "the token leaked: {stderr}");
+}
+
+#[test]
+fn generators_stream_over_tls() {
+    let dir = Scratch::new("tls");
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let cert_path = dir.write("cert.pem", &cert.cert.pem());
+    let key_path = dir.write("key.pem", &cert.key_pair.serialize_pem());
+    let db = Influxd::start();
+    let mut exp = Exporter::start(
+        TOKEN,
+        &[
+            "--out",
+            &format!("influxdb={}/volley", db.url),
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ],
+    );
+    assert!(exp.url.starts_with("wss://"), "{}", exp.url);
+    // Verified against the system roots, the self-signed certificate fails…
+    let file = dir.write("s.json", &noop_scenario(50, "2s").to_string());
+    let out = std::process::Command::new(binary("volley"))
+        .args(["run", "--quiet", "--no-summary", "--out-timeout", "1s", "--exporter", &exp.url])
+        .arg(&file)
+        .env("VOLLEY_EXPORTER_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("TLS handshake failed"), "{stderr}");
+    // …and with --insecure-skip-tls-verify everything arrives.
+    let mut g = {
+        let mut c = std::process::Command::new(binary("volley"));
+        c.args([
+            "run",
+            "--quiet",
+            "--no-summary",
+            "--insecure-skip-tls-verify",
+            "--test-id",
+            "tls",
+            "--exporter",
+            &exp.url,
+        ])
+        .args(["--summary-export", dir.path("g-summary.json").to_str().unwrap()])
+        .arg(&file)
+        .env("VOLLEY_EXPORTER_TOKEN", TOKEN)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path("g.log")).unwrap());
+        c.spawn().unwrap()
+    };
+    let summary = wait_ok(&dir, "g", &mut g);
+    exp.stop();
+    assert_eq!(influx_sum(&db, "iterations", "count", "tls"), export_count(&summary, "iterations"));
+    assert_eq!(export_count(&summary, "iterations"), 101);
+}
