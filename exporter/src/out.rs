@@ -3,7 +3,7 @@
 //! ```text
 //! influxdb=http://[user:pass@]HOST:8086/DB[?rp=RP]        InfluxDB v1 API (as k6's influxdb output)
 //! influxdb=http://HOST:8086[/PREFIX]?org=ORG&bucket=BUCKET InfluxDB v2 API, token from VOLLEY_INFLUXDB_TOKEN
-//! otlp=grpc://HOST:4317 | otlp=http://HOST:4318             OpenTelemetry
+//! otlp=grpc://HOST:4317 | otlp=http://HOST:4318[?temporality=delta]   OpenTelemetry
 //! ```
 //!
 //! Parsing is strict: every problem names the `--out` value and the part that
@@ -69,6 +69,16 @@ pub enum OtlpProtocol {
     HttpProtobuf,
 }
 
+/// Which temporality OTLP sums and histograms are sent with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OtlpTemporality {
+    /// Running totals since the series' first window (what Prometheus and
+    /// Mimir expect): the default.
+    Cumulative,
+    /// Each window on its own.
+    Delta,
+}
+
 /// Where to send OTLP metrics.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OtlpTarget {
@@ -76,6 +86,8 @@ pub struct OtlpTarget {
     pub protocol: OtlpProtocol,
     /// Endpoint (`http(s)://host:port[/prefix]`).
     pub endpoint: Url,
+    /// Temporality of sums and histograms.
+    pub temporality: OtlpTemporality,
 }
 
 /// A `--out` value that cannot be used.
@@ -204,8 +216,18 @@ fn parse_otlp(raw: &str, target: &str) -> Result<OtlpTarget, OutError> {
             ))
         }
     };
-    if url.query().is_some() {
-        return Err(OutError::new(raw, "OTLP endpoints take no query parameters"));
+    let mut temporality = OtlpTemporality::Cumulative;
+    for (k, v) in url.query_pairs() {
+        match (&*k, &*v) {
+            ("temporality", "cumulative") => temporality = OtlpTemporality::Cumulative,
+            ("temporality", "delta") => temporality = OtlpTemporality::Delta,
+            ("temporality", other) => {
+                return Err(OutError::new(raw, format!("temporality {other:?} is not cumulative or delta")))
+            }
+            (other, _) => {
+                return Err(OutError::new(raw, format!("unknown query parameter {other:?}; known: temporality")))
+            }
+        }
     }
     // Url refuses to change a special scheme to a non-special one and back,
     // so the endpoint is rebuilt from its parts.
@@ -216,7 +238,7 @@ fn parse_otlp(raw: &str, target: &str) -> Result<OtlpTarget, OutError> {
         url.path().trim_end_matches('/')
     );
     let endpoint = Url::parse(&rebuilt).map_err(|e| OutError::new(raw, format!("not a URL: {e}")))?;
-    Ok(OtlpTarget { protocol, endpoint })
+    Ok(OtlpTarget { protocol, endpoint, temporality })
 }
 
 fn decode(s: &str) -> String {
@@ -286,8 +308,14 @@ mod tests {
     fn otlp_transports() {
         let OutSpec::Otlp(t) = parse("otlp=grpc://127.0.0.1:4317").unwrap() else { panic!() };
         assert_eq!((t.protocol, t.endpoint.as_str()), (OtlpProtocol::Grpc, "http://127.0.0.1:4317/"));
-        let OutSpec::Otlp(t) = parse("otlp=http://127.0.0.1:4318/").unwrap() else { panic!() };
+        assert_eq!(t.temporality, OtlpTemporality::Cumulative);
+        let OutSpec::Otlp(t) = parse("otlp=http://127.0.0.1:4318/?temporality=delta").unwrap() else { panic!() };
         assert_eq!((t.protocol, t.endpoint.as_str()), (OtlpProtocol::HttpProtobuf, "http://127.0.0.1:4318/"));
+        assert_eq!(t.temporality, OtlpTemporality::Delta);
+        assert_eq!(
+            parse("otlp=grpc://h:4317?temporality=both").unwrap_err().to_string(),
+            "--out otlp=grpc://h:4317?temporality=both: temporality \"both\" is not cumulative or delta"
+        );
     }
 
     #[test]

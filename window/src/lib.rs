@@ -26,4 +26,4 @@ pub mod wire;
 pub use aggregate::{Aggregate, MergeError};
 pub use report::{HealthRecord, SeriesWindow, WindowReport};
 pub use series::{MetricKind, SeriesKey, Tags, Unit};
-pub use sketch::Sketch;
+pub use sketch::{Buckets, Sketch};

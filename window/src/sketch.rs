@@ -116,12 +116,99 @@ impl Sketch {
     pub fn is_empty(&self) -> bool {
         self.count() == 0
     }
+
+    /// The sketch's buckets. Bucket `offset + i` holds the values in
+    /// `[γ^k, γ^(k+1))` with `γ = 2^(2^-6)`: the bucket of the same index of
+    /// an OpenTelemetry exponential histogram at scale 6 (whose buckets are
+    /// `(γ^k, γ^(k+1)]`; the two differ only for values exactly on a power
+    /// of γ). Values below [`MIN_VALUE`] are in `zero_count`.
+    pub fn buckets(&self) -> Buckets {
+        // sketches-ddsketch keeps its store private; its serde form (pinned
+        // to =0.4.2 with the rest of the wire format) carries it.
+        let bytes = bincode::serialize(&self.inner).expect("a sketch serializes");
+        let raw: RawSketch = bincode::deserialize(&bytes).expect("the sketch layout of sketches-ddsketch 0.4.2");
+        let store = raw.store;
+        let (offset, counts) = if store.count == 0 || store.min_key > store.max_key {
+            (0, Vec::new())
+        } else {
+            let from = (store.min_key - store.offset) as usize;
+            let to = (store.max_key - store.offset) as usize;
+            (store.min_key, store.bins[from..=to].to_vec())
+        };
+        Buckets { zero_count: raw.zero_count + raw.negative_store.count, offset, counts }
+    }
+}
+
+/// Bucket counts of a sketch (see [`Sketch::buckets`]).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Buckets {
+    /// Values below [`MIN_VALUE`] (and any negative ones).
+    pub zero_count: u64,
+    /// Index of the first bucket.
+    pub offset: i32,
+    /// Counts of buckets `offset`, `offset + 1`, …
+    pub counts: Vec<u64>,
+}
+
+/// Mirrors the serde layout of `sketches_ddsketch::DDSketch` 0.4.2.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct RawSketch {
+    config: RawConfig,
+    store: RawStore,
+    negative_store: RawStore,
+    min: f64,
+    max: f64,
+    sum: f64,
+    zero_count: u64,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct RawConfig {
+    max_num_bins: u32,
+    gamma: f64,
+    gamma_ln: f64,
+    min_value: f64,
+    offset: i32,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct RawStore {
+    bins: Vec<u64>,
+    count: u64,
+    min_key: i32,
+    max_key: i32,
+    offset: i32,
+    bin_limit: usize,
+    is_collapsed: bool,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn buckets_are_opentelemetry_scale_6_indexes() {
+        let values = samples(11, 20_000);
+        let mut sk = Sketch::new();
+        values.iter().for_each(|v| sk.add(*v));
+        sk.add(0.0);
+        let b = sk.buckets();
+        assert_eq!(b.zero_count, 1);
+        assert_eq!(b.counts.iter().sum::<u64>() + b.zero_count, sk.count());
+        // Count per OpenTelemetry index at scale 6: floor(log2(v) * 64).
+        let mut expected = std::collections::BTreeMap::new();
+        for v in &values {
+            *expected.entry((v.log2() * 64.0).floor() as i32).or_insert(0u64) += 1;
+        }
+        let got: std::collections::BTreeMap<i32, u64> =
+            b.counts.iter().enumerate().filter(|(_, c)| **c > 0).map(|(i, c)| (b.offset + i as i32, *c)).collect();
+        assert_eq!(got, expected);
+        assert_eq!(Sketch::new().buckets(), Buckets::default());
+    }
 
     fn exact_quantile(sorted: &[f64], q: f64) -> f64 {
         // Same rank rule as the sketch: the value at rank floor(q * (n - 1)).

@@ -3,8 +3,10 @@
 //! retries with capped exponential backoff and jitter, and the counters.
 //!
 //! - [`influx`]: InfluxDB line protocol over the v1 or v2 write API.
+//! - [`otlp`]: OTLP metrics over gRPC or HTTP/protobuf.
 
 pub mod influx;
+pub mod otlp;
 pub mod worker;
 
 use crate::merge::{HealthPoint, MergedWindow};
@@ -82,6 +84,16 @@ impl SinkError {
 /// A boxed write future.
 pub type WriteFuture<'a> = Pin<Box<dyn Future<Output = Result<WriteOk, SinkError>> + Send + 'a>>;
 
+/// A batch encoded for one sink, sent as is on every attempt (a stateful
+/// encoding, such as OTLP's cumulative sums, must advance only once).
+#[derive(Clone, Debug, Default)]
+pub struct Prepared {
+    /// The request body.
+    pub body: bytes::Bytes,
+    /// Points it holds.
+    pub points: u64,
+}
+
 /// What a successful write stored.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WriteOk {
@@ -96,16 +108,18 @@ pub trait Sink: Send + Sync + 'static {
     /// A short name for logs: the `--out` value without secrets.
     fn name(&self) -> String;
 
-    /// Writes a batch in one request. Called again with the same batch after
-    /// a retryable error, so it must be idempotent (InfluxDB overwrites a
-    /// point with the same series and timestamp).
-    fn write<'a>(&'a self, batch: &'a [Item]) -> WriteFuture<'a>;
+    /// Encodes a batch (markers carry no data). Called once per batch.
+    fn prepare(&self, batch: &[Item]) -> Result<Prepared, SinkError>;
+
+    /// Sends a prepared batch in one request. Called again after a
+    /// retryable error, so the request must be idempotent.
+    fn send<'a>(&'a self, batch: &'a Prepared) -> WriteFuture<'a>;
 }
 
 /// Builds the sink for one `--out` value.
 pub fn build(spec: &OutSpec) -> Result<Arc<dyn Sink>, String> {
     match spec {
         OutSpec::Influx(t) => Ok(Arc::new(influx::InfluxSink::new(t.clone())?)),
-        OutSpec::Otlp(_) => Err(format!("--out {spec}: the OTLP output is not available yet")),
+        OutSpec::Otlp(t) => Ok(Arc::new(otlp::OtlpSink::new(t.clone())?)),
     }
 }

@@ -7,7 +7,7 @@
 //! for as long as the worker runs; a batch the server rejects outright is
 //! counted and logged once, and the worker moves on.
 
-use super::{Item, Sink, SinkError};
+use super::{Item, Prepared, Sink, SinkError};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -181,9 +181,19 @@ async fn run(sink: Arc<dyn Sink>, shared: Arc<Shared>, log: Arc<dyn Fn(String) +
         let mut delay = cfg.backoff_min;
         // A batch of markers alone needs no write.
         let mut written = data == 0;
+        let prepared = if written { Ok(Prepared::default()) } else { sink.prepare(&batch) };
+        let prepared = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                log(format!("{}: cannot encode {data} items: {}", sink.name(), e.message));
+                shared.stats.lock().rejected += data as u64;
+                written = true;
+                Prepared::default()
+            }
+        };
         while !written {
             let result = tokio::select! {
-                r = sink.write(&batch) => r,
+                r = sink.send(&prepared) => r,
                 _ = shared.abandon.cancelled() => return,
             };
             match result {

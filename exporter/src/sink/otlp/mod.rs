@@ -1,0 +1,125 @@
+//! The OTLP sink: `ExportMetricsServiceRequest`s (see [`encode`]) over
+//! OTLP/gRPC (tonic) or OTLP/HTTP with protobuf bodies (reqwest, gzip).
+
+pub mod encode;
+
+use super::{Item, Prepared, Sink, SinkError, WriteFuture, WriteOk};
+use crate::out::{OtlpProtocol, OtlpTarget, OutSpec};
+use encode::Encoder;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use parking_lot::Mutex;
+use prost::Message;
+use std::time::Duration;
+
+/// Sends metrics to one OTLP receiver.
+pub struct OtlpSink {
+    name: String,
+    encoder: Mutex<Encoder>,
+    transport: Transport,
+}
+
+enum Transport {
+    Grpc(MetricsServiceClient<tonic::transport::Channel>),
+    Http { client: reqwest::Client, url: url::Url },
+}
+
+impl OtlpSink {
+    /// A sink for `target`; call from within a tokio runtime.
+    pub fn new(target: OtlpTarget) -> Result<Self, String> {
+        let name = OutSpec::Otlp(target.clone()).to_string();
+        let temporality = target.temporality;
+        let transport = match target.protocol {
+            OtlpProtocol::Grpc => {
+                let endpoint =
+                    tonic::transport::Endpoint::from_shared(target.endpoint.as_str().trim_end_matches('/').to_string())
+                        .map_err(|e| format!("--out {name}: {e}"))?
+                        .connect_timeout(Duration::from_secs(5))
+                        .timeout(Duration::from_secs(30));
+                Transport::Grpc(MetricsServiceClient::new(endpoint.connect_lazy()))
+            }
+            OtlpProtocol::HttpProtobuf => {
+                let mut url = target.endpoint.clone();
+                let base = url.path().trim_end_matches('/').to_string();
+                url.set_path(&format!("{base}/v1/metrics"));
+                let client = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(30))
+                    .connect_timeout(Duration::from_secs(5))
+                    .build()
+                    .map_err(|e| format!("--out {name}: cannot build an HTTP client: {e}"))?;
+                Transport::Http { client, url }
+            }
+        };
+        Ok(Self { name, encoder: Mutex::new(Encoder::new(temporality)), transport })
+    }
+
+    async fn send_prepared(&self, batch: &Prepared) -> Result<WriteOk, SinkError> {
+        if batch.points == 0 {
+            return Ok(WriteOk::default());
+        }
+        let bytes = batch.body.len() as u64;
+        match &self.transport {
+            Transport::Grpc(client) => {
+                let request = ExportMetricsServiceRequest::decode(batch.body.clone())
+                    .map_err(|e| SinkError::reject(format!("{}: {e}", self.name)))?;
+                let mut client = client.clone();
+                match client.export(request).await {
+                    Ok(resp) => {
+                        if let Some(p) = resp.into_inner().partial_success.filter(|p| p.rejected_data_points > 0) {
+                            return Err(SinkError::reject(format!(
+                                "{}: the receiver rejected {} data points: {}",
+                                self.name, p.rejected_data_points, p.error_message
+                            )));
+                        }
+                        Ok(WriteOk { points: batch.points, bytes })
+                    }
+                    Err(status) => {
+                        use tonic::Code::*;
+                        let message = format!("{}: gRPC {:?}: {}", self.name, status.code(), status.message());
+                        match status.code() {
+                            Unavailable | DeadlineExceeded | ResourceExhausted | Aborted | Cancelled | Unknown
+                            | Internal => Err(SinkError::retry(message)),
+                            _ => Err(SinkError::reject(message)),
+                        }
+                    }
+                }
+            }
+            Transport::Http { client, url } => {
+                let body = super::influx::gzip(&batch.body)?;
+                let resp = client
+                    .post(url.clone())
+                    .header("Content-Type", "application/x-protobuf")
+                    .header("Content-Encoding", "gzip")
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| SinkError::retry(format!("{}: {e}", self.name)))?;
+                let status = resp.status();
+                if status.is_success() {
+                    return Ok(WriteOk { points: batch.points, bytes });
+                }
+                let message = format!("{}: HTTP {status}", self.name);
+                if status.is_server_error() || matches!(status.as_u16(), 408 | 429) {
+                    Err(SinkError::retry(message))
+                } else {
+                    Err(SinkError::reject(message))
+                }
+            }
+        }
+    }
+}
+
+impl Sink for OtlpSink {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn prepare(&self, batch: &[Item]) -> Result<Prepared, SinkError> {
+        let (request, points) = self.encoder.lock().encode(batch);
+        Ok(Prepared { body: request.encode_to_vec().into(), points })
+    }
+
+    fn send<'a>(&'a self, batch: &'a Prepared) -> WriteFuture<'a> {
+        Box::pin(self.send_prepared(batch))
+    }
+}
