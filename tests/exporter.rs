@@ -390,3 +390,35 @@ fn generators_stream_over_tls() {
     assert_eq!(influx_sum(&db, "iterations", "count", "tls"), export_count(&summary, "iterations"));
     assert_eq!(export_count(&summary, "iterations"), 101);
 }
+
+#[test]
+fn a_spooled_outage_survives_an_exporter_crash() {
+    let mut db = Influxd::start();
+    let dir = Scratch::new("spool");
+    let spool = dir.path("spool");
+    let out = format!("influxdb={}/volley", db.url);
+    let mut exp = Exporter::start(TOKEN, &["--out", &out, "--spool-dir", spool.to_str().unwrap()]);
+    let mut g = generator(&dir, "g", &noop_scenario(100, "8s"), &exp.url, "spooled");
+    std::thread::sleep(Duration::from_secs(2));
+    db.stop();
+    // With InfluxDB down the exporter spools and still acknowledges: the
+    // generator ends with nothing unacknowledged.
+    let summary = wait_ok(&dir, "g", &mut g);
+    let spooled = std::fs::read_dir(spool.read_dir().unwrap().next().unwrap().unwrap().path()).unwrap().count();
+    assert!(spooled > 0, "nothing was spooled");
+    // The exporter dies with the spool on disk; InfluxDB and then the
+    // exporter come back, and the spool is replayed.
+    exp.kill9();
+    db.restart();
+    exp.restart();
+    let expected = export_count(&summary, "iterations");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while influx_sum(&db, "iterations", "count", "spooled") != expected && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = exp.stop();
+    assert_eq!(influx_sum(&db, "iterations", "count", "spooled"), expected, "{log}");
+    assert_eq!(expected, 801);
+    assert!(log.contains("spooled batches from an earlier run will be sent first"), "{log}");
+    assert!(log.contains("0 batches left in the spool"), "{log}");
+}

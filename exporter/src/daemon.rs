@@ -3,7 +3,7 @@
 use crate::ingest::Ingest;
 use crate::merge::MergeConfig;
 use crate::out::{redact, OutSpec};
-use crate::pipeline::{OnStored, Pipeline, PipelineConfig, PipelineReport};
+use crate::pipeline::{OnStored, Pipeline, PipelineConfig, PipelineReport, SpoolConfig};
 use crate::secret::Secret;
 use clap::Parser;
 use std::ffi::OsString;
@@ -49,6 +49,13 @@ pub struct Args {
     /// PEM private key for `--tls-cert`.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Spool batches an output cannot take yet to this directory (survives
+    /// restarts); without it they wait in memory.
+    #[arg(long)]
+    pub spool_dir: Option<PathBuf>,
+    /// Spool size limit per output, in bytes.
+    #[arg(long, default_value_t = 1 << 30)]
+    pub spool_max_bytes: u64,
     /// How long to keep writing after a stop signal.
     #[arg(long, default_value = "30s", value_parser = duration_arg)]
     pub out_timeout: Duration,
@@ -127,6 +134,7 @@ async fn serve(args: Args, outs: Vec<OutSpec>, tls: Option<tokio_rustls::TlsAcce
     };
     let cfg = PipelineConfig {
         merge: MergeConfig { grace: args.grace, late_horizon: args.late_horizon, ..MergeConfig::default() },
+        spool: args.spool_dir.clone().map(|dir| SpoolConfig { dir, max_bytes: args.spool_max_bytes }),
         ..PipelineConfig::default()
     };
     // The ack hook needs the ingest server, which needs the pipeline.
@@ -228,8 +236,8 @@ fn log_report(report: &PipelineReport) {
     for s in &report.sinks {
         let st = &s.stats;
         log(&format!(
-            "output {}: {} points in {} writes; {} dropped, {} rejected, {} unwritten",
-            s.name, st.points_written, st.writes, st.dropped, st.rejected, st.unwritten
+            "output {}: {} points in {} writes; {} spooled, {} replayed, {} batches left in the spool; {} dropped, {} rejected, {} unwritten",
+            s.name, st.points_written, st.writes, st.spooled, st.replayed, st.spool_left, st.dropped, st.rejected, st.unwritten
         ));
     }
 }

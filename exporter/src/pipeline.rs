@@ -8,6 +8,7 @@
 
 use crate::merge::{Event, MergeConfig, MergeStats, Merger};
 use crate::out::OutSpec;
+use crate::sink::spool::Spool;
 use crate::sink::worker::{Worker, WorkerConfig, WorkerStats};
 use crate::sink::{self, Item, Marker};
 use parking_lot::Mutex;
@@ -22,6 +23,17 @@ pub struct PipelineConfig {
     pub merge: MergeConfig,
     /// Sink queues and retries.
     pub worker: WorkerConfig,
+    /// Where sinks spool what they cannot take yet (none: retry in memory).
+    pub spool: Option<SpoolConfig>,
+}
+
+/// The disk spool's place and bound.
+#[derive(Clone, Debug)]
+pub struct SpoolConfig {
+    /// Directory; each output gets a subdirectory named after it.
+    pub dir: std::path::PathBuf,
+    /// Bytes per output.
+    pub max_bytes: u64,
 }
 
 /// What one sink did over the pipeline's life.
@@ -45,7 +57,9 @@ pub struct PipelineReport {
 impl PipelineReport {
     /// Whether everything merged reached every sink.
     pub fn complete(&self) -> bool {
-        self.sinks.iter().all(|s| s.stats.dropped == 0 && s.stats.rejected == 0 && s.stats.unwritten == 0)
+        self.sinks
+            .iter()
+            .all(|s| s.stats.dropped == 0 && s.stats.rejected == 0 && s.stats.unwritten == 0 && s.stats.spool_left == 0)
     }
 }
 
@@ -83,7 +97,26 @@ impl Pipeline {
         let mut workers = Vec::with_capacity(outs.len());
         for spec in outs {
             let sink = sink::build(spec)?;
-            workers.push(Worker::start(sink, cfg.worker.clone(), log.clone()));
+            let spool = match &cfg.spool {
+                None => None,
+                Some(sc) => {
+                    let name: String =
+                        sink.name().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+                    let dir = sc.dir.join(name);
+                    let (spool, problems) =
+                        Spool::open(&dir, sc.max_bytes).map_err(|e| format!("--spool-dir {}: {e}", dir.display()))?;
+                    problems.into_iter().for_each(|p| log(p));
+                    if !spool.is_empty() {
+                        log(format!(
+                            "{}: {} spooled batches from an earlier run will be sent first",
+                            sink.name(),
+                            spool.len()
+                        ));
+                    }
+                    Some(spool)
+                }
+            };
+            workers.push(Worker::start(sink, cfg.worker.clone(), log.clone(), spool));
         }
         Ok(Arc::new(Self { merger: Mutex::new(Merger::new(cfg.merge)), workers, on_stored }))
     }

@@ -4,9 +4,11 @@
 //!
 //! - [`influx`]: InfluxDB line protocol over the v1 or v2 write API.
 //! - [`otlp`]: OTLP metrics over gRPC or HTTP/protobuf.
+//! - [`spool`]: batches a sink could not take yet, on disk.
 
 pub mod influx;
 pub mod otlp;
+pub mod spool;
 pub mod worker;
 
 use crate::merge::{HealthPoint, MergedWindow};

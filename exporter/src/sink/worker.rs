@@ -7,10 +7,11 @@
 //! for as long as the worker runs; a batch the server rejects outright is
 //! counted and logged once, and the worker moves on.
 
+use super::spool::Spool;
 use super::{Item, Prepared, Sink, SinkError};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -57,6 +58,13 @@ pub struct WorkerStats {
     pub rejected: u64,
     /// Items dropped because the queue was full.
     pub dropped: u64,
+    /// Items written to the disk spool while the sink was down.
+    pub spooled: u64,
+    /// Spooled batches sent after the sink came back.
+    pub replayed: u64,
+    /// Batches still in the spool when the worker stopped (kept on disk for
+    /// the next start).
+    pub spool_left: u64,
     /// Items still queued when the worker stopped.
     pub unwritten: u64,
     /// The last error, if any.
@@ -80,6 +88,8 @@ struct Shared {
     closing: AtomicBool,
     /// Cancelled when the drain deadline passed: stop now.
     abandon: CancellationToken,
+    /// Batches in the spool (for reports).
+    spool_len: AtomicU64,
     cfg: WorkerConfig,
 }
 
@@ -93,17 +103,26 @@ pub struct Worker {
 impl Worker {
     /// Starts a worker for `sink` on the current runtime; `log` receives
     /// warnings (first failure, recovery, rejections).
-    pub fn start(sink: Arc<dyn Sink>, cfg: WorkerConfig, log: Arc<dyn Fn(String) + Send + Sync>) -> Self {
+    pub fn start(
+        sink: Arc<dyn Sink>,
+        cfg: WorkerConfig,
+        log: Arc<dyn Fn(String) + Send + Sync>,
+        spool: Option<Spool>,
+    ) -> Self {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             stats: Mutex::new(WorkerStats::default()),
             wake: Notify::new(),
             closing: AtomicBool::new(false),
             abandon: CancellationToken::new(),
+            spool_len: AtomicU64::new(0),
             cfg,
         });
         let name = sink.name();
-        let task = tokio::spawn(run(sink, shared.clone(), log));
+        if let Some(s) = &spool {
+            shared.spool_len.store(s.len() as u64, Ordering::Relaxed);
+        }
+        let task = tokio::spawn(run(sink, shared.clone(), log, spool));
         Self { shared, task: Mutex::new(Some(task)), name }
     }
 
@@ -157,89 +176,124 @@ impl Worker {
         }
         let mut stats = self.shared.stats.lock().clone();
         stats.unwritten = self.shared.queue.lock().data as u64;
+        stats.spool_left = self.shared.spool_len.load(Ordering::Relaxed);
         stats
     }
 }
 
-async fn run(sink: Arc<dyn Sink>, shared: Arc<Shared>, log: Arc<dyn Fn(String) + Send + Sync>) {
-    let cfg = shared.cfg.clone();
-    let mut failing = false;
-    loop {
-        let (batch, last_id): (Vec<Item>, Option<u64>) = {
-            let q = shared.queue.lock();
-            let taken: Vec<&(u64, Item)> = q.items.iter().take(cfg.batch_items).collect();
-            (taken.iter().map(|(_, i)| i.clone()).collect(), taken.last().map(|(id, _)| *id))
+/// The worker's view of its sink.
+struct Run {
+    sink: Arc<dyn Sink>,
+    shared: Arc<Shared>,
+    log: Arc<dyn Fn(String) + Send + Sync>,
+    spool: Option<Spool>,
+    /// Set while the sink is failing: no attempt before this instant.
+    retry_at: Option<tokio::time::Instant>,
+    delay: Duration,
+}
+
+enum Sent {
+    Ok,
+    Rejected,
+    Failed,
+}
+
+impl Run {
+    /// One attempt; updates counters, backoff and the log.
+    async fn attempt(&mut self, batch: &Prepared, items: usize) -> Option<Sent> {
+        let result = tokio::select! {
+            r = self.sink.send(batch) => r,
+            _ = self.shared.abandon.cancelled() => return None,
         };
-        let Some(last_id) = last_id else {
-            if shared.closing.load(Ordering::Acquire) {
-                return;
-            }
-            shared.wake.notified().await;
-            continue;
-        };
-        let data = batch.iter().filter(|i| !matches!(i, Item::Marker(_))).count();
-        let mut delay = cfg.backoff_min;
-        // A batch of markers alone needs no write.
-        let mut written = data == 0;
-        let prepared = if written { Ok(Prepared::default()) } else { sink.prepare(&batch) };
-        let prepared = match prepared {
-            Ok(p) => p,
-            Err(e) => {
-                log(format!("{}: cannot encode {data} items: {}", sink.name(), e.message));
-                shared.stats.lock().rejected += data as u64;
-                written = true;
-                Prepared::default()
-            }
-        };
-        while !written {
-            let result = tokio::select! {
-                r = sink.send(&prepared) => r,
-                _ = shared.abandon.cancelled() => return,
-            };
-            match result {
-                Ok(ok) => {
-                    if failing {
-                        log(format!("{}: writing again", sink.name()));
-                        failing = false;
-                    }
-                    let mut s = shared.stats.lock();
-                    s.items_written += data as u64;
-                    s.points_written += ok.points;
-                    s.bytes_written += ok.bytes;
-                    s.writes += 1;
-                    written = true;
+        Some(match result {
+            Ok(ok) => {
+                if self.retry_at.take().is_some() {
+                    (self.log)(format!("{}: writing again", self.sink.name()));
                 }
-                Err(SinkError { retryable: false, message }) => {
-                    log(format!("{message} ({data} items not written)"));
-                    let mut s = shared.stats.lock();
-                    s.rejected += data as u64;
+                self.delay = self.shared.cfg.backoff_min;
+                let mut s = self.shared.stats.lock();
+                s.items_written += items as u64;
+                s.points_written += ok.points;
+                s.bytes_written += ok.bytes;
+                s.writes += 1;
+                Sent::Ok
+            }
+            Err(SinkError { retryable: false, message }) => {
+                (self.log)(format!("{message} ({} points not written)", batch.points));
+                let mut s = self.shared.stats.lock();
+                s.rejected += items.max(1) as u64;
+                s.last_error = Some(message);
+                Sent::Rejected
+            }
+            Err(SinkError { retryable: true, message }) => {
+                if self.retry_at.is_none() {
+                    let queued = self.shared.queue.lock().data;
+                    let spooled =
+                        self.spool.as_ref().map_or(String::new(), |s| format!(", {} batches spooled", s.len()));
+                    (self.log)(format!("{message}; retrying with backoff, {queued} items queued{spooled}"));
+                }
+                {
+                    let mut s = self.shared.stats.lock();
+                    s.retries += 1;
                     s.last_error = Some(message);
-                    written = true;
                 }
-                Err(SinkError { retryable: true, message }) => {
-                    if !failing {
-                        log(format!("{message}; retrying with backoff, {} items queued", shared.queue.lock().data));
-                        failing = true;
-                    }
-                    {
-                        let mut s = shared.stats.lock();
-                        s.retries += 1;
-                        s.last_error = Some(message);
-                    }
-                    let jittered = delay.mul_f64(0.5 + rand::random::<f64>());
-                    tokio::select! {
-                        _ = tokio::time::sleep(jittered) => {}
-                        _ = shared.abandon.cancelled() => return,
-                    }
-                    delay = (delay * 2).min(cfg.backoff_max);
-                }
+                let jittered = self.delay.mul_f64(0.5 + rand::random::<f64>());
+                self.retry_at = Some(tokio::time::Instant::now() + jittered);
+                self.delay = (self.delay * 2).min(self.shared.cfg.backoff_max);
+                Sent::Failed
             }
+        })
+    }
+
+    fn may_try(&self) -> bool {
+        self.retry_at.is_none_or(|t| tokio::time::Instant::now() >= t)
+    }
+
+    /// Sleeps until the next retry, new items, or the end.
+    async fn pause(&self) -> bool {
+        let retry = async {
+            match self.retry_at {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = self.shared.wake.notified() => true,
+            _ = retry => true,
+            _ = self.shared.abandon.cancelled() => false,
         }
-        // Remove the batch (items dropped meanwhile for a full queue are
-        // already gone), then let its markers fire.
+    }
+
+    /// Sends the oldest spooled batch if allowed; true if one left the spool.
+    async fn replay(&mut self) -> Option<bool> {
+        let may_try = self.may_try();
+        let Some(spool) = self.spool.as_mut() else { return Some(false) };
+        if spool.is_empty() || !may_try {
+            return Some(false);
+        }
+        match spool.peek() {
+            None => Some(false),
+            Some(Err(problem)) => {
+                (self.log)(problem);
+                Some(true)
+            }
+            Some(Ok(batch)) => match self.attempt(&batch, 0).await? {
+                Sent::Ok | Sent::Rejected => {
+                    let spool = self.spool.as_mut().expect("checked");
+                    spool.pop();
+                    self.shared.stats.lock().replayed += 1;
+                    Some(true)
+                }
+                Sent::Failed => Some(false),
+            },
+        }
+    }
+
+    /// Removes the queue's front up to `last_id` and lets its markers fire.
+    fn complete(&self, last_id: u64) {
         let mut passed = Vec::new();
         {
-            let mut q = shared.queue.lock();
+            let mut q = self.shared.queue.lock();
             while q.items.front().is_some_and(|(id, _)| *id <= last_id) {
                 let (_, item) = q.items.pop_front().expect("front exists");
                 match item {
@@ -249,5 +303,110 @@ async fn run(sink: Arc<dyn Sink>, shared: Arc<Shared>, log: Arc<dyn Fn(String) +
             }
         }
         passed.iter().for_each(|m| m.pass());
+    }
+}
+
+async fn run(sink: Arc<dyn Sink>, shared: Arc<Shared>, log: Arc<dyn Fn(String) + Send + Sync>, spool: Option<Spool>) {
+    let delay = shared.cfg.backoff_min;
+    let mut r = Run { sink, shared, log, spool, retry_at: None, delay };
+    work(&mut r).await;
+    r.shared.spool_len.store(r.spool.as_ref().map_or(0, |s| s.len() as u64), Ordering::Relaxed);
+}
+
+async fn work(r: &mut Run) {
+    let batch_items = r.shared.cfg.batch_items;
+    loop {
+        r.shared.spool_len.store(r.spool.as_ref().map_or(0, |s| s.len() as u64), Ordering::Relaxed);
+        // What is spooled is older than anything queued: it goes first.
+        match r.replay().await {
+            None => return,
+            Some(true) => continue,
+            Some(false) => {}
+        }
+        let spool_backlog = r.spool.as_ref().is_some_and(|s| !s.is_empty());
+        let (batch, last_id): (Vec<Item>, Option<u64>) = {
+            let q = r.shared.queue.lock();
+            let taken: Vec<&(u64, Item)> = q.items.iter().take(batch_items).collect();
+            (taken.iter().map(|(_, i)| i.clone()).collect(), taken.last().map(|(id, _)| *id))
+        };
+        let Some(last_id) = last_id else {
+            if r.shared.closing.load(Ordering::Acquire) && !spool_backlog {
+                return;
+            }
+            if !r.pause().await {
+                return;
+            }
+            continue;
+        };
+        let data = batch.iter().filter(|i| !matches!(i, Item::Marker(_))).count();
+        if data == 0 {
+            // Markers alone: everything before them is stored.
+            r.complete(last_id);
+            continue;
+        }
+        let prepared = match r.sink.prepare(&batch) {
+            Ok(p) => p,
+            Err(e) => {
+                (r.log)(format!("{}: cannot encode {data} items: {}", r.sink.name(), e.message));
+                r.shared.stats.lock().rejected += data as u64;
+                r.complete(last_id);
+                continue;
+            }
+        };
+        // While the sink is down (or the spool still holds older batches),
+        // new batches go to the spool, in order, if it has room.
+        let spool_first = spool_backlog || !r.may_try();
+        if spool_first {
+            if let Some(spool) = r.spool.as_mut() {
+                if spool.has_room(&prepared) {
+                    match spool.push(&prepared) {
+                        Ok(()) => {
+                            r.shared.stats.lock().spooled += data as u64;
+                            r.complete(last_id);
+                            continue;
+                        }
+                        Err(e) => (r.log)(format!("{}: cannot spool: {e}", r.sink.name())),
+                    }
+                }
+            }
+            // No spool, or it is full: wait for the sink, keep the batch.
+            if !r.pause().await {
+                return;
+            }
+            continue;
+        }
+        match r.attempt(&prepared, data).await {
+            None => return,
+            Some(Sent::Ok | Sent::Rejected) => r.complete(last_id),
+            // Prepared again on the next attempt only for stateless sinks;
+            // a stateful encoder must not advance twice, so the batch is
+            // spooled now if possible, else retried as prepared.
+            Some(Sent::Failed) => {
+                let mut stored = false;
+                if let Some(spool) = r.spool.as_mut() {
+                    if spool.has_room(&prepared) && spool.push(&prepared).is_ok() {
+                        r.shared.stats.lock().spooled += data as u64;
+                        stored = true;
+                    }
+                }
+                if stored {
+                    r.complete(last_id);
+                    continue;
+                }
+                // Retry this very encoding until it goes through.
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(r.retry_at.unwrap_or_else(tokio::time::Instant::now)) => {}
+                        _ = r.shared.abandon.cancelled() => return,
+                    }
+                    match r.attempt(&prepared, data).await {
+                        None => return,
+                        Some(Sent::Ok | Sent::Rejected) => break,
+                        Some(Sent::Failed) => {}
+                    }
+                }
+                r.complete(last_id);
+            }
+        }
     }
 }
