@@ -133,7 +133,9 @@ fn influx_sum(db: &Influxd, metric: &str, field: &str, test_id: &str) -> u64 {
 fn three_generators_merge_into_exact_totals() {
     let db = Influxd::start();
     let target = Testbed::http();
-    let mut exp = Exporter::start(TOKEN, &["--out", &format!("influxdb={}/volley", db.url)]);
+    let health = format!("127.0.0.1:{}", closed_port());
+    let mut exp =
+        Exporter::start(TOKEN, &["--out", &format!("influxdb={}/volley", db.url), "--health-listen", &health]);
     let dir = Scratch::new("merge3");
     let doc = |delay: u32| {
         serde_json::json!({
@@ -145,6 +147,15 @@ fn three_generators_merge_into_exact_totals() {
     let mut gens: Vec<_> =
         (0..3).map(|i| generator(&dir, &format!("g{i}"), &doc(1 + 2 * i), &exp.url, "merge3")).collect();
     let summaries: Vec<_> = gens.iter_mut().enumerate().map(|(i, c)| wait_ok(&dir, &format!("g{i}"), c)).collect();
+    // The health endpoints, while it runs.
+    let (code, body) = volley_tests::servers::curl(&[&format!("http://{health}/ready")]);
+    assert_eq!((code, body.trim()), (200, "ready"));
+    let (code, body) = volley_tests::servers::curl(&[&format!("http://{health}/stats")]);
+    assert_eq!(code, 200, "{body}");
+    let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(stats["ingest"]["sessions"], 3, "{stats}");
+    assert_eq!(stats["merge"]["duplicates"], 0, "{stats}");
+    assert!(stats["outputs"][0]["points"].as_u64().unwrap() > 0, "{stats}");
     let log = exp.stop();
     let total = |key: &str| summaries.iter().map(|s| export_count(s, key)).sum::<u64>();
     assert_eq!(total("http_reqs"), 3 * 301);

@@ -1,5 +1,6 @@
 //! `volley-exporter`: the daemon around the pipeline and the ingest server.
 
+use crate::health::Health;
 use crate::ingest::Ingest;
 use crate::merge::MergeConfig;
 use crate::out::{redact, OutSpec};
@@ -8,6 +9,7 @@ use crate::secret::Secret;
 use clap::Parser;
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -59,6 +61,9 @@ pub struct Args {
     /// How long to keep writing after a stop signal.
     #[arg(long, default_value = "30s", value_parser = duration_arg)]
     pub out_timeout: Duration,
+    /// Serve `/ready` and `/stats` over HTTP on this address.
+    #[arg(long)]
+    pub health_listen: Option<String>,
     /// Print ingest and sink counters this often (0 = never).
     #[arg(long, default_value = "10s", value_parser = duration_arg)]
     pub stats_interval: Duration,
@@ -167,6 +172,21 @@ async fn serve(args: Args, outs: Vec<OutSpec>, tls: Option<tokio_rustls::TlsAcce
     }
 
     let shutdown = CancellationToken::new();
+    let health = Arc::new(Health { ingest: ingest.clone(), pipeline: pipeline.clone(), ready: AtomicBool::new(true) });
+    if let Some(addr) = &args.health_listen {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => {
+                let bound = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                log(&format!("health on http://{bound}/ready and /stats"));
+                // Stopped only when the process ends: it reports the drain.
+                tokio::spawn(crate::health::serve(l, health.clone(), CancellationToken::new()));
+            }
+            Err(e) => {
+                log(&format!("invalid configuration: --health-listen {addr}: {e}"));
+                return EXIT_INVALID;
+            }
+        }
+    }
     let server = tokio::spawn(ingest.clone().serve(listener, shutdown.clone()));
     let ticker = {
         let (pipeline, shutdown) = (pipeline.clone(), shutdown.clone());
@@ -201,6 +221,7 @@ async fn serve(args: Args, outs: Vec<OutSpec>, tls: Option<tokio_rustls::TlsAcce
     };
 
     wait_signal().await;
+    health.ready.store(false, std::sync::atomic::Ordering::Relaxed);
     log("stopping: writing what is merged; unfinished windows stay unacknowledged for the next exporter");
     shutdown.cancel();
     let _ = server.await;

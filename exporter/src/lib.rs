@@ -13,10 +13,12 @@
 //! - [`pipeline`]: reports in, merged windows out to every sink.
 //! - [`ingest`]: the WebSocket server generators stream to (token, TLS,
 //!   frame checks, acknowledgements).
+//! - [`health`]: `/ready` and `/stats` over HTTP.
 //! - [`daemon`]: the `volley-exporter` command.
 //! - [`secret`]: tokens and passwords that never show in logs.
 
 pub mod daemon;
+pub mod health;
 pub mod ingest;
 pub mod merge;
 pub mod out;
