@@ -201,3 +201,57 @@ fn rotel_receives_both_transports() {
     assert!(text.contains("-> DataType: ExponentialHistogram"));
     assert!(text.contains(&format!("Count: {iterations}\n")), "the last histogram counts every iteration");
 }
+
+#[test]
+fn the_exporter_reports_its_own_counters_through_the_sdk() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let (addr, got) = receiver(&rt);
+    let token = "self-metrics-token-0123";
+    let mut exp = volley_tests::exporter::Exporter::start(
+        token,
+        &["--self-metrics", &format!("otlp=grpc://{addr}"), "--self-metrics-interval", "1s"],
+    );
+    let dir = Scratch::new("selfmetrics");
+    let file = dir.write("s.json", &scenario().to_string());
+    let out = std::process::Command::new(binary("volley"))
+        .args(["run", "--quiet", "--no-summary", "--exporter", &exp.url])
+        .arg(&file)
+        .env("VOLLEY_EXPORTER_TOKEN", token)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let acked: u64 = stderr
+        .split(": ")
+        .find_map(|p| p.strip_suffix(" windows acknowledged\n"))
+        .expect("acknowledged")
+        .parse()
+        .unwrap();
+    let log = exp.stop();
+    let requests = got.0.lock().unwrap().clone();
+    let points: Vec<(String, u64)> = requests
+        .iter()
+        .flat_map(|r| r.resource_metrics.iter())
+        .flat_map(|r| r.scope_metrics.iter())
+        .flat_map(|s| s.metrics.iter())
+        .filter_map(|m| match &m.data {
+            Some(Data::Sum(s)) => s.data_points.last().map(|p| {
+                let v = match p.value {
+                    Some(number_data_point::Value::AsInt(v)) => v as u64,
+                    Some(number_data_point::Value::AsDouble(v)) => v as u64,
+                    None => 0,
+                };
+                (m.name.clone(), v)
+            }),
+            _ => None,
+        })
+        .collect();
+    let last = |name: &str| points.iter().filter(|(n, _)| n == name).map(|(_, v)| *v).next_back();
+    assert_eq!(last("volley_exporter.windows_received"), Some(acked), "{points:?}\n{log}");
+    assert_eq!(last("volley_exporter.sessions"), Some(1), "{points:?}");
+    let service = requests[0].resource_metrics[0].resource.as_ref().unwrap().attributes.iter().any(|kv| {
+        kv.key == "service.name"
+            && matches!(kv.value.as_ref().and_then(|v| v.value.as_ref()), Some(any_value::Value::StringValue(s)) if s == "volley-exporter")
+    });
+    assert!(service, "{:?}", requests[0].resource_metrics[0].resource);
+}

@@ -6,6 +6,7 @@ use crate::merge::MergeConfig;
 use crate::out::{redact, OutSpec};
 use crate::pipeline::{OnStored, Pipeline, PipelineConfig, PipelineReport, SpoolConfig};
 use crate::secret::Secret;
+use crate::selfmetrics::SelfMetrics;
 use clap::Parser;
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -64,6 +65,13 @@ pub struct Args {
     /// Serve `/ready` and `/stats` over HTTP on this address.
     #[arg(long)]
     pub health_listen: Option<String>,
+    /// Export the exporter's own counters with the OpenTelemetry SDK to this
+    /// OTLP/gRPC receiver (`otlp=grpc://HOST:4317`).
+    #[arg(long, value_name = "otlp=grpc://HOST:PORT")]
+    pub self_metrics: Option<String>,
+    /// How often the own counters are exported.
+    #[arg(long, default_value = "10s", value_parser = duration_arg)]
+    pub self_metrics_interval: Duration,
     /// Print ingest and sink counters this often (0 = never).
     #[arg(long, default_value = "10s", value_parser = duration_arg)]
     pub stats_interval: Duration,
@@ -187,6 +195,23 @@ async fn serve(args: Args, outs: Vec<OutSpec>, tls: Option<tokio_rustls::TlsAcce
             }
         }
     }
+    let self_metrics = match &args.self_metrics {
+        None => None,
+        Some(raw) => {
+            let started = OutSpec::parse(raw, |_| None)
+                .map_err(|e| e.to_string().replacen("--out", "--self-metrics", 1))
+                .and_then(|spec| {
+                    SelfMetrics::start(&spec, args.self_metrics_interval, ingest.clone(), pipeline.clone())
+                });
+            match started {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    log(&format!("invalid configuration: {e}"));
+                    return EXIT_INVALID;
+                }
+            }
+        }
+    };
     let server = tokio::spawn(ingest.clone().serve(listener, shutdown.clone()));
     let ticker = {
         let (pipeline, shutdown) = (pipeline.clone(), shutdown.clone());
@@ -230,6 +255,10 @@ async fn serve(args: Args, outs: Vec<OutSpec>, tls: Option<tokio_rustls::TlsAcce
     let report = pipeline.finish_with(args.out_timeout, false).await;
     log(&status_line(&ingest, &pipeline));
     log_report(&report);
+    if let Some(m) = self_metrics {
+        // The SDK's shutdown blocks on its last export.
+        let _ = tokio::task::spawn_blocking(move || m.shutdown()).await;
+    }
     0
 }
 

@@ -14,6 +14,7 @@
 //! - [`ingest`]: the WebSocket server generators stream to (token, TLS,
 //!   frame checks, acknowledgements).
 //! - [`health`]: `/ready` and `/stats` over HTTP.
+//! - [`selfmetrics`]: the exporter's own counters through the OpenTelemetry SDK.
 //! - [`daemon`]: the `volley-exporter` command.
 //! - [`secret`]: tokens and passwords that never show in logs.
 
@@ -24,6 +25,7 @@ pub mod merge;
 pub mod out;
 pub mod pipeline;
 pub mod secret;
+pub mod selfmetrics;
 pub mod sink;
 
 pub use out::OutSpec;
