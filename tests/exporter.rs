@@ -212,31 +212,71 @@ fn merged_percentiles_come_from_one_sketch_of_all_samples() {
     exp.stop();
 }
 
-#[test]
-fn bad_clients_are_rejected_one_by_one_and_the_rest_are_served() {
+/// Starts an exporter (4 KiB frame limit) with one well-behaved generator,
+/// lets `bad` misbehave on its own connection, and checks that only the bad
+/// connection was closed and counted. Returns the exporter's log.
+fn rejected_while_others_are_served(bad: impl FnOnce(&str)) -> String {
     let mut exp = Exporter::start(TOKEN, &["--max-frame-bytes", "4096"]);
     let addr = exp.addr();
-    // Wrong and missing tokens: refused at the handshake.
-    for token in [Some("wrong-token-0123456789"), None] {
-        match connect(&addr, token) {
-            Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
-            other => panic!("expected 401, got {:?}", other.map(|_| "a connection")),
-        }
-    }
     let mut good = connect(&addr, Some(TOKEN)).unwrap();
     send(&mut good, &hello("good", "bad-input"));
     assert!(matches!(receive(&mut good), ToGenerator::Welcome { .. }));
+    bad(&addr);
+    // The well-behaved generator is still served.
+    send(&mut good, &ToExporter::Window(window("good", "bad-input", 0, 1_700_000_000_000, &[1.0])));
+    assert_eq!(receive(&mut good), ToGenerator::Ack { seqs: vec![0] });
+    let log = exp.stop();
+    assert_eq!(Exporter::counter(&log, "windows"), 1, "{log}");
+    assert!(!log.contains(TOKEN), "the token leaked: {log}");
+    log
+}
 
-    let hello_frame = wire::encode(&hello("bad", "another-test"));
-    let mut v9 = hello_frame.clone();
-    v9[3] = 9;
-    let mut noise = Vec::new();
-    let mut x: u32 = 12345;
-    for _ in 0..500 {
-        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-        noise.push((x >> 16) as u8);
+/// A connection that sends `messages` and must be closed by the exporter.
+fn misbehave(addr: &str, messages: Vec<Message>) {
+    let mut ws = connect(addr, Some(TOKEN)).unwrap();
+    for m in messages {
+        let _ = ws.send(m);
     }
-    let mut big = window("bad", "bad-input", 0, 0, &[1.0]);
+    closed_by_exporter(&mut ws);
+}
+
+fn bad_hello() -> Vec<u8> {
+    wire::encode(&hello("bad", "another-test"))
+}
+
+fn assert_rejected(log: &str, reason: &str) {
+    assert_eq!(Exporter::counter(log, "rejected"), 1, "{log}");
+    assert!(log.contains(reason), "{reason:?} not logged: {log}");
+}
+
+#[test]
+fn a_wrong_token_is_refused_at_the_handshake() {
+    let log = rejected_while_others_are_served(|addr| match connect(addr, Some("wrong-token-0123456789")) {
+        Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
+        other => panic!("expected 401, got {:?}", other.map(|_| "a connection")),
+    });
+    assert_eq!(Exporter::counter(&log, "auth_failures"), 1, "{log}");
+    assert!(!log.contains("wrong-token-0123456789"), "{log}");
+}
+
+#[test]
+fn a_missing_token_is_refused_at_the_handshake() {
+    let log = rejected_while_others_are_served(|addr| match connect(addr, None) {
+        Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
+        other => panic!("expected 401, got {:?}", other.map(|_| "a connection")),
+    });
+    assert_eq!(Exporter::counter(&log, "auth_failures"), 1, "{log}");
+}
+
+#[test]
+fn a_truncated_frame_closes_the_connection() {
+    let log = rejected_while_others_are_served(|addr| misbehave(addr, vec![Message::Binary(b"VL".to_vec().into())]));
+    assert_rejected(&log, "truncated frame (2 bytes)");
+}
+
+#[test]
+fn an_oversized_frame_closes_the_connection() {
+    let mut big = window("bad", "another-test", 0, 0, &[1.0]);
     for i in 0..100 {
         big.series.push(SeriesWindow {
             key: SeriesKey::new(
@@ -249,39 +289,45 @@ fn bad_clients_are_rejected_one_by_one_and_the_rest_are_served() {
     }
     let oversized = wire::encode(&ToExporter::Window(big));
     assert!(oversized.len() > 4096, "{}", oversized.len());
-    let cases: Vec<(&str, Vec<Message>)> = vec![
-        ("truncated frame", vec![Message::Binary(b"VL".to_vec().into())]),
-        ("unknown protocol version", vec![Message::Binary(v9.into())]),
-        ("random bytes", vec![Message::Binary(noise.into())]),
-        ("text instead of binary", vec![Message::Binary(hello_frame.clone().into()), Message::Text("hello".into())]),
-        ("oversized frame", vec![Message::Binary(hello_frame.clone().into()), Message::Binary(oversized.into())]),
-        ("goodbye before hello", vec![Message::Binary(wire::encode(&ToExporter::Goodbye { last_seq: None }).into())]),
-    ];
-    for (what, messages) in &cases {
-        let mut ws = connect(&addr, Some(TOKEN)).unwrap();
-        for m in messages {
-            let _ = ws.send(m.clone());
-        }
-        closed_by_exporter(&mut ws);
-        // The well-behaved generator is still served after each one.
-        let seq = cases.iter().position(|(w, _)| w == what).unwrap() as u64;
-        send(&mut good, &ToExporter::Window(window("good", "bad-input", seq, 1_700_000_000_000 + seq * 1000, &[1.0])));
-        assert_eq!(receive(&mut good), ToGenerator::Ack { seqs: vec![seq] }, "after {what}");
+    let log = rejected_while_others_are_served(|addr| {
+        misbehave(addr, vec![Message::Binary(bad_hello().into()), Message::Binary(oversized.into())])
+    });
+    assert_rejected(&log, "oversized frame");
+}
+
+#[test]
+fn an_unknown_protocol_version_closes_the_connection() {
+    let mut v9 = bad_hello();
+    v9[3] = 9;
+    let log = rejected_while_others_are_served(|addr| misbehave(addr, vec![Message::Binary(v9.into())]));
+    assert_rejected(&log, "unsupported protocol version 9 (this build speaks 1)");
+}
+
+#[test]
+fn random_bytes_close_the_connection() {
+    let mut noise = Vec::new();
+    let mut x: u32 = 12345;
+    for _ in 0..500 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        noise.push((x >> 16) as u8);
     }
-    let log = exp.stop();
-    assert_eq!(Exporter::counter(&log, "auth_failures"), 2, "{log}");
-    assert_eq!(Exporter::counter(&log, "rejected"), cases.len() as u64, "{log}");
-    assert_eq!(Exporter::counter(&log, "windows"), cases.len() as u64, "{log}");
-    assert!(!log.contains(TOKEN) && !log.contains("wrong-token-0123456789"), "a token leaked: {log}");
-    for reason in [
-        "truncated frame (2 bytes)",
-        "unsupported protocol version 9",
-        "text messages are not part of the protocol",
-        "oversized frame",
-        "the first message must be a hello",
-    ] {
-        assert!(log.contains(reason), "{reason:?} not logged: {log}");
-    }
+    let log = rejected_while_others_are_served(|addr| misbehave(addr, vec![Message::Binary(noise.into())]));
+    assert_rejected(&log, "not a Volley frame");
+}
+
+#[test]
+fn text_messages_close_the_connection() {
+    let log = rejected_while_others_are_served(|addr| {
+        misbehave(addr, vec![Message::Binary(bad_hello().into()), Message::Text("hello".into())])
+    });
+    assert_rejected(&log, "text messages are not part of the protocol");
+}
+
+#[test]
+fn anything_before_the_hello_closes_the_connection() {
+    let goodbye = wire::encode(&ToExporter::Goodbye { last_seq: None });
+    let log = rejected_while_others_are_served(|addr| misbehave(addr, vec![Message::Binary(goodbye.into())]));
+    assert_rejected(&log, "the first message must be a hello");
 }
 
 #[test]

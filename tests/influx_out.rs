@@ -126,3 +126,28 @@ fn an_unreachable_output_neither_fails_nor_changes_the_test() {
     assert!(stderr.contains("retrying with backoff"), "{stderr}");
     assert!(stderr.contains("points written; NOT written:"), "{stderr}");
 }
+
+#[test]
+fn influxdb_v1_credentials_from_the_url() {
+    let db = Influxd::start_with_auth("loadtest", "s3cret-pw");
+    let doc = json!({
+        "options": {"scenarios": {"s": {"executor": "shared-iterations", "vus": 2, "iterations": 50}}},
+        "flows": {"default": {"type": "noop"}}
+    });
+    let host = db.url.trim_start_matches("http://");
+    let good = format!("influxdb=http://loadtest:s3cret-pw@{host}/volley");
+    let (run, s) = run_scenario(&doc, &["--out", &good, "--test-id", "auth-ok"]);
+    assert_eq!(run.status.code(), Some(0), "{}", describe(&run));
+    assert_eq!(
+        db.scalar("SELECT sum(\"count\") FROM \"iterations\" WHERE \"testid\" = 'auth-ok'") as u64,
+        export_count(&s, "iterations")
+    );
+    // A wrong password is refused by the server: not retried, reported, the password never shown.
+    let bad = format!("influxdb=http://loadtest:wrong-pw@{host}/volley");
+    let (run, _) = run_scenario(&doc, &["--out", &bad, "--test-id", "auth-bad"]);
+    assert_eq!(run.status.code(), Some(0), "{}", describe(&run));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("HTTP 401") && stderr.contains("NOT written"), "{stderr}");
+    assert!(!stderr.contains("wrong-pw") && !stderr.contains("s3cret-pw"), "a password leaked: {stderr}");
+    assert_eq!(db.scalar("SELECT sum(\"count\") FROM \"iterations\" WHERE \"testid\" = 'auth-bad'"), 0.0);
+}

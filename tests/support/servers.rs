@@ -49,12 +49,23 @@ pub struct Influxd {
     config: std::path::PathBuf,
     /// `http://127.0.0.1:PORT`
     pub url: String,
+    auth: Option<String>,
     _dir: Scratch,
 }
 
 impl Influxd {
     /// Starts influxd and creates database `volley`.
     pub fn start() -> Influxd {
+        Self::start_with(None)
+    }
+
+    /// Starts influxd with authentication on: `user` (an admin, password
+    /// `password`) must sign every request; creates database `volley`.
+    pub fn start_with_auth(user: &str, password: &str) -> Influxd {
+        Self::start_with(Some((user, password)))
+    }
+
+    fn start_with(auth: Option<(&str, &str)>) -> Influxd {
         let dir = Scratch::new("influxd");
         let (http, rpc) = (closed_port(), closed_port());
         let d = dir.0.display();
@@ -64,16 +75,40 @@ impl Influxd {
                 "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc}\"\n\
                  [meta]\n  dir = \"{d}/meta\"\n\
                  [data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n\
-                 [http]\n  bind-address = \"127.0.0.1:{http}\"\n  log-enabled = false\n\
-                 [monitor]\n  store-enabled = false\n"
+                 [http]\n  bind-address = \"127.0.0.1:{http}\"\n  log-enabled = false\n  auth-enabled = {}\n\
+                 [monitor]\n  store-enabled = false\n",
+                auth.is_some()
             ),
         );
-        let mut db = Influxd { child: None, config, url: format!("http://127.0.0.1:{http}"), _dir: dir };
+        let mut db = Influxd {
+            child: None,
+            config,
+            url: format!("http://127.0.0.1:{http}"),
+            auth: auth.map(|(u, p)| format!("{u}:{p}")),
+            _dir: dir,
+        };
         db.run();
+        if let Some((user, password)) = auth {
+            // The first user may be created without credentials.
+            let q = format!("q=CREATE USER \"{user}\" WITH PASSWORD '{password}' WITH ALL PRIVILEGES");
+            let (code, body) = curl(&["-XPOST", &format!("{}/query", db.url), "--data-urlencode", &q]);
+            assert_eq!(code, 200, "create user: {body}");
+        }
         let (code, body) =
-            curl(&["-XPOST", &format!("{}/query", db.url), "--data-urlencode", "q=CREATE DATABASE volley"]);
+            db.curl(&["-XPOST", &format!("{}/query", db.url), "--data-urlencode", "q=CREATE DATABASE volley"]);
         assert_eq!(code, 200, "create database: {body}");
         db
+    }
+
+    fn curl(&self, args: &[&str]) -> (u16, String) {
+        match &self.auth {
+            Some(a) => {
+                let mut all = vec!["-u", a.as_str()];
+                all.extend_from_slice(args);
+                curl(&all)
+            }
+            None => curl(args),
+        }
     }
 
     fn run(&mut self) {
@@ -103,7 +138,7 @@ impl Influxd {
 
     /// Runs an InfluxQL query on database `volley`; returns the JSON answer.
     pub fn query(&self, q: &str) -> serde_json::Value {
-        let (code, body) = curl(&[
+        let (code, body) = self.curl(&[
             "-G",
             &format!("{}/query", self.url),
             "--data-urlencode",
