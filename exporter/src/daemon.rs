@@ -78,15 +78,7 @@ pub struct Args {
 }
 
 fn duration_arg(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
-    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 5s or 500ms"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" | "" => n,
-        "m" => n * 60.0,
-        _ => return Err(format!("{s:?} is not a duration like 5s or 500ms")),
-    };
-    Ok(Duration::from_secs_f64(secs))
+    volley_window::duration::parse_duration(s)
 }
 
 fn log(msg: &str) {

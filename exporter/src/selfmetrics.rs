@@ -7,11 +7,13 @@
 use crate::ingest::Ingest;
 use crate::out::{OtlpProtocol, OutSpec};
 use crate::pipeline::Pipeline;
+use crate::sink::worker::WorkerStats;
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::Resource;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,93 +47,47 @@ impl SelfMetrics {
         let provider = SdkMeterProvider::builder().with_reader(reader).with_resource(resource).build();
         let meter = provider.meter("volley-exporter");
 
-        let counter = |name: &'static str, description: &'static str, read: Box<dyn Fn() -> u64 + Send + Sync>| {
-            meter
-                .u64_observable_counter(name)
+        // Process-wide counters: (name, description, reader).
+        type Read = Box<dyn Fn(&Ingest, &Pipeline) -> u64 + Send + Sync>;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let totals: Vec<(&str, &str, Read)> = vec![
+            ("connections", "TCP connections accepted", Box::new(move |i, _| load(&i.stats.connections))),
+            ("sessions", "generators that said hello", Box::new(move |i, _| load(&i.stats.sessions))),
+            ("auth_failures", "handshakes refused for the token", Box::new(move |i, _| load(&i.stats.auth_failures))),
+            ("rejected", "connections closed for bad input", Box::new(move |i, _| load(&i.stats.rejected))),
+            ("windows_received", "window reports received", Box::new(move |i, _| load(&i.stats.windows))),
+            ("windows_merged", "reports merged", Box::new(|_, p| p.merge_stats().merged)),
+            ("windows_late", "reports merged after their window was written", Box::new(|_, p| p.merge_stats().late)),
+            ("windows_duplicate", "resent reports ignored", Box::new(|_, p| p.merge_stats().duplicates)),
+            ("windows_too_late", "reports after their window was evicted", Box::new(|_, p| p.merge_stats().too_late)),
+        ];
+        for (name, description, read) in totals {
+            let (i, p) = (ingest.clone(), pipeline.clone());
+            let _ = meter
+                .u64_observable_counter(format!("volley_exporter.{name}"))
                 .with_description(description)
-                .with_callback(move |o| o.observe(read(), &[]))
-                .build()
-        };
-        let i = ingest.clone();
-        let _ = counter(
-            "volley_exporter.connections",
-            "TCP connections accepted",
-            Box::new(move || i.stats.snapshot()[0].1),
-        );
-        let i = ingest.clone();
-        let _ = counter(
-            "volley_exporter.sessions",
-            "generators that said hello",
-            Box::new(move || i.stats.snapshot()[1].1),
-        );
-        let i = ingest.clone();
-        let _ = counter(
-            "volley_exporter.auth_failures",
-            "handshakes refused for the token",
-            Box::new(move || i.stats.snapshot()[2].1),
-        );
-        let i = ingest.clone();
-        let _ = counter(
-            "volley_exporter.rejected",
-            "connections closed for bad input",
-            Box::new(move || i.stats.snapshot()[3].1),
-        );
-        let i = ingest.clone();
-        let _ = counter(
-            "volley_exporter.windows_received",
-            "window reports received",
-            Box::new(move || i.stats.snapshot()[4].1),
-        );
-        let p = pipeline.clone();
-        let _ = counter("volley_exporter.windows_merged", "reports merged", Box::new(move || p.merge_stats().merged));
-        let p = pipeline.clone();
-        let _ = counter(
-            "volley_exporter.windows_late",
-            "reports merged after their window was written",
-            Box::new(move || p.merge_stats().late),
-        );
-        let p = pipeline.clone();
-        let _ = counter(
-            "volley_exporter.windows_duplicate",
-            "resent reports ignored",
-            Box::new(move || p.merge_stats().duplicates),
-        );
-        let p = pipeline.clone();
-        let _ = counter(
-            "volley_exporter.windows_too_late",
-            "reports after their window was evicted",
-            Box::new(move || p.merge_stats().too_late),
-        );
-        let p = pipeline.clone();
-        let _ = meter
-            .u64_observable_counter("volley_exporter.output.points")
-            .with_description("points written per output")
-            .with_callback(move |o| {
-                for s in p.sink_stats() {
-                    o.observe(s.stats.points_written, &[KeyValue::new("output", s.name.clone())]);
-                }
-            })
-            .build();
-        let p = pipeline.clone();
-        let _ = meter
-            .u64_observable_counter("volley_exporter.output.dropped")
-            .with_description("items dropped for a full queue, per output")
-            .with_callback(move |o| {
-                for s in p.sink_stats() {
-                    o.observe(s.stats.dropped, &[KeyValue::new("output", s.name.clone())]);
-                }
-            })
-            .build();
-        let p = pipeline;
-        let _ = meter
-            .u64_observable_counter("volley_exporter.output.spooled")
-            .with_description("items spooled to disk, per output")
-            .with_callback(move |o| {
-                for s in p.sink_stats() {
-                    o.observe(s.stats.spooled, &[KeyValue::new("output", s.name.clone())]);
-                }
-            })
-            .build();
+                .with_callback(move |o| o.observe(read(&i, &p), &[]))
+                .build();
+        }
+        // Per-output counters, with attribute `output`.
+        type PerOutput = fn(&WorkerStats) -> u64;
+        let outputs: [(&str, &str, PerOutput); 3] = [
+            ("points", "points written per output", |s| s.points_written),
+            ("dropped", "items dropped for a full queue, per output", |s| s.dropped),
+            ("spooled", "items spooled to disk, per output", |s| s.spooled),
+        ];
+        for (name, description, read) in outputs {
+            let p = pipeline.clone();
+            let _ = meter
+                .u64_observable_counter(format!("volley_exporter.output.{name}"))
+                .with_description(description)
+                .with_callback(move |o| {
+                    for s in p.sink_stats() {
+                        o.observe(read(&s.stats), &[KeyValue::new("output", s.name.clone())]);
+                    }
+                })
+                .build();
+        }
         Ok(Self { provider })
     }
 

@@ -16,8 +16,10 @@
 //! - [`aggregate`]: what one series holds for one window, and how two merge.
 //! - [`report`]: the window report and the per-generator health record.
 //! - [`wire`]: the generator ↔ exporter protocol frames.
+//! - [`duration`]: k6 duration strings, read the same way by every binary.
 
 pub mod aggregate;
+pub mod duration;
 pub mod report;
 pub mod series;
 pub mod sketch;
