@@ -1,6 +1,7 @@
 //! The `volley-testbed` command line.
 
 use crate::http::HttpTestbed;
+use crate::im::{FaultPlan, ImConfig, ImGateway};
 use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -29,6 +30,44 @@ pub enum Command {
         #[arg(long)]
         tls: bool,
     },
+    /// The reference IM gateway: JWT auth, PING/PONG, MSG routing (across
+    /// instances through Redis), fault injection; GET /stats for counters.
+    Im(ImArgs),
+}
+
+/// `volley-testbed im`.
+#[derive(clap::Args, Debug)]
+pub struct ImArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9001")]
+    pub listen: SocketAddr,
+    /// The HS256 secret tokens must be signed with.
+    #[arg(long, env = "VOLLEY_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: String,
+    /// Redis URL for routing messages to users on other gateway instances.
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
+    /// This instance's number (seeds its fault injection).
+    #[arg(long, default_value_t = 0)]
+    pub instance_id: u32,
+    /// Percent of deliveries sent twice.
+    #[arg(long, default_value_t = 0.0)]
+    pub dup_pct: f64,
+    /// Percent of deliveries held back and sent after the next one.
+    #[arg(long, default_value_t = 0.0)]
+    pub reorder_pct: f64,
+    /// Percent of deliveries discarded.
+    #[arg(long, default_value_t = 0.0)]
+    pub drop_pct: f64,
+    /// Delay added to every delivery, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub delay_ms: u64,
+    /// Share the port with other processes (SO_REUSEPORT).
+    #[arg(long)]
+    pub reuse_port: bool,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 /// Parses the command line and runs the chosen server until Ctrl-C / SIGTERM.
@@ -53,7 +92,45 @@ pub fn main() -> anyhow::Result<()> {
                 Ok(())
             })
         }
+        Command::Im(args) => run_im(args),
     }
+}
+
+fn run_im(args: ImArgs) -> anyhow::Result<()> {
+    let (soft, _) = crate::limits::raise_open_files()?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.threads {
+        builder.worker_threads(n.max(1));
+    }
+    let runtime = builder.enable_all().build()?;
+    runtime.block_on(async move {
+        let config = ImConfig {
+            listen: args.listen,
+            jwt_secret: args.jwt_secret,
+            redis: args.redis,
+            instance_id: args.instance_id,
+            faults: FaultPlan {
+                dup_pct: args.dup_pct,
+                reorder_pct: args.reorder_pct,
+                drop_pct: args.drop_pct,
+                delay: std::time::Duration::from_millis(args.delay_ms),
+            },
+            reuse_port: args.reuse_port,
+        };
+        let gateway = ImGateway::start(config).await?;
+        println!("volley-testbed im listening on {}", gateway.url());
+        std::io::stdout().flush()?;
+        eprintln!(
+            "volley-testbed im: instance {}, open-files limit {soft} (about {} connections)",
+            args.instance_id,
+            soft.saturating_sub(64)
+        );
+        shutdown_signal().await;
+        let stats = gateway.stats();
+        gateway.shutdown().await;
+        println!("{}", serde_json::to_string(&stats)?);
+        Ok(())
+    })
 }
 
 async fn shutdown_signal() {

@@ -119,6 +119,11 @@ impl<'a> Obj<'a> {
         self.report.error(self.path_of(name), message);
     }
 
+    /// True when field `name` is present and explicitly `null`.
+    pub fn is_null(&self, name: &str) -> bool {
+        self.map.get(name).is_some_and(Value::is_null)
+    }
+
     /// The raw value of field `name`; `null` counts as absent.
     pub fn get(&self, name: &str) -> Option<&'a Value> {
         self.map.get(name).filter(|v| !v.is_null())

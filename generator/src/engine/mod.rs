@@ -170,6 +170,7 @@ pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: i
                 s.name.clone(),
                 s.base.clone(),
                 flow,
+                s.executor.executor().max_vus(),
                 metrics.clone(),
                 &test_tags,
                 env,
@@ -286,6 +287,11 @@ pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: i
     }
 
     progress.stop().await;
+    // Every VU has ended: flows record what only the end knows (im_lost_total),
+    // into the last window.
+    for run in &runs {
+        run.finish_flow();
+    }
     collector_stop.cancel();
     let mut clock = collector.await.expect("window clock task");
     let active = sample_gauges();

@@ -3,7 +3,7 @@
 
 use super::shards::{ShardedCounter, Shards};
 use crate::executor::BaseConfig;
-use crate::flow::{FlowDef, FlowVu, IterCtx};
+use crate::flow::{FlowDef, FlowScenario, FlowVu, IterCtx};
 use crate::metrics::builtin::{DROPPED_ITERATIONS, ITERATIONS, ITERATION_DURATION, ITERATION_START_LAG};
 use crate::metrics::registry::SeriesId;
 use crate::metrics::Metrics;
@@ -50,6 +50,8 @@ pub struct ScenarioRun {
     pub base: BaseConfig,
     /// The flow each iteration runs.
     pub flow: Arc<FlowDef>,
+    /// What the scenario's VUs share for their flow.
+    pub flow_scenario: FlowScenario,
     /// The run's metric store.
     pub metrics: Metrics,
     /// Tags on every series of the scenario (test tags, scenario tags, `scenario`).
@@ -93,6 +95,7 @@ impl ScenarioRun {
         name: String,
         base: BaseConfig,
         flow: Arc<FlowDef>,
+        max_vus: u64,
         metrics: Metrics,
         test_tags: &Tags,
         env: HashMap<String, String>,
@@ -112,10 +115,12 @@ impl ScenarioRun {
             dropped: metrics.series(DROPPED_ITERATIONS, tags.clone()),
             start_lag: metrics.series(ITERATION_START_LAG, tags.clone()),
         };
+        let flow_scenario = flow.new_scenario(max_vus, &tags, &metrics);
         Self {
             name,
             base,
             flow,
+            flow_scenario,
             metrics,
             tags,
             env,
@@ -131,9 +136,10 @@ impl ScenarioRun {
 
     /// A new VU with a fresh global id and flow state.
     pub fn new_vu(&self) -> Vu {
-        self.stats.allocated.fetch_add(1, Ordering::Relaxed);
+        let index = self.stats.allocated.fetch_add(1, Ordering::Relaxed);
         let id = self.vu_ids.fetch_add(1, Ordering::Relaxed) + 1;
-        Vu { id, iterations: 0, state: self.flow.new_vu(&self.tags, &self.metrics) }
+        let state = self.flow.new_vu(&self.flow_scenario, id, index, &self.tags, &self.metrics);
+        Vu { id, iterations: 0, state }
     }
 
     /// Marks the scenario's start and arms its stops: nothing new after
@@ -167,7 +173,8 @@ impl ScenarioRun {
     /// (ramping-vus uses it for `gracefulRampDown`); true when it completed.
     pub async fn iterate_until(&self, vu: &mut Vu, cut: impl Future<Output = ()>) -> bool {
         let start = Instant::now();
-        let ctx = IterCtx { vu: vu.id, iter: vu.iterations, scenario: &self.name, env: &self.env };
+        let ctx =
+            IterCtx { vu: vu.id, iter: vu.iterations, scenario: &self.name, env: &self.env, stopping: Some(&self.stop_new) };
         vu.iterations += 1;
         // The flow is polled first so an iteration that is ready at once
         // never registers with the stop signals.
@@ -189,6 +196,11 @@ impl ScenarioRun {
             self.stats.interrupted.add(1);
         }
         completed
+    }
+
+    /// Records the flow's end-of-scenario metrics; call once every VU ended.
+    pub fn finish_flow(&self) {
+        self.flow.finish(&self.flow_scenario);
     }
 
     /// Records an open-model iteration's start lag.

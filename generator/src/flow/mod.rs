@@ -8,11 +8,15 @@
 //! # Layout
 //! - [`noop`]: does nothing (optionally sleeps); measures executor overhead.
 //! - [`http`]: request steps with templating and checks.
+//! - [`ws`]: `ws-ping` and `im-e2e`, WebSocket IM scenarios.
 //! - [`template`]: `{{vu}}`-style placeholders, compiled once.
+//! - [`jsonpath`]: dotted JSON paths for checks and frame recognisers.
 
 pub mod http;
+pub mod jsonpath;
 pub mod noop;
 pub mod template;
+pub mod ws;
 
 use crate::config::reader::Obj;
 use crate::metrics::Metrics;
@@ -22,7 +26,7 @@ use std::time::Duration;
 use volley_window::Tags;
 
 /// The flow types this generator knows.
-pub const FLOW_TYPES: &[&str] = &["noop", "http"];
+pub const FLOW_TYPES: &[&str] = &["noop", "http", "ws-ping", "im-e2e"];
 
 /// Variables an iteration's templates can use.
 pub struct IterCtx<'a> {
@@ -34,6 +38,9 @@ pub struct IterCtx<'a> {
     pub scenario: &'a str,
     /// Environment: process variables, `-e` flags, then the scenario's `env`.
     pub env: &'a HashMap<String, String>,
+    /// Cancelled once the scenario starts nothing new (flows that hold
+    /// connections wind down after their last iteration).
+    pub stopping: Option<&'a tokio_util::sync::CancellationToken>,
 }
 
 /// Why an iteration ended with an error (it still counts as an iteration).
@@ -51,6 +58,16 @@ pub enum FlowDef {
     Noop(noop::NoopFlow),
     /// `type: http`
     Http(http::HttpFlow),
+    /// `type: ws-ping` / `type: im-e2e`
+    Ws(ws::WsFlow),
+}
+
+/// What the VUs of one scenario share for their flow.
+pub enum FlowScenario {
+    /// Nothing.
+    None,
+    /// The IM flows' series and pairs.
+    Ws(Arc<ws::ScenarioState>),
 }
 
 /// A VU's private state for its flow.
@@ -59,6 +76,8 @@ pub enum FlowVu {
     Noop,
     /// Connections and cached series.
     Http(Box<http::HttpVu>),
+    /// One WebSocket connection and the VU's IM state.
+    Ws(Box<ws::WsVu>),
 }
 
 impl FlowDef {
@@ -68,7 +87,9 @@ impl FlowDef {
         let flow = match kind.as_deref() {
             Some("noop") => noop::NoopFlow::parse(&obj).map(FlowDef::Noop),
             Some("http") => http::HttpFlow::parse(&obj).map(FlowDef::Http),
-            Some(other @ ("ws-ping" | "im-e2e" | "token-manager")) => {
+            Some("ws-ping") => ws::WsFlow::parse(&obj, ws::config::Kind::Ping).map(FlowDef::Ws),
+            Some("im-e2e") => ws::WsFlow::parse(&obj, ws::config::Kind::ImE2e).map(FlowDef::Ws),
+            Some(other @ "token-manager") => {
                 obj.error(
                     "type",
                     format!(
@@ -92,7 +113,11 @@ impl FlowDef {
                 return None;
             }
         };
-        let fields = if kind.as_deref() == Some("http") { http::FIELDS } else { noop::FIELDS };
+        let fields = match kind.as_deref() {
+            Some("http") => http::FIELDS,
+            Some("ws-ping" | "im-e2e") => ws::FIELDS,
+            _ => noop::FIELDS,
+        };
         obj.finish_with(fields);
         flow
     }
@@ -102,14 +127,36 @@ impl FlowDef {
         match self {
             FlowDef::Noop(_) => Vec::new(),
             FlowDef::Http(f) => f.env_refs(),
+            FlowDef::Ws(f) => f.env_refs(),
         }
     }
 
-    /// Fresh per-VU state for a VU of a scenario whose metrics carry `tags`.
-    pub fn new_vu(&self, tags: &Tags, metrics: &Metrics) -> FlowVu {
+    /// Shared state for a scenario of up to `max_vus` VUs.
+    pub fn new_scenario(&self, max_vus: u64, tags: &Tags, metrics: &Metrics) -> FlowScenario {
         match self {
-            FlowDef::Noop(_) => FlowVu::Noop,
-            FlowDef::Http(f) => FlowVu::Http(Box::new(f.new_vu(tags, metrics))),
+            FlowDef::Ws(f) => FlowScenario::Ws(f.new_scenario(max_vus, tags, metrics)),
+            _ => FlowScenario::None,
+        }
+    }
+
+    /// Records what a scenario only knows at its end (`im_lost_total`).
+    pub fn finish(&self, scenario: &FlowScenario) {
+        if let (FlowDef::Ws(f), FlowScenario::Ws(s)) = (self, scenario) {
+            f.finish(s);
+        }
+    }
+
+    /// Fresh per-VU state for VU number `vu`, the `index`-th of its
+    /// scenario, whose metrics carry `tags`.
+    pub fn new_vu(&self, scenario: &FlowScenario, vu: u64, index: u64, tags: &Tags, metrics: &Metrics) -> FlowVu {
+        match (self, scenario) {
+            (FlowDef::Noop(_), _) => FlowVu::Noop,
+            (FlowDef::Http(f), _) => FlowVu::Http(Box::new(f.new_vu(tags, metrics))),
+            (FlowDef::Ws(f), FlowScenario::Ws(s)) => FlowVu::Ws(Box::new(f.new_vu(s, vu, index))),
+            (FlowDef::Ws(f), FlowScenario::None) => {
+                let s = f.new_scenario(index + 1, tags, metrics);
+                FlowVu::Ws(Box::new(f.new_vu(&s, vu, index)))
+            }
         }
     }
 
@@ -124,7 +171,8 @@ impl FlowDef {
             // idle VU (between iterations, or running a noop flow) should not
             // carry it.
             (FlowDef::Http(f), FlowVu::Http(state)) => Box::pin(f.iterate(state, ctx)).await,
-            (FlowDef::Http(_), FlowVu::Noop) => Err(FlowError::Step("VU state does not match its flow".into())),
+            (FlowDef::Ws(f), FlowVu::Ws(state)) => Box::pin(f.iterate(state, ctx)).await,
+            _ => Err(FlowError::Step("VU state does not match its flow".into())),
         }
     }
 }

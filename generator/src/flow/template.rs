@@ -1,7 +1,8 @@
 //! `{{...}}` placeholders in URLs, headers and bodies, compiled once.
 //!
-//! Known placeholders: `{{vu}}`, `{{iter}}`, `{{scenario}}`, `{{env.NAME}}`.
-//! An unknown one is a configuration error at load time, not an empty string
+//! Known placeholders: `{{vu}}`, `{{iter}}`, `{{scenario}}`, `{{env.NAME}}`,
+//! plus the variables a flow declares for its own templates (the IM flows'
+//! `{{token}}`, `{{seq}}`, …, see [`Template::parse_with`]). An unknown one is a configuration error at load time, not an empty string
 //! at run time.
 
 use super::IterCtx;
@@ -15,6 +16,8 @@ enum Part {
     Iter,
     Scenario,
     Env(String),
+    /// The flow's own variable at this index of its declared names.
+    Var(usize),
 }
 
 /// A compiled template.
@@ -27,6 +30,12 @@ pub struct Template {
 impl Template {
     /// Compiles `source`; the error names the bad placeholder.
     pub fn parse(source: &str) -> Result<Template, String> {
+        Self::parse_with(source, &[])
+    }
+
+    /// Compiles `source`, which may also use the flow variables `vars`
+    /// (values are given at render time, in the same order).
+    pub fn parse_with(source: &str, vars: &[&str]) -> Result<Template, String> {
         let mut parts = Vec::new();
         let mut rest = source;
         while let Some(open) = rest.find("{{") {
@@ -42,11 +51,15 @@ impl Template {
                 "iter" => Part::Iter,
                 "scenario" => Part::Scenario,
                 env if env.starts_with("env.") && env.len() > 4 => Part::Env(env[4..].to_string()),
-                other => {
-                    return Err(format!(
-                        "unknown placeholder {{{{{other}}}}} (known: {{{{vu}}}}, {{{{iter}}}}, {{{{scenario}}}}, {{{{env.NAME}}}})"
-                    ))
-                }
+                other => match vars.iter().position(|v| *v == other) {
+                    Some(i) => Part::Var(i),
+                    None => {
+                        let mut known = vec!["vu", "iter", "scenario", "env.NAME"];
+                        known.extend_from_slice(vars);
+                        let known: Vec<String> = known.iter().map(|k| format!("{{{{{k}}}}}")).collect();
+                        return Err(format!("unknown placeholder {{{{{other}}}}} (known: {})", known.join(", ")));
+                    }
+                },
             });
             rest = &after[close + 2..];
         }
@@ -75,8 +88,18 @@ impl Template {
         })
     }
 
+    /// True when the template uses flow variable `index`.
+    pub fn uses_var(&self, index: usize) -> bool {
+        self.parts.iter().any(|p| *p == Part::Var(index))
+    }
+
     /// Appends the rendering for `ctx` to `out`.
     pub fn render_into(&self, ctx: &IterCtx<'_>, out: &mut String) {
+        self.render_with(ctx, &[], out)
+    }
+
+    /// Appends the rendering for `ctx` and the flow variables' `values` to `out`.
+    pub fn render_with(&self, ctx: &IterCtx<'_>, values: &[&str], out: &mut String) {
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.push_str(t),
@@ -88,6 +111,7 @@ impl Template {
                 }
                 Part::Scenario => out.push_str(ctx.scenario),
                 Part::Env(name) => out.push_str(ctx.env.get(name).map(String::as_str).unwrap_or("")),
+                Part::Var(i) => out.push_str(values.get(*i).copied().unwrap_or("")),
             }
         }
     }
@@ -108,7 +132,7 @@ mod tests {
     #[test]
     fn renders_every_placeholder() {
         let env = HashMap::from([("BASE".to_string(), "http://h:1".to_string())]);
-        let ctx = IterCtx { vu: 3, iter: 41, scenario: "browse", env: &env };
+        let ctx = IterCtx { vu: 3, iter: 41, scenario: "browse", env: &env, stopping: None };
         let t = Template::parse("{{env.BASE}}/items?vu={{vu}}&i={{ iter }}&s={{scenario}}").unwrap();
         assert_eq!(t.render(&ctx), "http://h:1/items?vu=3&i=41&s=browse");
         assert!(!t.is_static());
@@ -120,5 +144,18 @@ mod tests {
     fn rejects_unknown_and_unclosed_placeholders() {
         assert!(Template::parse("/x/{{user}}").unwrap_err().contains("unknown placeholder {{user}}"));
         assert!(Template::parse("/x/{{vu").unwrap_err().contains("unclosed placeholder"));
+    }
+
+    #[test]
+    fn flow_variables_render_from_values() {
+        let env = HashMap::new();
+        let ctx = IterCtx { vu: 2, iter: 0, scenario: "s", env: &env, stopping: None };
+        let t = Template::parse_with(r#"{"to":"{{to}}","seq":{{seq}},"vu":{{vu}}}"#, &["seq", "to"]).unwrap();
+        let mut out = String::new();
+        t.render_with(&ctx, &["7", "100003"], &mut out);
+        assert_eq!(out, r#"{"to":"100003","seq":7,"vu":2}"#);
+        assert!(t.uses_var(0) && t.uses_var(1));
+        let err = Template::parse_with("{{sq}}", &["seq"]).unwrap_err();
+        assert!(err.contains("{{seq}}"), "{err}");
     }
 }

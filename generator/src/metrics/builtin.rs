@@ -50,6 +50,29 @@ pub const DATA_SENT: MetricDef = def("data_sent", Counter, Unit::Data);
 /// Bytes read from the network.
 pub const DATA_RECEIVED: MetricDef = def("data_received", Counter, Unit::Data);
 
+/// WebSocket connections established (handshake completed).
+pub const WS_CONNECT_OK: MetricDef = def("ws_connect_ok", Counter, Unit::None);
+/// WebSocket connection attempts that failed (TCP, TLS, handshake, timeout).
+pub const WS_CONNECT_FAIL: MetricDef = def("ws_connect_fail", Counter, Unit::None);
+/// Connections authenticated (AUTH_OK received).
+pub const WS_AUTH_OK: MetricDef = def("ws_auth_ok", Counter, Unit::None);
+/// Authentications refused (AUTH_FAIL, 401 at the handshake, or no AUTH_OK in time).
+pub const WS_AUTH_FAIL: MetricDef = def("ws_auth_fail", Counter, Unit::None);
+/// PING sent to PONG received, in milliseconds.
+pub const WS_PONG_RTT_MS: MetricDef = def("ws_pong_rtt_ms", Trend, Unit::Time);
+/// IM messages sent.
+pub const IM_SENT_TOTAL: MetricDef = def("im_sent_total", Counter, Unit::None);
+/// IM messages received for the first time (by sender and seq).
+pub const IM_RECV_UNIQUE_TOTAL: MetricDef = def("im_recv_unique_total", Counter, Unit::None);
+/// IM messages received again (same sender and seq).
+pub const IM_DUP_TOTAL: MetricDef = def("im_dup_total", Counter, Unit::None);
+/// IM messages received after a higher seq of the same sender.
+pub const IM_REORDER_TOTAL: MetricDef = def("im_reorder_total", Counter, Unit::None);
+/// Receive time minus send time of unique IM messages, in milliseconds.
+pub const IM_E2E_LATENCY_MS: MetricDef = def("im_e2e_latency_ms", Trend, Unit::Time);
+/// Sent minus uniquely received at the end of the test, after the drain period.
+pub const IM_LOST_TOTAL: MetricDef = def("im_lost_total", Counter, Unit::None);
+
 /// Every built-in metric, in the order the summary lists them when present.
 pub const ALL: &[MetricDef] = &[
     CHECKS,
@@ -62,11 +85,22 @@ pub const ALL: &[MetricDef] = &[
     HTTP_REQ_TLS_HANDSHAKING,
     HTTP_REQ_WAITING,
     HTTP_REQS,
+    IM_DUP_TOTAL,
+    IM_E2E_LATENCY_MS,
+    IM_LOST_TOTAL,
+    IM_RECV_UNIQUE_TOTAL,
+    IM_REORDER_TOTAL,
+    IM_SENT_TOTAL,
     ITERATION_DURATION,
     ITERATION_START_LAG,
     ITERATIONS,
     VUS,
     VUS_MAX,
+    WS_AUTH_FAIL,
+    WS_AUTH_OK,
+    WS_CONNECT_FAIL,
+    WS_CONNECT_OK,
+    WS_PONG_RTT_MS,
 ];
 
 /// Looks a built-in metric up by name.

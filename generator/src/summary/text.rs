@@ -168,7 +168,7 @@ fn totals(out: &mut String, outcome: &RunOutcome, stats: &[TrendStat]) {
         }
         let _ = writeln!(out);
     }
-    let groups: [(&str, &[&str]); 3] = [
+    let groups: [(&str, &[&str]); 5] = [
         (
             "HTTP",
             &[
@@ -183,6 +183,18 @@ fn totals(out: &mut String, outcome: &RunOutcome, stats: &[TrendStat]) {
         (
             "EXECUTION",
             &["dropped_iterations", "iteration_duration", "iteration_start_lag", "iterations", "vus", "vus_max"],
+        ),
+        ("WEBSOCKET", &["ws_auth_fail", "ws_auth_ok", "ws_connect_fail", "ws_connect_ok", "ws_pong_rtt_ms"]),
+        (
+            "IM",
+            &[
+                "im_dup_total",
+                "im_e2e_latency_ms",
+                "im_lost_total",
+                "im_recv_unique_total",
+                "im_reorder_total",
+                "im_sent_total",
+            ],
         ),
         ("NETWORK", &["data_received", "data_sent"]),
     ];

@@ -4,6 +4,7 @@
 //! with a name in k6's style (`status is 200`) so the summary reads the same.
 
 use crate::config::reader::Obj;
+use crate::flow::jsonpath::{json_equal, JsonPath};
 use serde_json::Value;
 
 /// What a check tests.
@@ -16,7 +17,7 @@ pub enum CheckKind {
     /// The JSON body has `expected` at `path` (`items.0.id`, `$.a.b`).
     Json {
         /// Dotted path; numeric segments index lists.
-        path: Vec<String>,
+        path: JsonPath,
         /// Expected value.
         expected: Value,
     },
@@ -61,15 +62,13 @@ impl Check {
         }
         if let Some(json) = obj.object("json") {
             for (path, expected) in json.entries() {
-                let trimmed = path.strip_prefix("$.").unwrap_or(path);
-                if trimmed.is_empty() {
+                let Some(parsed) = JsonPath::parse(path) else {
                     json.error(path, "is not a JSON path (use e.g. items.0.id)");
                     continue;
-                }
-                let segments = trimmed.split('.').map(str::to_string).collect();
+                };
                 checks.push(Check {
-                    name: format!("json {trimmed} is {expected}"),
-                    kind: CheckKind::Json { path: segments, expected: expected.clone() },
+                    name: format!("json {} is {expected}", parsed.display()),
+                    kind: CheckKind::Json { path: parsed, expected: expected.clone() },
                 });
             }
         }
@@ -92,23 +91,7 @@ impl Check {
             }
             CheckKind::Json { path, expected } => {
                 let doc = json.get_or_insert_with(|| serde_json::from_slice(body).ok());
-                let Some(mut node) = doc.as_ref() else {
-                    return false;
-                };
-                for seg in path {
-                    node = match node {
-                        Value::Object(map) => match map.get(seg) {
-                            Some(n) => n,
-                            None => return false,
-                        },
-                        Value::Array(items) => match seg.parse::<usize>().ok().and_then(|i| items.get(i)) {
-                            Some(n) => n,
-                            None => return false,
-                        },
-                        _ => return false,
-                    };
-                }
-                json_equal(node, expected)
+                doc.as_ref().and_then(|d| path.get(d)).is_some_and(|node| json_equal(node, expected))
             }
         }
     }
@@ -121,14 +104,6 @@ fn status_code(v: &Value) -> Option<u16> {
         _ => return None,
     };
     (100..=599).contains(&n).then_some(n as u16)
-}
-
-/// JSON equality where `3` equals `3.0`.
-fn json_equal(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        _ => a == b,
-    }
 }
 
 #[cfg(test)]

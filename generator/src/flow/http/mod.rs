@@ -349,7 +349,7 @@ mod tests {
         let metrics = crate::metrics::Metrics::new(10, |_| {});
         let mut vu = flow.new_vu(&volley_window::Tags::new(), &metrics);
         let env = std::collections::HashMap::new();
-        let ctx = crate::flow::IterCtx { vu: 1, iter: 0, scenario: "s", env: &env };
+        let ctx = crate::flow::IterCtx { vu: 1, iter: 0, scenario: "s", env: &env, stopping: None };
         let fut = flow.iterate(&mut vu, &ctx);
         let size = std::mem::size_of_val(&fut);
         assert!(size < 2048, "http iteration future is {size} bytes");
