@@ -26,6 +26,8 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     match cli.command {
         Command::Run(args) => run_command(args),
         Command::Demo(args) => crate::demo::run(args),
+        Command::WsPing(args) => crate::preset::run(crate::preset::Preset::WsPing, args),
+        Command::ImE2e(args) => crate::preset::run(crate::preset::Preset::ImE2e, args),
     }
 }
 

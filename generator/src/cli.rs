@@ -21,6 +21,63 @@ pub enum Command {
     Run(RunArgs),
     /// Start local testbed targets and run a short mixed test against them.
     Demo(DemoArgs),
+    /// Keep one authenticated WebSocket per VU and measure PING/PONG round trips.
+    WsPing(ImPresetArgs),
+    /// Single-chat end to end: even VUs send to the next VU, receivers count
+    /// unique, duplicate, reordered and lost messages and the latency.
+    ImE2e(ImPresetArgs),
+}
+
+/// How the token travels besides the AUTH frame.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthArg {
+    /// `Authorization: Bearer <token>` on the handshake.
+    Header,
+    /// `?token=<token>` on the URL.
+    Query,
+    /// Only the AUTH frame.
+    Frame,
+}
+
+/// `volley ws-ping` and `volley im-e2e`.
+#[derive(Args, Debug)]
+pub struct ImPresetArgs {
+    /// Gateway URLs, separated by ';'.
+    #[arg(long, default_value = "ws://127.0.0.1:9001/ws")]
+    pub ws_urls: String,
+    /// HS256 secret the gateway checks tokens with.
+    #[arg(long, env = "VOLLEY_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// VUs (one connection each).
+    #[arg(long, short = 'u', default_value_t = 10)]
+    pub vus: u64,
+    /// Test length.
+    #[arg(long, short = 'd', default_value = "30s", value_parser = duration_arg)]
+    pub duration: Duration,
+    /// Time between messages of a sender (im-e2e).
+    #[arg(long, default_value_t = 1000)]
+    pub msg_interval_ms: u64,
+    /// Time between PINGs (ws-ping default 1000; im-e2e default 0 = none).
+    #[arg(long)]
+    pub ping_interval_ms: Option<u64>,
+    /// Even VUs connect to the first URL, odd VUs to the second.
+    #[arg(long)]
+    pub role_pinned: bool,
+    /// User id of VU n is user-base + n; give each load machine its own.
+    #[arg(long, default_value_t = 0)]
+    pub user_base: u64,
+    /// How the token travels besides the AUTH frame.
+    #[arg(long, value_enum, default_value = "header")]
+    pub auth: AuthArg,
+    /// Source addresses to spread connections over (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub local_addrs: Vec<std::net::IpAddr>,
+    /// Print the scenario file this preset runs and exit.
+    #[arg(long)]
+    pub print_scenario: bool,
+    #[command(flatten)]
+    /// Output settings shared with `run`.
+    pub output: OutputArgs,
 }
 
 /// `volley run`.

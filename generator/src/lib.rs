@@ -13,6 +13,7 @@
 //! - [`summary`]: the text summary and k6's summary-export JSON.
 //! - [`stream`]: streaming mode, windows to a `volley-exporter`.
 //! - [`console`], [`progress`]: terminal output while a test runs.
+//! - [`preset`]: `volley ws-ping` / `volley im-e2e`, the IM presets.
 //! - [`demo`]: `volley demo`, a real test against in-process testbed targets.
 //!
 //! Data flow: executor → [`engine::ScenarioRun::iterate`] → flow → metrics
@@ -29,6 +30,7 @@ pub mod engine;
 pub mod executor;
 pub mod flow;
 pub mod metrics;
+pub mod preset;
 pub mod progress;
 pub mod stream;
 pub mod summary;
