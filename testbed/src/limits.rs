@@ -17,5 +17,5 @@ pub fn raise_open_files() -> std::io::Result<(u64, u64)> {
             }
         }
     }
-    Ok((lim.rlim_cur as u64, lim.rlim_max as u64))
+    Ok((lim.rlim_cur, lim.rlim_max))
 }

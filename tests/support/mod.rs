@@ -2,6 +2,7 @@
 //! scratch directories, and running `volley` and `k6` as a user would.
 
 pub mod exporter;
+pub mod im;
 pub mod servers;
 
 use std::path::{Path, PathBuf};

@@ -90,7 +90,7 @@ impl Template {
 
     /// True when the template uses flow variable `index`.
     pub fn uses_var(&self, index: usize) -> bool {
-        self.parts.iter().any(|p| *p == Part::Var(index))
+        self.parts.contains(&Part::Var(index))
     }
 
     /// Appends the rendering for `ctx` to `out`.

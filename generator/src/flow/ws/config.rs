@@ -178,7 +178,7 @@ impl WsConfig {
             }
         }
         let dedup_window = obj.uint("dedupWindow", 64).unwrap_or(1024) as usize;
-        if dedup_window % 64 != 0 || dedup_window > 65_536 {
+        if !dedup_window.is_multiple_of(64) || dedup_window > 65_536 {
             obj.error("dedupWindow", "must be a multiple of 64, at most 65536");
             ok = false;
         }

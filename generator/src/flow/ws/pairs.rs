@@ -44,7 +44,7 @@ impl Pairs {
     /// The partner of slot `index`: the next one for a sender (even), the
     /// previous one for a receiver (odd).
     pub fn partner(&self, index: u64) -> Option<&Slot> {
-        if index % 2 == 0 {
+        if index.is_multiple_of(2) {
             self.slot(index + 1)
         } else {
             self.slot(index - 1)
