@@ -10,7 +10,7 @@ fn demo_runs_a_real_test_and_passes_its_thresholds() {
     let out = volley(&["demo", "--duration", "5s", "--quiet", "--summary-export", export.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    for part in ["█ THRESHOLDS", "✓ 'p(95)<250'", "█ SCENARIO: api", "█ SCENARIO: browse", "http_reqs"] {
+    for part in ["█ THRESHOLDS", "✓ 'p(95)<250'", "█ SCENARIO: api", "█ SCENARIO: browse", "█ SCENARIO: chat", "http_reqs", "im_e2e_latency_ms"] {
         assert!(stdout.contains(part), "missing {part:?} in:\n{stdout}");
     }
     let s = read_json(&export);
@@ -18,4 +18,10 @@ fn demo_runs_a_real_test_and_passes_its_thresholds() {
     assert_eq!(s["metrics"]["iterations{scenario:api}"]["count"], 601.0);
     assert_eq!(s["metrics"]["http_req_failed"]["passes"], 0);
     assert!(s["metrics"]["iterations{scenario:browse}"]["count"].as_f64().unwrap() > 10.0);
+    // chat: 10 senders, one message per 100 ms each, across the two gateways.
+    let sent = export_count(&s, "im_sent_total");
+    assert!(sent > 100, "only {sent} IM messages");
+    assert_eq!(export_count(&s, "im_recv_unique_total"), sent);
+    assert_eq!(export_count(&s, "im_lost_total"), 0);
+    assert_eq!(export_count(&s, "ws_auth_ok"), 20);
 }

@@ -34,7 +34,21 @@ fn role_pinned_messages_cross_gateways_through_redis_and_arrive_once() {
     let b = Gateway::start(SECRET, &["--redis", &redis.url, "--instance-id", "2"]);
     let (out, s) = preset(
         "im-e2e",
-        &["--ws-urls", &urls(&[&a, &b]), "--jwt-secret", SECRET, "--vus", "20", "--duration", "4s", "--msg-interval-ms", "50", "--role-pinned", "--user-base", "100000"],
+        &[
+            "--ws-urls",
+            &urls(&[&a, &b]),
+            "--jwt-secret",
+            SECRET,
+            "--vus",
+            "20",
+            "--duration",
+            "4s",
+            "--msg-interval-ms",
+            "50",
+            "--role-pinned",
+            "--user-base",
+            "100000",
+        ],
     );
     assert!(out.status.success(), "{}", describe(&out));
     let sent = export_count(&s, "im_sent_total");
@@ -69,7 +83,18 @@ fn injected_duplicates_reorders_and_drops_are_counted_exactly() {
     // so both the local and the Redis path carry faults.
     let (out, s) = preset(
         "im-e2e",
-        &["--ws-urls", &urls(&[&a, &b]), "--jwt-secret", SECRET, "--vus", "40", "--duration", "5s", "--msg-interval-ms", "20"],
+        &[
+            "--ws-urls",
+            &urls(&[&a, &b]),
+            "--jwt-secret",
+            SECRET,
+            "--vus",
+            "40",
+            "--duration",
+            "5s",
+            "--msg-interval-ms",
+            "20",
+        ],
     );
     assert!(out.status.success(), "{}", describe(&out));
     let sent = export_count(&s, "im_sent_total");
@@ -89,7 +114,8 @@ fn injected_duplicates_reorders_and_drops_are_counted_exactly() {
 fn a_wrong_secret_is_counted_as_auth_failures_at_handshake_and_at_auth() {
     let g = Gateway::start(SECRET, &[]);
     // Token on the handshake: refused with 401 before the WebSocket opens.
-    let (out, s) = preset("ws-ping", &["--ws-urls", &g.url(), "--jwt-secret", "wrong", "--vus", "3", "--duration", "2s"]);
+    let (out, s) =
+        preset("ws-ping", &["--ws-urls", &g.url(), "--jwt-secret", "wrong", "--vus", "3", "--duration", "2s"]);
     assert!(out.status.success(), "{}", describe(&out));
     let refused = export_count(&s, "ws_auth_fail");
     assert!(refused >= 3, "{}", describe(&out));
@@ -116,7 +142,20 @@ fn vus_count_connect_failures_and_reconnect_when_a_killed_gateway_returns() {
     let run = std::thread::spawn(move || {
         preset(
             "ws-ping",
-            &["--ws-urls", &url, "--jwt-secret", SECRET, "--auth", "query", "--vus", "10", "--duration", "9s", "--ping-interval-ms", "200"],
+            &[
+                "--ws-urls",
+                &url,
+                "--jwt-secret",
+                SECRET,
+                "--auth",
+                "query",
+                "--vus",
+                "10",
+                "--duration",
+                "9s",
+                "--ping-interval-ms",
+                "200",
+            ],
         )
     });
     std::thread::sleep(std::time::Duration::from_secs(2));

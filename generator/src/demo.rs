@@ -1,13 +1,18 @@
 //! `volley demo`: the README's first command. Starts the reference HTTP
-//! target in process on a free loopback port, runs [`demo.yaml`](demo.yaml)
-//! (an arrival-rate and a ramping-vus scenario with checks and thresholds)
-//! against it, and prints the progress and the summary. Needs nothing else.
+//! target and two reference IM gateways (routing to each other in process)
+//! on free loopback ports, runs [`demo.yaml`](demo.yaml) (an arrival-rate
+//! and a ramping-vus HTTP scenario with checks and thresholds, and a
+//! role-pinned im-e2e chat across the gateways) against them, and prints
+//! the progress and the summary. Needs nothing else.
 
 use crate::cli::DemoArgs;
 use crate::config::{self, Overrides};
 use crate::exit;
 use std::path::Path;
 use std::time::Duration;
+
+/// The demo gateways' JWT secret (local, throwaway).
+const IM_SECRET: &str = "volley-demo-secret";
 
 /// The demo's scenario file.
 pub const SCENARIO: &str = include_str!("demo.yaml");
@@ -25,22 +30,34 @@ pub fn run(args: DemoArgs) -> i32 {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
             rt.block_on(async move {
                 let testbed = volley_testbed::HttpTestbed::start(([127, 0, 0, 1], 0).into()).await?;
-                let _ = addr_tx.send(testbed.base_url());
+                let im = |instance_id| volley_testbed::ImConfig {
+                    listen: ([127, 0, 0, 1], 0).into(),
+                    jwt_secret: IM_SECRET.into(),
+                    redis: None,
+                    instance_id,
+                    faults: Default::default(),
+                    reuse_port: false,
+                };
+                let gateway_a = volley_testbed::ImGateway::start(im(1)).await?;
+                let gateway_b = volley_testbed::ImGateway::start_sibling(im(2), &gateway_a).await?;
+                let _ = addr_tx.send((testbed.base_url(), gateway_a.url(), gateway_b.url()));
                 let _ = stop_rx.await;
                 testbed.shutdown().await;
-                Ok::<_, std::io::Error>(())
+                gateway_a.shutdown().await;
+                gateway_b.shutdown().await;
+                Ok::<_, anyhow::Error>(())
             })
         })
         .expect("spawn the demo target thread");
-    let base_url = match addr_rx.recv_timeout(Duration::from_secs(10)) {
-        Ok(url) => url,
+    let (base_url, im_a, im_b) = match addr_rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(urls) => urls,
         Err(_) => {
             eprintln!("ERROR the demo target did not start: {:?}", target.join());
             return exit::INTERNAL;
         }
     };
     eprintln!(
-        "volley demo: testbed target at {base_url}; running a {} test (arrival-rate + ramping VUs)",
+        "volley demo: HTTP target at {base_url}, IM gateways at {im_a} and {im_b}; running a {} test (arrival-rate + ramping VUs + im-e2e chat)",
         crate::config::duration::format_duration(args.duration)
     );
 
@@ -51,7 +68,15 @@ pub fn run(args: DemoArgs) -> i32 {
             return exit::INVALID_CONFIG;
         }
     };
-    let overrides = Overrides { env: vec![("BASE_URL".into(), base_url)], ..Overrides::default() };
+    let overrides = Overrides {
+        env: vec![
+            ("BASE_URL".into(), base_url),
+            ("IM_URL_A".into(), im_a),
+            ("IM_URL_B".into(), im_b),
+            ("IM_SECRET".into(), IM_SECRET.into()),
+        ],
+        ..Overrides::default()
+    };
     let plan = match config::load(&doc, &overrides) {
         Ok(plan) => plan,
         Err(errors) => {
@@ -73,6 +98,7 @@ pub fn scaled_scenario(total: Duration) -> Result<serde_json::Value, String> {
     let ms = |d: Duration| format!("{}ms", d.as_millis());
     let scenarios = &mut doc["options"]["scenarios"];
     scenarios["api"]["duration"] = ms(load).into();
+    scenarios["chat"]["duration"] = ms(load).into();
     for stage in scenarios["browse"]["stages"].as_array_mut().into_iter().flatten() {
         stage["duration"] = ms(load / 3).into();
     }

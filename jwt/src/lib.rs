@@ -97,8 +97,8 @@ impl Key {
         let signature = decode(signature)?;
         let signed = &token[..token.len() - token.rsplit('.').next().map_or(0, str::len) - 1];
         hmac::verify(&self.0, signed.as_bytes(), &signature).map_err(|_| JwtError::Signature)?;
-        let claims: Claims =
-            serde_json::from_slice(&decode(payload)?).map_err(|_| JwtError::Malformed("payload is not a claims object"))?;
+        let claims: Claims = serde_json::from_slice(&decode(payload)?)
+            .map_err(|_| JwtError::Malformed("payload is not a claims object"))?;
         if let Some(exp) = claims.exp {
             if now >= exp {
                 return Err(JwtError::Expired(exp));

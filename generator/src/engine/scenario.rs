@@ -173,8 +173,13 @@ impl ScenarioRun {
     /// (ramping-vus uses it for `gracefulRampDown`); true when it completed.
     pub async fn iterate_until(&self, vu: &mut Vu, cut: impl Future<Output = ()>) -> bool {
         let start = Instant::now();
-        let ctx =
-            IterCtx { vu: vu.id, iter: vu.iterations, scenario: &self.name, env: &self.env, stopping: Some(&self.stop_new) };
+        let ctx = IterCtx {
+            vu: vu.id,
+            iter: vu.iterations,
+            scenario: &self.name,
+            env: &self.env,
+            stopping: Some(&self.stop_new),
+        };
         vu.iterations += 1;
         // The flow is polled first so an iteration that is ready at once
         // never registers with the stop signals.

@@ -59,7 +59,7 @@ pub enum FlowDef {
     /// `type: http`
     Http(http::HttpFlow),
     /// `type: ws-ping` / `type: im-e2e`
-    Ws(ws::WsFlow),
+    Ws(Box<ws::WsFlow>),
 }
 
 /// What the VUs of one scenario share for their flow.
@@ -87,8 +87,8 @@ impl FlowDef {
         let flow = match kind.as_deref() {
             Some("noop") => noop::NoopFlow::parse(&obj).map(FlowDef::Noop),
             Some("http") => http::HttpFlow::parse(&obj).map(FlowDef::Http),
-            Some("ws-ping") => ws::WsFlow::parse(&obj, ws::config::Kind::Ping).map(FlowDef::Ws),
-            Some("im-e2e") => ws::WsFlow::parse(&obj, ws::config::Kind::ImE2e).map(FlowDef::Ws),
+            Some("ws-ping") => ws::WsFlow::parse(&obj, ws::config::Kind::Ping).map(|f| FlowDef::Ws(Box::new(f))),
+            Some("im-e2e") => ws::WsFlow::parse(&obj, ws::config::Kind::ImE2e).map(|f| FlowDef::Ws(Box::new(f))),
             Some(other @ "token-manager") => {
                 obj.error(
                     "type",

@@ -56,6 +56,8 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// Serves one connection until it closes or the gateway stops.
+// The handshake callback's error type is tungstenite's.
+#[allow(clippy::result_large_err)]
 pub async fn serve(stream: TcpStream, shared: Arc<Shared>, seed: u64) {
     let counters = &shared.counters;
     let key = shared.key.clone();

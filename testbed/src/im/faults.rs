@@ -32,7 +32,9 @@ pub struct FaultPlan {
 impl FaultPlan {
     /// Checks that the shares are percentages adding up to at most 100.
     pub fn validate(&self) -> Result<(), String> {
-        for (name, v) in [("--dup-pct", self.dup_pct), ("--reorder-pct", self.reorder_pct), ("--drop-pct", self.drop_pct)] {
+        for (name, v) in
+            [("--dup-pct", self.dup_pct), ("--reorder-pct", self.reorder_pct), ("--drop-pct", self.drop_pct)]
+        {
             if !(0.0..=100.0).contains(&v) {
                 return Err(format!("{name} must be between 0 and 100, got {v}"));
             }

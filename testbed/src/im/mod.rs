@@ -94,7 +94,11 @@ impl ImGateway {
         Self::start_with_router(config, other.shared.router.clone(), other.shared.counters.clone()).await
     }
 
-    async fn start_with_router(config: ImConfig, router: Arc<Router>, counters: Arc<Counters>) -> anyhow::Result<ImGateway> {
+    async fn start_with_router(
+        config: ImConfig,
+        router: Arc<Router>,
+        counters: Arc<Counters>,
+    ) -> anyhow::Result<ImGateway> {
         let listener = bind(config.listen, config.reuse_port)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {

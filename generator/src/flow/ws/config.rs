@@ -108,7 +108,11 @@ impl WsConfig {
         let mut templates = Vec::new();
         for u in &urls {
             match Template::parse(u) {
-                Ok(t) if t.source().starts_with("ws://") || t.source().starts_with("wss://") || t.source().starts_with("{{") => {
+                Ok(t)
+                    if t.source().starts_with("ws://")
+                        || t.source().starts_with("wss://")
+                        || t.source().starts_with("{{") =>
+                {
                     templates.push(t)
                 }
                 Ok(_) => {
@@ -121,13 +125,14 @@ impl WsConfig {
                 }
             }
         }
-        let jwt_secret = obj.require("jwtSecret").and(obj.string("jwtSecret")).and_then(|s| match Template::parse(&s) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                obj.error("jwtSecret", e);
-                None
-            }
-        });
+        let jwt_secret =
+            obj.require("jwtSecret").and(obj.string("jwtSecret")).and_then(|s| match Template::parse(&s) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    obj.error("jwtSecret", e);
+                    None
+                }
+            });
         let auth = match obj.string("auth").as_deref() {
             None | Some("header") => AuthMode::Header,
             Some("query") => AuthMode::Query,
@@ -150,13 +155,14 @@ impl WsConfig {
             obj.error("msgInterval", "applies to im-e2e only (ws-ping sends no messages)");
             ok = false;
         }
-        let body = match Template::parse_with(&obj.string("body").unwrap_or_else(|| "hello".into()), &["user", "to", "seq"]) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                obj.error("body", e);
-                None
-            }
-        };
+        let body =
+            match Template::parse_with(&obj.string("body").unwrap_or_else(|| "hello".into()), &["user", "to", "seq"]) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    obj.error("body", e);
+                    None
+                }
+            };
         let protocol = match obj.object("frames") {
             Some(f) => {
                 let p = Protocol::parse(&f);

@@ -154,9 +154,15 @@ fn bind_no_port(_socket: &TcpSocket) -> std::io::Result<()> {
 }
 
 /// Waits at most `d` for `fut`.
-pub async fn within<T>(d: Duration, what: &str, fut: impl std::future::Future<Output = Result<T, ConnectError>>) -> Result<T, ConnectError> {
+pub async fn within<T>(
+    d: Duration,
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T, ConnectError>>,
+) -> Result<T, ConnectError> {
     match tokio::time::timeout(d, fut).await {
         Ok(r) => r,
-        Err(_) => Err(ConnectError::Failed(format!("{what} timed out after {}", crate::config::duration::format_duration(d)))),
+        Err(_) => {
+            Err(ConnectError::Failed(format!("{what} timed out after {}", crate::config::duration::format_duration(d))))
+        }
     }
 }

@@ -177,7 +177,8 @@ impl WsFlow {
         if let Some(slot) = scenario.pairs.as_ref().and_then(|p| p.slot(index)) {
             slot.vu.store(vu, Ordering::Relaxed);
         }
-        let url = if c.role_pinned { (index % 2) as usize % c.urls.len() } else { rand::random::<usize>() % c.urls.len() };
+        let url =
+            if c.role_pinned { (index % 2) as usize % c.urls.len() } else { rand::random::<usize>() % c.urls.len() };
         let local = (!c.local_addrs.is_empty()).then(|| c.local_addrs[(vu as usize) % c.local_addrs.len()]);
         WsVu {
             conn: None,
@@ -379,7 +380,14 @@ impl WsFlow {
             nbf: None,
         });
         let url = c.urls[vu.url].render(ctx);
-        let dial = Dial { url: &url, token: &token, auth: c.auth, query_param: &c.query_param, local: vu.local, tls: &self.tls };
+        let dial = Dial {
+            url: &url,
+            token: &token,
+            auth: c.auth,
+            query_param: &c.query_param,
+            local: vu.local,
+            tls: &self.tls,
+        };
         let ws = match connect::within(c.timeout, "connecting", connect::connect(&dial)).await {
             Ok(ws) => ws,
             Err(ConnectError::Unauthorized(e)) => {
@@ -404,7 +412,9 @@ impl WsFlow {
                     let data = match conn.next().await {
                         Some(Ok(Message::Text(t))) => t.as_bytes().to_vec(),
                         Some(Ok(Message::Binary(b))) => b.to_vec(),
-                        Some(Ok(Message::Close(_))) | None => return Err("the server closed the connection before AUTH_OK".to_string()),
+                        Some(Ok(Message::Close(_))) | None => {
+                            return Err("the server closed the connection before AUTH_OK".to_string())
+                        }
                         Some(Ok(_)) => continue,
                         Some(Err(e)) => return Err(format!("connection lost before AUTH_OK: {e}")),
                     };
@@ -416,7 +426,9 @@ impl WsFlow {
                 }
             })
             .await
-            .unwrap_or_else(|_| Err(format!("no AUTH_OK within {}", crate::config::duration::format_duration(c.timeout))));
+            .unwrap_or_else(|_| {
+                Err(format!("no AUTH_OK within {}", crate::config::duration::format_duration(c.timeout)))
+            });
             if let Err(e) = outcome {
                 sc.metrics.add(s.auth_fail, 1.0);
                 vu.disconnect();

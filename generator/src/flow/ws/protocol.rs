@@ -355,7 +355,10 @@ mod tests {
         let v: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v, serde_json::json!({"type":"MSG","to":"100002","seq":5,"ts":1700000000000000u64,"body":"hi"}));
         assert_eq!(p.classify(br#"{"type":"AUTH_OK","user":"1"}"#), Incoming::AuthOk);
-        assert_eq!(p.classify(br#"{"type":"AUTH_FAIL","reason":"bad signature"}"#), Incoming::AuthFail("bad signature".into()));
+        assert_eq!(
+            p.classify(br#"{"type":"AUTH_FAIL","reason":"bad signature"}"#),
+            Incoming::AuthFail("bad signature".into())
+        );
         assert_eq!(p.classify(br#"{"type":"PONG","id":9,"ts":1}"#), Incoming::Pong(Some(9)));
         assert_eq!(
             p.classify(br#"{"type":"MSG","from":"100001","seq":5,"ts":1000}"#),
