@@ -10,7 +10,15 @@ fn demo_runs_a_real_test_and_passes_its_thresholds() {
     let out = volley(&["demo", "--duration", "5s", "--quiet", "--summary-export", export.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    for part in ["█ THRESHOLDS", "✓ 'p(95)<250'", "█ SCENARIO: api", "█ SCENARIO: browse", "█ SCENARIO: chat", "http_reqs", "im_e2e_latency_ms"] {
+    for part in [
+        "█ THRESHOLDS",
+        "✓ 'p(95)<250'",
+        "█ SCENARIO: api",
+        "█ SCENARIO: browse",
+        "█ SCENARIO: chat",
+        "http_reqs",
+        "im_e2e_latency_ms",
+    ] {
         assert!(stdout.contains(part), "missing {part:?} in:\n{stdout}");
     }
     let s = read_json(&export);

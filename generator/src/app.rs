@@ -96,6 +96,7 @@ where
         ..RunOptions::default()
     };
     let trend_stats = plan.summary_trend_stats.clone();
+    report_connection_capacity(&plan, &console);
     let outcome = runtime.block_on(async {
         let log_console = console.clone();
         let log: Arc<dyn Fn(String) + Send + Sync> = Arc::new(move |m: String| log_console.warn(&m));
@@ -169,6 +170,36 @@ where
     match outcome {
         Some(outcome) => finish(&outcome, output, &trend_stats),
         None => exit::INVALID_CONFIG,
+    }
+}
+
+/// For plans that hold WebSocket connections: raises the open-files limit
+/// to its hard limit and says how many connections this process can hold,
+/// warning when the scenarios want more (run several generators then).
+fn report_connection_capacity(plan: &TestPlan, console: &Console) {
+    let wanted: u64 = plan
+        .scenarios
+        .iter()
+        .filter(|s| plan.flows.get(&s.base.exec).is_some_and(|f| matches!(**f, crate::flow::FlowDef::Ws(_))))
+        .map(|s| s.executor.executor().max_vus())
+        .sum();
+    if wanted == 0 {
+        return;
+    }
+    match volley_testbed::limits::raise_open_files() {
+        Ok((soft, _)) => {
+            // A few descriptors go to the runtime, outputs and the exporter.
+            let capacity = soft.saturating_sub(64);
+            let line = format!("open-files limit {soft}: this process can hold about {capacity} WebSocket connections; the scenarios need up to {wanted}");
+            if wanted > capacity {
+                console.warn(&format!(
+                    "{line}. Split the VUs over several volley processes (with --local-addrs to spread source addresses) streaming to one volley-exporter"
+                ));
+            } else {
+                console.info(&line);
+            }
+        }
+        Err(e) => console.warn(&format!("cannot read the open-files limit: {e}")),
     }
 }
 
