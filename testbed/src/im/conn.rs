@@ -118,8 +118,11 @@ impl Conn {
                 _ = stop.cancelled() => break,
                 frame = self.ws.next() => {
                     let next = match frame {
-                        Some(Ok(Message::Text(text))) => self.on_frame(text.as_bytes(), &mut outbox).await,
-                        Some(Ok(Message::Binary(data))) => self.on_frame(&data, &mut outbox).await,
+                        // Boxed: answering a frame (JWT check, Redis subscribe,
+                        // routing) is a large state machine; an idle connection
+                        // should not carry it.
+                        Some(Ok(Message::Text(text))) => Box::pin(self.on_frame(text.as_bytes(), &mut outbox)).await,
+                        Some(Ok(Message::Binary(data))) => Box::pin(self.on_frame(&data, &mut outbox)).await,
                         Some(Ok(Message::Close(_))) | None | Some(Err(_)) => Next::Close,
                         Some(Ok(_)) => Next::Continue,
                     };

@@ -204,7 +204,9 @@ impl WsFlow {
             if let Some(at) = vu.retry_at.take() {
                 sleep_until(at).await;
             }
-            if let Err(e) = self.open(vu, ctx).await {
+            // Boxed: connecting (TCP, TLS, handshake, AUTH) is a large state
+            // machine that must not stay inside every VU's tick while it reads.
+            if let Err(e) = Box::pin(self.open(vu, ctx)).await {
                 vu.failures += 1;
                 let backoff = Duration::from_millis(250 << vu.failures.min(5)).min(Duration::from_secs(5));
                 vu.retry_at = Some(Instant::now() + backoff.mul_f64(0.75 + rand::random::<f64>() * 0.5));
@@ -221,7 +223,7 @@ impl WsFlow {
             vu.disconnect();
         }
         if ctx.stopping.is_some_and(|s| s.is_cancelled()) && vu.conn.is_some() {
-            self.wind_down(vu).await;
+            Box::pin(self.wind_down(vu)).await;
         }
         result
     }
@@ -332,8 +334,11 @@ impl WsFlow {
         let ts = self.config.protocol.ts_unit.now().to_string();
         let vars = Vars { user: &vu.user, ts: &ts, ping_id: &id, ..Vars::default() };
         let frame = self.render(&self.config.protocol.ping, ctx, &vars);
+        // The clock starts before the write: the PONG may be back before
+        // the send future returns.
+        let sent_at = Instant::now();
         vu.send(frame).await?;
-        vu.pending_ping = Some((vu.next_ping_id, Instant::now()));
+        vu.pending_ping = Some((vu.next_ping_id, sent_at));
         Ok(())
     }
 
