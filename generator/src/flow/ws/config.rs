@@ -46,6 +46,7 @@ pub const FIELDS: &[&str] = &[
     "frames",
     "localAddrs",
     "dedupWindow",
+    "maxConnecting",
     "insecureSkipTLSVerify",
 ];
 
@@ -84,6 +85,8 @@ pub struct WsConfig {
     pub local_addrs: Vec<IpAddr>,
     /// Seqs remembered per sender for de-duplication (a multiple of 64).
     pub dedup_window: usize,
+    /// Connection attempts in flight per flow and process.
+    pub max_connecting: usize,
     /// Accept any certificate on `wss://` (k6's `insecureSkipTLSVerify`).
     pub insecure_tls: bool,
 }
@@ -205,6 +208,7 @@ impl WsConfig {
             protocol: protocol?,
             local_addrs,
             dedup_window,
+            max_connecting: obj.uint("maxConnecting", 1).unwrap_or(256) as usize,
             insecure_tls: obj.boolean("insecureSkipTLSVerify").unwrap_or(false),
         };
         if config.kind == Kind::Ping && config.ping_interval.is_zero() {

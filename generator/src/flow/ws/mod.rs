@@ -54,6 +54,11 @@ pub struct WsFlow {
     /// Options.
     pub config: WsConfig,
     tls: tokio_rustls::TlsConnector,
+    /// Bounds connection attempts in flight (`maxConnecting`). A handshake
+    /// allocates far more than an open connection keeps; thousands at once
+    /// would leave the allocator holding that peak for the whole test, and
+    /// overflow the server's accept backlog.
+    connecting: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for WsFlow {
@@ -119,7 +124,8 @@ impl WsFlow {
     pub fn parse(obj: &Obj, kind: Kind) -> Option<WsFlow> {
         let config = WsConfig::parse(obj, kind)?;
         let tls = crate::flow::http::client::tls_connector(config.insecure_tls);
-        Some(WsFlow { config, tls })
+        let connecting = tokio::sync::Semaphore::new(config.max_connecting);
+        Some(WsFlow { config, tls, connecting })
     }
 
     /// Environment variables the templates read.
@@ -206,7 +212,11 @@ impl WsFlow {
             }
             // Boxed: connecting (TCP, TLS, handshake, AUTH) is a large state
             // machine that must not stay inside every VU's tick while it reads.
-            if let Err(e) = Box::pin(self.open(vu, ctx)).await {
+            let opened = {
+                let _permit = self.connecting.acquire().await.expect("the semaphore is never closed");
+                Box::pin(self.open(vu, ctx)).await
+            };
+            if let Err(e) = opened {
                 vu.failures += 1;
                 let backoff = Duration::from_millis(250 << vu.failures.min(5)).min(Duration::from_secs(5));
                 vu.retry_at = Some(Instant::now() + backoff.mul_f64(0.75 + rand::random::<f64>() * 0.5));
