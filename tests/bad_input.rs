@@ -152,3 +152,49 @@ fn bad_output_names_the_problem_and_hides_the_password() {
         "--out influxdb=http://amy:***@h:8086: no database: put it in the path (http://host:8086/DB) or give org and bucket for the v2 API",
     );
 }
+
+#[test]
+fn im_flow_problems_are_all_named_with_their_paths() {
+    let text = r#"
+options:
+  scenarios:
+    chat: {executor: constant-vus, vus: 2, duration: 1s, exec: chat}
+flows:
+  chat:
+    type: im-e2e
+    urls: "http://127.0.0.1:9001/ws"
+    jwtSecret: s
+    auth: cookie
+    msgInterval: 0s
+    frames:
+      msg: '{"to":"{{to}}"}'
+      incoming: {match: {}, seq: "a..b"}
+"#;
+    let dir = Scratch::new("bad-im");
+    let file = dir.write("s.yaml", text);
+    let out = volley(&["run", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(104), "{}", describe(&out));
+    for expected in [
+        "flows.chat.urls: \"http://127.0.0.1:9001/ws\" must start with ws:// or wss://",
+        "flows.chat.auth: must be header, query or frame, got \"cookie\"",
+        "flows.chat.msgInterval: must be greater than 0",
+        "flows.chat.frames.msg: must contain {{seq}}",
+        "flows.chat.frames.incoming.match: needs at least one field to match",
+        "flows.chat.frames.incoming.seq: is not a JSON path",
+    ] {
+        assert!(stderr.contains(expected), "expected {expected:?} in:\n{stderr}");
+    }
+    assert!(!stderr.contains("is not defined"), "an invalid flow is not a missing one:\n{stderr}");
+}
+
+#[test]
+fn an_im_preset_without_a_secret_says_how_to_give_one() {
+    let out = std::process::Command::new(binary("volley"))
+        .args(["ws-ping", "--vus", "1", "--duration", "1s"])
+        .env_remove("VOLLEY_JWT_SECRET")
+        .output()
+        .expect("run volley");
+    assert_eq!(out.status.code(), Some(104), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--jwt-secret: is required (or set VOLLEY_JWT_SECRET)"));
+}

@@ -191,6 +191,19 @@ impl WsConfig {
             obj.error("dedupWindow", "must be a multiple of 64, at most 65536");
             ok = false;
         }
+        let timeout = obj.duration("timeout").unwrap_or(Duration::from_secs(10));
+        if kind == Kind::Ping && ping_interval.is_zero() {
+            obj.error("pingInterval", "must be greater than 0 for ws-ping");
+            ok = false;
+        }
+        if kind == Kind::ImE2e && msg_interval.is_zero() {
+            obj.error("msgInterval", "must be greater than 0");
+            ok = false;
+        }
+        if timeout.is_zero() {
+            obj.error("timeout", "must be greater than 0");
+            ok = false;
+        }
         let config = WsConfig {
             kind,
             urls: templates,
@@ -203,7 +216,7 @@ impl WsConfig {
             msg_interval,
             role_pinned: obj.boolean("rolePinned").unwrap_or(false),
             drain: obj.duration("drain").unwrap_or(Duration::from_secs(2)),
-            timeout: obj.duration("timeout").unwrap_or(Duration::from_secs(10)),
+            timeout,
             body: body?,
             protocol: protocol?,
             local_addrs,
@@ -211,18 +224,6 @@ impl WsConfig {
             max_connecting: obj.uint("maxConnecting", 1).unwrap_or(256) as usize,
             insecure_tls: obj.boolean("insecureSkipTLSVerify").unwrap_or(false),
         };
-        if config.kind == Kind::Ping && config.ping_interval.is_zero() {
-            obj.error("pingInterval", "must be greater than 0 for ws-ping");
-            ok = false;
-        }
-        if config.kind == Kind::ImE2e && config.msg_interval.is_zero() {
-            obj.error("msgInterval", "must be greater than 0");
-            ok = false;
-        }
-        if config.timeout.is_zero() {
-            obj.error("timeout", "must be greater than 0");
-            ok = false;
-        }
         ok.then_some(config)
     }
 
