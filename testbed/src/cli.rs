@@ -18,7 +18,8 @@ pub struct Cli {
 /// Servers.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// A fast HTTP/1.1 target: /, /delay/{ms}, /status/{code}, /bytes/{n}, /json, /echo, /stats.
+    /// A fast HTTP/1.1 target: /, /delay/{ms}, /status/{code}, /bytes/{n}, /json, /echo, /stats,
+    /// POST /auth/login, POST /auth/refresh, and /api/… behind a bearer token.
     Http {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -29,6 +30,12 @@ pub enum Command {
         /// Serve HTTPS with a fresh self-signed certificate.
         #[arg(long)]
         tls: bool,
+        /// HS256 secret of the tokens /auth/login and /auth/refresh issue.
+        #[arg(long, default_value = "volley-testbed-secret", hide_default_value = true)]
+        jwt_secret: String,
+        /// Lifetime of issued tokens (k6 duration: 3s, 1m, 1h).
+        #[arg(long, default_value = "60s", value_parser = duration_arg)]
+        token_ttl: std::time::Duration,
     },
     /// The reference IM gateway: JWT auth, PING/PONG, MSG routing (across
     /// instances through Redis), fault injection; GET /stats for counters.
@@ -74,15 +81,15 @@ pub struct ImArgs {
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Http { listen, threads, tls } => {
+        Command::Http { listen, threads, tls, jwt_secret, token_ttl } => {
             let mut builder = tokio::runtime::Builder::new_multi_thread();
             if let Some(n) = threads {
                 builder.worker_threads(n.max(1));
             }
             let runtime = builder.enable_all().build()?;
             runtime.block_on(async move {
-                let server =
-                    if tls { HttpTestbed::start_tls(listen).await? } else { HttpTestbed::start(listen).await? };
+                let auth = crate::http::AuthConfig { secret: jwt_secret, token_ttl };
+                let server = HttpTestbed::start_with_auth(listen, tls, auth).await?;
                 println!("volley-testbed http listening on {}", server.base_url());
                 std::io::stdout().flush()?;
                 shutdown_signal().await;
@@ -139,4 +146,8 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+fn duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    volley_window::duration::parse_duration(s)
 }

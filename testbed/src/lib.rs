@@ -13,5 +13,5 @@ pub mod http;
 pub mod im;
 pub mod limits;
 
-pub use http::{HttpStats, HttpTestbed};
+pub use http::{AuthConfig, HttpStats, HttpTestbed};
 pub use im::{ImConfig, ImGateway, ImStats};

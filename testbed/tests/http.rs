@@ -69,3 +69,62 @@ async fn serves_every_endpoint_and_counts_exactly() {
     assert_eq!(json["requests"], 8);
     server.shutdown().await;
 }
+
+/// Like [`request`], with an `Authorization` header.
+fn request_auth(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(s, "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}Content-Length: {}\r\n\r\n{body}", body.len())
+        .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("header end");
+    (head.split_whitespace().nth(1).unwrap().parse().unwrap(), body.to_string())
+}
+
+fn token_of(body: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    v["access_token"].as_str().expect("access_token").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_expire_after_their_ttl_and_401s_are_counted_by_reason() {
+    let auth = volley_testbed::AuthConfig { secret: "s".into(), token_ttl: Duration::from_secs(1) };
+    let server = HttpTestbed::start_with_auth(([127, 0, 0, 1], 0).into(), false, auth).await.unwrap();
+    let addr = server.local_addr();
+    tokio::task::spawn_blocking(move || {
+        let (status, body) = request_auth(addr, "POST", "/auth/login", None, r#"{"username":"alice"}"#);
+        assert_eq!(status, 200, "{body}");
+        let first = token_of(&body);
+        assert_eq!(
+            request_auth(addr, "GET", "/api/items", Some(&first), ""),
+            (200, r#"{"ok":true,"user":"alice"}"#.into())
+        );
+        let (status, body) = request_auth(addr, "POST", "/auth/refresh", Some(&first), "");
+        assert_eq!(status, 200, "{body}");
+        let second = token_of(&body);
+        assert_eq!(request_auth(addr, "GET", "/api/items", None, "").0, 401);
+        assert_eq!(request_auth(addr, "GET", "/api/items", Some("garbage"), "").0, 401);
+        // exp is rounded up to the next second: at most 2 s for a 1 s TTL.
+        std::thread::sleep(Duration::from_millis(2100));
+        let (status, body) = request_auth(addr, "GET", "/api/items", Some(&second), "");
+        assert_eq!((status, body.as_str()), (401, r#"{"error":"token expired"}"#));
+        assert_eq!(request_auth(addr, "POST", "/auth/refresh", Some(&first), "").0, 401);
+        assert_eq!(request_auth(addr, "POST", "/auth/login", None, "{}").0, 400);
+    })
+    .await
+    .unwrap();
+    let s = server.stats();
+    assert_eq!(s.auth.logins, 1);
+    assert_eq!(s.auth.refreshes, 1);
+    assert_eq!(s.auth.authorized, 1);
+    assert_eq!((s.auth.unauthorized_missing, s.auth.unauthorized_invalid, s.auth.unauthorized_expired), (1, 1, 2));
+    assert_eq!(s.by_status.get("401"), Some(&4));
+    server.shutdown().await;
+}

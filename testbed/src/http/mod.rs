@@ -4,10 +4,12 @@
 //! caller's runtime. Every answered request is counted by status code, so
 //! tests can compare what the generator reports with what the server saw.
 
+pub mod auth;
 mod routes;
 mod stats;
 mod tls;
 
+pub use auth::AuthConfig;
 pub use routes::{Route, JSON_DOC};
 pub use stats::HttpStats;
 
@@ -30,33 +32,67 @@ use tokio_util::task::TaskTracker;
 pub struct HttpTestbed {
     addr: SocketAddr,
     scheme: &'static str,
-    counters: Arc<Counters>,
+    shared: Arc<Shared>,
     stop: CancellationToken,
     tasks: TaskTracker,
+}
+
+/// What every connection's handler reads.
+struct Shared {
+    counters: Counters,
+    auth: auth::Auth,
+}
+
+impl Shared {
+    fn snapshot(&self) -> HttpStats {
+        HttpStats { auth: self.auth.counters.snapshot(), ..self.counters.snapshot() }
+    }
+}
+
+fn bearer<B>(req: &Request<B>) -> Option<&str> {
+    req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+}
+
+fn json_answer((status, body): auth::Answer) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    r
 }
 
 impl HttpTestbed {
     /// Binds `addr` and starts serving plain HTTP on the current tokio runtime.
     pub async fn start(addr: SocketAddr) -> std::io::Result<HttpTestbed> {
-        Self::start_with(addr, None).await
+        Self::start_with(addr, None, AuthConfig::default()).await
+    }
+
+    /// Like [`HttpTestbed::start`] with the token endpoints' settings, over
+    /// TLS when `tls` is set.
+    pub async fn start_with_auth(addr: SocketAddr, tls: bool, auth: AuthConfig) -> std::io::Result<HttpTestbed> {
+        let acceptor = if tls { Some(tls::self_signed_acceptor()?) } else { None };
+        Self::start_with(addr, acceptor, auth).await
     }
 
     /// Like [`HttpTestbed::start`], over TLS with a fresh self-signed
     /// certificate for `localhost` and `127.0.0.1` (clients must skip
     /// verification, as k6's `insecureSkipTLSVerify`).
     pub async fn start_tls(addr: SocketAddr) -> std::io::Result<HttpTestbed> {
-        Self::start_with(addr, Some(tls::self_signed_acceptor()?)).await
+        Self::start_with(addr, Some(tls::self_signed_acceptor()?), AuthConfig::default()).await
     }
 
-    async fn start_with(addr: SocketAddr, tls: Option<tokio_rustls::TlsAcceptor>) -> std::io::Result<HttpTestbed> {
+    async fn start_with(
+        addr: SocketAddr,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        auth: AuthConfig,
+    ) -> std::io::Result<HttpTestbed> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let counters = Arc::new(Counters::default());
+        let shared = Arc::new(Shared { counters: Counters::default(), auth: auth::Auth::new(&auth) });
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
         let scheme = if tls.is_some() { "https" } else { "http" };
-        tasks.spawn(accept_loop(listener, tls, counters.clone(), stop.clone(), tasks.clone()));
-        Ok(HttpTestbed { addr, scheme, counters, stop, tasks })
+        tasks.spawn(accept_loop(listener, tls, shared.clone(), stop.clone(), tasks.clone()));
+        Ok(HttpTestbed { addr, scheme, shared, stop, tasks })
     }
 
     /// The bound address.
@@ -71,7 +107,7 @@ impl HttpTestbed {
 
     /// What has been served so far.
     pub fn stats(&self) -> HttpStats {
-        self.counters.snapshot()
+        self.shared.snapshot()
     }
 
     /// Stops accepting, closes connections and waits for their tasks.
@@ -85,7 +121,7 @@ impl HttpTestbed {
 async fn accept_loop(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    counters: Arc<Counters>,
+    shared: Arc<Shared>,
     stop: CancellationToken,
     tasks: TaskTracker,
 ) {
@@ -102,15 +138,15 @@ async fn accept_loop(
             _ = stop.cancelled() => return,
         };
         let _ = stream.set_nodelay(true);
-        let (counters, stop, tls) = (counters.clone(), stop.clone(), tls.clone());
+        let (shared, stop, tls) = (shared.clone(), stop.clone(), tls.clone());
         tasks.spawn(async move {
             match tls {
-                None => serve(stream, counters, stop).await,
+                None => serve(stream, shared, stop).await,
                 Some(acceptor) => {
                     // A failed handshake (a client that rejects the
                     // certificate) just closes this connection.
                     if let Ok(stream) = acceptor.accept(stream).await {
-                        serve(stream, counters, stop).await;
+                        serve(stream, shared, stop).await;
                     }
                 }
             }
@@ -119,11 +155,11 @@ async fn accept_loop(
 }
 
 /// Serves one connection until the client closes it or the server stops.
-async fn serve<S>(stream: S, counters: Arc<Counters>, stop: CancellationToken)
+async fn serve<S>(stream: S, shared: Arc<Shared>, stop: CancellationToken)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |req| handle(req, counters.clone()));
+    let service = service_fn(move |req| handle(req, shared.clone()));
     let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     tokio::select! {
@@ -135,7 +171,8 @@ where
     }
 }
 
-async fn handle(req: Request<Incoming>, counters: Arc<Counters>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let counters = &shared.counters;
     let resp = match route(req.method(), req.uri().path()) {
         Route::Root => routes::text(StatusCode::OK, "ok"),
         Route::Delay(d) => {
@@ -161,12 +198,18 @@ async fn handle(req: Request<Incoming>, counters: Arc<Counters>) -> Result<Respo
             r
         }
         Route::Stats => {
-            let body = serde_json::to_vec(&counters.snapshot()).unwrap_or_default();
+            let body = serde_json::to_vec(&shared.snapshot()).unwrap_or_default();
             let mut r = Response::new(Full::new(Bytes::from(body)));
             r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
             // Not counted: reading the stats must not change them.
             return Ok(r);
         }
+        Route::Login => {
+            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            json_answer(shared.auth.login(&body))
+        }
+        Route::Refresh => json_answer(shared.auth.refresh(bearer(&req))),
+        Route::Api => json_answer(shared.auth.api(bearer(&req))),
         Route::BadRequest(why) => routes::text(StatusCode::BAD_REQUEST, why),
         Route::NotFound => routes::text(StatusCode::NOT_FOUND, "not found"),
     };

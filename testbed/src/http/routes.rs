@@ -31,6 +31,12 @@ pub enum Route {
     Echo,
     /// `/stats`
     Stats,
+    /// `POST /auth/login`
+    Login,
+    /// `POST /auth/refresh`
+    Refresh,
+    /// `/api/…` (needs a valid bearer token)
+    Api,
     /// A malformed parameter, with the reason.
     BadRequest(&'static str),
     /// Anything else.
@@ -59,6 +65,9 @@ pub fn route(method: &Method, path: &str) -> Route {
         ("json", None) if method == Method::GET || method == Method::HEAD => Route::Json,
         ("echo", None) => Route::Echo,
         ("stats", None) => Route::Stats,
+        ("auth", Some("login")) if method == Method::POST => Route::Login,
+        ("auth", Some("refresh")) if method == Method::POST => Route::Refresh,
+        ("api", _) => Route::Api,
         _ => Route::NotFound,
     }
 }
@@ -105,6 +114,11 @@ mod tests {
         assert_eq!(route(&Method::POST, "/echo"), Route::Echo);
         assert_eq!(route(&get, "/stats"), Route::Stats);
         assert_eq!(route(&get, "/nope"), Route::NotFound);
+        assert_eq!(route(&Method::POST, "/auth/login"), Route::Login);
+        assert_eq!(route(&get, "/auth/login"), Route::NotFound);
+        assert_eq!(route(&Method::POST, "/auth/refresh"), Route::Refresh);
+        assert_eq!(route(&get, "/api/items/7"), Route::Api);
+        assert_eq!(route(&get, "/api"), Route::Api);
         assert_eq!(route(&get, "/delay"), Route::NotFound);
     }
 }

@@ -37,7 +37,7 @@ impl Counters {
                 (n > 0).then(|| (code.to_string(), n))
             })
             .collect();
-        HttpStats { requests: self.requests.load(Ordering::Relaxed), by_status }
+        HttpStats { requests: self.requests.load(Ordering::Relaxed), by_status, auth: Default::default() }
     }
 }
 
@@ -48,4 +48,6 @@ pub struct HttpStats {
     pub requests: u64,
     /// Requests per status code.
     pub by_status: BTreeMap<String, u64>,
+    /// Tokens issued and refused by the auth endpoints.
+    pub auth: super::auth::AuthStats,
 }
