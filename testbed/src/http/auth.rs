@@ -146,12 +146,11 @@ impl Auth {
     /// The user of a valid bearer token, or the 401 to answer (counted).
     fn check(&self, authorization: Option<&str>) -> Result<String, Answer> {
         let c = &self.counters;
-        let Some(token) = authorization.and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        else {
+        let Some(token) = authorization.and_then(volley_jwt::bearer) else {
             c.missing.fetch_add(1, Ordering::Relaxed);
             return Err((401, error("missing bearer token")));
         };
-        match self.key.verify(token.trim(), volley_jwt::unix_now()) {
+        match self.key.verify(token, volley_jwt::unix_now()) {
             Ok(claims) => Ok(claims.sub),
             Err(volley_jwt::JwtError::Expired(_)) => {
                 c.expired.fetch_add(1, Ordering::Relaxed);

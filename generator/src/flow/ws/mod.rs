@@ -281,18 +281,10 @@ impl WsFlow {
             f = conn.next() => f,
             _ = sleep_until(deadline) => return Ok(()),
         };
-        let data = match frame {
-            Some(Ok(Message::Text(t))) => t.as_bytes().to_vec(),
-            Some(Ok(Message::Binary(b))) => b.to_vec(),
-            Some(Ok(Message::Close(f))) => {
-                let why = f.map(|f| format!(" ({} {})", u16::from(f.code), f.reason)).unwrap_or_default();
-                return Err(FlowError::Step(format!("the server closed the connection{why}")));
-            }
-            Some(Ok(_)) => return Ok(()),
-            Some(Err(e)) => return Err(FlowError::Step(format!("connection lost: {e}"))),
-            None => return Err(FlowError::Step("connection lost".into())),
-        };
-        self.on_frame(vu, &data)
+        match payload(frame).map_err(FlowError::Step)? {
+            Some(data) => self.on_frame(vu, &data),
+            None => Ok(()),
+        }
     }
 
     fn on_frame(&self, vu: &mut WsVu, data: &[u8]) -> Result<(), FlowError> {
@@ -424,14 +416,8 @@ impl WsFlow {
                 vu.send(frame).await.map_err(|e| e.to_string())?;
                 loop {
                     let conn = vu.conn.as_mut().ok_or("not connected")?;
-                    let data = match conn.next().await {
-                        Some(Ok(Message::Text(t))) => t.as_bytes().to_vec(),
-                        Some(Ok(Message::Binary(b))) => b.to_vec(),
-                        Some(Ok(Message::Close(_))) | None => {
-                            return Err("the server closed the connection before AUTH_OK".to_string())
-                        }
-                        Some(Ok(_)) => continue,
-                        Some(Err(e)) => return Err(format!("connection lost before AUTH_OK: {e}")),
+                    let Some(data) = payload(conn.next().await).map_err(|e| format!("{e} before AUTH_OK"))? else {
+                        continue;
                     };
                     match c.protocol.classify(&data) {
                         Incoming::AuthOk => return Ok(()),
@@ -491,6 +477,24 @@ impl WsFlow {
             let _ = tokio::time::timeout(Duration::from_secs(1), conn.close(None)).await;
         }
         vu.disconnect();
+    }
+}
+
+/// The payload of a data frame read from a connection; `None` for a control
+/// frame; the reason when the connection is over.
+fn payload(
+    frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+) -> Result<Option<bytes::Bytes>, String> {
+    match frame {
+        Some(Ok(Message::Text(t))) => Ok(Some(t.into())),
+        Some(Ok(Message::Binary(b))) => Ok(Some(b)),
+        Some(Ok(Message::Close(f))) => {
+            let why = f.map(|f| format!(" ({} {})", u16::from(f.code), f.reason)).unwrap_or_default();
+            Err(format!("the server closed the connection{why}"))
+        }
+        Some(Ok(_)) => Ok(None),
+        Some(Err(e)) => Err(format!("connection lost: {e}")),
+        None => Err("connection lost".into()),
     }
 }
 
