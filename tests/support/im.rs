@@ -3,42 +3,82 @@
 //! free loopback port, stopped on drop.
 
 use super::{binary, closed_port, Scratch};
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A `redis-server` with persistence off.
 pub struct Redis {
     child: Child,
+    port: u16,
     /// `redis://127.0.0.1:PORT`
     pub url: String,
+    exe: &'static str,
     _dir: Scratch,
 }
 
 impl Redis {
-    /// Starts redis-server and waits until it accepts connections.
+    /// Starts redis-server and waits until it accepts connections; a port
+    /// lost to another test between choosing and binding is retried.
     pub fn start() -> Redis {
         let exe = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
             .expect("redis-server is not installed: apt-get install redis-server (tests/run.sh does)");
         let dir = Scratch::new("redis");
-        let port = closed_port();
-        let child = Command::new(exe)
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&dir.0)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(50));
+        for _ in 0..5 {
+            let port = closed_port();
+            let mut child = spawn_redis(exe, port, &dir);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Redis { child, port, url: format!("redis://127.0.0.1:{port}"), exe, _dir: dir };
+                }
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "redis-server did not listen on {port}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
-        Redis { child, url: format!("redis://127.0.0.1:{port}"), _dir: dir }
+        panic!("redis-server exited at start five times");
     }
+
+    /// Kills the server (SIGKILL: no goodbye to its clients), keeps it down
+    /// for `down`, then starts it again, empty, on the same port.
+    pub fn restart(&mut self, down: Duration) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(down);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            self.child = spawn_redis(self.exe, self.port, &self._dir);
+            let up = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < up {
+                if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                    return;
+                }
+                if self.child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            assert!(Instant::now() < deadline, "redis-server did not come back on {}", self.port);
+        }
+    }
+}
+
+fn spawn_redis(exe: &str, port: u16, dir: &Scratch) -> Child {
+    Command::new(exe)
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(&dir.0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start redis-server")
 }
 
 impl Drop for Redis {
@@ -58,27 +98,53 @@ pub struct Gateway {
 
 impl Gateway {
     /// Starts a gateway with secret `secret` and extra flags, on a free port.
+    ///
+    /// A port found free can be taken by another test's outgoing
+    /// connection before the gateway binds it (both come from the same
+    /// ephemeral range), so a failed start is retried on a new port.
     pub fn start(secret: &str, extra: &[&str]) -> Gateway {
-        let port = closed_port();
-        let mut args: Vec<String> =
-            vec!["im".into(), "--listen".into(), format!("127.0.0.1:{port}"), "--jwt-secret".into(), secret.into()];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let mut g = Gateway { child: None, args, addr: format!("127.0.0.1:{port}") };
-        g.spawn();
-        g
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = closed_port();
+            let mut args: Vec<String> =
+                vec!["im".into(), "--listen".into(), format!("127.0.0.1:{port}"), "--jwt-secret".into(), secret.into()];
+            args.extend(extra.iter().map(|s| s.to_string()));
+            let mut g = Gateway { child: None, args, addr: format!("127.0.0.1:{port}") };
+            match g.spawn() {
+                Ok(()) => return g,
+                Err(e) => last = e,
+            }
+        }
+        panic!("volley-testbed im did not start: {last}");
     }
 
-    fn spawn(&mut self) {
+    /// Starts the process and waits for its banner; on failure returns
+    /// what it printed on stderr.
+    fn spawn(&mut self) -> Result<(), String> {
         let mut child = Command::new(binary("volley-testbed"))
             .args(&self.args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start volley-testbed im");
         let mut line = String::new();
         std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("banner");
-        assert!(line.contains(&format!("ws://{}/ws", self.addr)), "unexpected gateway banner {line:?}");
+        if !line.contains(&format!("ws://{}/ws", self.addr)) {
+            let _ = child.kill();
+            let _ = child.wait();
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            return Err(format!("banner {line:?}, stderr {err:?}"));
+        }
+        // Nothing reads stderr from here on: a gateway that wrote enough
+        // to fill the pipe would block, so it goes to a thread that drops it.
+        if let Some(mut e) = child.stderr.take() {
+            std::thread::spawn(move || std::io::copy(&mut e, &mut std::io::sink()));
+        }
         self.child = Some(child);
+        Ok(())
     }
 
     /// `ws://ADDR/ws`.
@@ -106,10 +172,18 @@ impl Gateway {
         }
     }
 
-    /// Starts it again on the same port.
+    /// Starts it again on the same port, retrying while the port is
+    /// still held by the killed process's connections.
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.spawn() {
+                Ok(()) => return,
+                Err(e) if Instant::now() > deadline => panic!("volley-testbed im did not restart: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
     }
 }
 
