@@ -49,6 +49,10 @@ pub struct TestPlan {
     pub flows: Flows,
     /// Environment per scenario (process env, `-e`, scenario `env`).
     pub env: HashMap<String, HashMap<String, String>>,
+    /// Process environment and `-e` (what token managers' Redis settings read).
+    pub process_env: HashMap<String, String>,
+    /// Token-manager flows this run runs or reads, by name.
+    pub token_managers: Vec<String>,
 }
 
 /// Command-line settings that shape the plan.
@@ -116,7 +120,7 @@ fn read_plan(doc: &Value, overrides: &Overrides, report: &Report) -> Option<Test
     let mut invalid_flows: Vec<String> = Vec::new();
     if let Some(f) = &flows_obj {
         for (name, def) in f.entries() {
-            match Obj::new(def, f.path_of(name), report).and_then(FlowDef::parse) {
+            match Obj::new(def, f.path_of(name), report).and_then(|o| FlowDef::parse(o, name)) {
                 Some(flow) => {
                     flows.insert(name.clone(), Arc::new(flow));
                 }
@@ -153,16 +157,28 @@ fn read_plan(doc: &Value, overrides: &Overrides, report: &Report) -> Option<Test
         );
     }
 
+    let token_managers = link_tokens(&flows, report);
+
     // Cross-checks: every scenario's flow exists and its environment is set.
+    let mut process_env: HashMap<String, String> = HashMap::new();
+    if overrides.system_env {
+        process_env.extend(std::env::vars());
+    }
+    process_env.extend(overrides.env.iter().cloned());
     let mut env = HashMap::new();
+    let mut used_managers: Vec<String> = Vec::new();
     for s in &scenarios {
         let path = format!("options.scenarios.{}", s.name);
-        let mut scenario_env: HashMap<String, String> = HashMap::new();
-        if overrides.system_env {
-            scenario_env.extend(std::env::vars());
-        }
-        scenario_env.extend(overrides.env.iter().cloned());
+        let mut scenario_env = process_env.clone();
         scenario_env.extend(s.base.env.iter().cloned());
+        if let Some(flow) = flows.get(&s.base.exec) {
+            if token_managers.contains(&s.base.exec) {
+                used_managers.push(s.base.exec.clone());
+            }
+            if let Some(refs) = flow.token_refs() {
+                used_managers.extend(refs.flows().into_iter().map(str::to_string));
+            }
+        }
         match flows.get(&s.base.exec) {
             Some(flow) => {
                 for var in flow.env_refs() {
@@ -194,6 +210,23 @@ fn read_plan(doc: &Value, overrides: &Overrides, report: &Report) -> Option<Test
         }
         env.insert(s.name.clone(), scenario_env);
     }
+    used_managers.sort_unstable();
+    used_managers.dedup();
+    for name in &used_managers {
+        if let Some(FlowDef::Token(t)) = flows.get(name).map(|f| &**f) {
+            for var in t.config().shared_env_refs() {
+                if !process_env.contains_key(var) {
+                    report.error(
+                        format!("flows.{name}"),
+                        format!("uses {{{{env.{var}}}}}, which is not set (pass -e {var}=VALUE; the Redis settings are read once per process, not per scenario)"),
+                    );
+                }
+            }
+            if let Err(e) = t.check_redis(&process_env) {
+                report.error(format!("flows.{name}.redis"), e);
+            }
+        }
+    }
     let known_metrics: Vec<&str> = crate::metrics::builtin::ALL.iter().map(|d| d.name).collect();
     for set in &thresholds {
         if !known_metrics.contains(&set.metric.as_str()) {
@@ -206,7 +239,40 @@ fn read_plan(doc: &Value, overrides: &Overrides, report: &Report) -> Option<Test
             );
         }
     }
-    Some(TestPlan { scenarios, thresholds, summary_trend_stats: trend_stats, tags, flows, env })
+    Some(TestPlan {
+        scenarios,
+        thresholds,
+        summary_trend_stats: trend_stats,
+        tags,
+        flows,
+        env,
+        process_env,
+        token_managers: used_managers,
+    })
+}
+
+/// Resolves every flow's `{{token}}` references to the token-manager flows;
+/// returns the names of those.
+fn link_tokens(flows: &Flows, report: &Report) -> Vec<String> {
+    let managers: std::collections::BTreeMap<String, Arc<crate::flow::token::TokenStore>> = flows
+        .iter()
+        .filter_map(|(name, f)| match &**f {
+            FlowDef::Token(t) => Some((name.clone(), t.store().clone())),
+            _ => None,
+        })
+        .collect();
+    let mut names: Vec<&String> = flows.keys().collect();
+    names.sort_unstable();
+    for name in names {
+        let flow = &flows[name];
+        if let Some(refs) = flow.token_refs() {
+            let own = matches!(**flow, FlowDef::Token(_)).then_some(name.as_str());
+            for e in refs.link(&managers, own) {
+                report.error(format!("flows.{name}"), e);
+            }
+        }
+    }
+    managers.into_keys().collect()
 }
 
 fn read_scenarios(options: &Obj) -> Vec<ScenarioPlan> {

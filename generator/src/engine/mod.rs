@@ -258,6 +258,19 @@ pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: i
         scenarios.iter().map(|(_, s)| s.executor.executor().duration() + s.base.start_time).max().unwrap_or_default(),
     );
 
+    // Token managers connect to Redis (or share in process) before any VU
+    // needs a token.
+    let token_managers: Vec<Arc<crate::flow::FlowDef>> =
+        plan.token_managers.iter().filter_map(|name| plan.flows.get(name).cloned()).collect();
+    for flow in &token_managers {
+        if let crate::flow::FlowDef::Token(t) = &**flow {
+            match t.start(&plan.process_env, &console) {
+                Ok(note) => console.info(&note),
+                Err(e) => console.warn(&e),
+            }
+        }
+    }
+
     let mut tasks = tokio::task::JoinSet::new();
     for (run, plan) in &scenarios {
         let run = run.clone();
@@ -287,6 +300,11 @@ pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: i
     }
 
     progress.stop().await;
+    for flow in &token_managers {
+        if let crate::flow::FlowDef::Token(t) = &**flow {
+            t.shutdown().await;
+        }
+    }
     // Every VU has ended: flows record what only the end knows (im_lost_total),
     // into the last window.
     for run in &runs {

@@ -179,6 +179,7 @@ impl ScenarioRun {
             scenario: &self.name,
             env: &self.env,
             stopping: Some(&self.stop_new),
+            tokens: &[],
         };
         vu.iterations += 1;
         // The flow is polled first so an iteration that is ready at once

@@ -7,6 +7,12 @@ use serde_json::Value;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JsonPath(Vec<String>);
 
+impl std::fmt::Display for JsonPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join("."))
+    }
+}
+
 impl JsonPath {
     /// Parses `a.b.0` (a leading `$.` is allowed); `None` when empty.
     pub fn parse(path: &str) -> Option<JsonPath> {

@@ -9,6 +9,8 @@
 //! - [`noop`]: does nothing (optionally sleeps); measures executor overhead.
 //! - [`http`]: request steps with templating and checks.
 //! - [`ws`]: `ws-ping` and `im-e2e`, WebSocket IM scenarios.
+//! - [`token`]: `token-manager`, the shared auth token, and the `{{token}}`
+//!   every other flow can read.
 //! - [`template`]: `{{vu}}`-style placeholders, compiled once.
 //! - [`jsonpath`]: dotted JSON paths for checks and frame recognisers.
 
@@ -16,6 +18,7 @@ pub mod http;
 pub mod jsonpath;
 pub mod noop;
 pub mod template;
+pub mod token;
 pub mod ws;
 
 use crate::config::reader::Obj;
@@ -26,9 +29,10 @@ use std::time::Duration;
 use volley_window::Tags;
 
 /// The flow types this generator knows.
-pub const FLOW_TYPES: &[&str] = &["noop", "http", "ws-ping", "im-e2e"];
+pub const FLOW_TYPES: &[&str] = &["noop", "http", "ws-ping", "im-e2e", "token-manager"];
 
 /// Variables an iteration's templates can use.
+#[derive(Clone, Copy)]
 pub struct IterCtx<'a> {
     /// Global VU number, from 1 (k6's `__VU`).
     pub vu: u64,
@@ -41,6 +45,9 @@ pub struct IterCtx<'a> {
     /// Cancelled once the scenario starts nothing new (flows that hold
     /// connections wind down after their last iteration).
     pub stopping: Option<&'a tokio_util::sync::CancellationToken>,
+    /// The VU's copies of the shared tokens its templates read (filled by
+    /// the flow, made ready before anything is rendered).
+    pub tokens: &'a [token::TokenCache],
 }
 
 /// Why an iteration ended with an error (it still counts as an iteration).
@@ -49,6 +56,14 @@ pub enum FlowError {
     /// A step failed in a way that makes the rest of the iteration pointless.
     #[error("{0}")]
     Step(String),
+    /// No usable token from a token-manager flow within its `wait`.
+    #[error("no token from token-manager \"{flow}\" within {}", crate::config::duration::format_duration(*bound))]
+    TokenUnavailable {
+        /// The token-manager flow.
+        flow: String,
+        /// Its `wait`.
+        bound: Duration,
+    },
 }
 
 /// A compiled flow.
@@ -60,6 +75,8 @@ pub enum FlowDef {
     Http(http::HttpFlow),
     /// `type: ws-ping` / `type: im-e2e`
     Ws(Box<ws::WsFlow>),
+    /// `type: token-manager`
+    Token(Box<token::TokenManagerFlow>),
 }
 
 /// What the VUs of one scenario share for their flow.
@@ -78,27 +95,20 @@ pub enum FlowVu {
     Http(Box<http::HttpVu>),
     /// One WebSocket connection and the VU's IM state.
     Ws(Box<ws::WsVu>),
+    /// The token manager's requests and series.
+    Token(Box<token::ManagerVu>),
 }
 
 impl FlowDef {
-    /// Reads one entry of `flows`.
-    pub fn parse(obj: Obj) -> Option<FlowDef> {
+    /// Reads the entry `name` of `flows`.
+    pub fn parse(obj: Obj, name: &str) -> Option<FlowDef> {
         let kind = obj.string("type");
         let flow = match kind.as_deref() {
             Some("noop") => noop::NoopFlow::parse(&obj).map(FlowDef::Noop),
             Some("http") => http::HttpFlow::parse(&obj).map(FlowDef::Http),
             Some("ws-ping") => ws::WsFlow::parse(&obj, ws::config::Kind::Ping).map(|f| FlowDef::Ws(Box::new(f))),
             Some("im-e2e") => ws::WsFlow::parse(&obj, ws::config::Kind::ImE2e).map(|f| FlowDef::Ws(Box::new(f))),
-            Some(other @ "token-manager") => {
-                obj.error(
-                    "type",
-                    format!(
-                        "flow type \"{other}\" is not available in this version (available: {})",
-                        FLOW_TYPES.join(", ")
-                    ),
-                );
-                return None;
-            }
+            Some("token-manager") => token::TokenManagerFlow::parse(&obj, name).map(|f| FlowDef::Token(Box::new(f))),
             Some(other) => {
                 let hint = crate::config::reader::closest(other, FLOW_TYPES)
                     .map(|s| format!(" (did you mean \"{s}\"?)"))
@@ -116,6 +126,7 @@ impl FlowDef {
         let fields = match kind.as_deref() {
             Some("http") => http::FIELDS,
             Some("ws-ping" | "im-e2e") => ws::FIELDS,
+            Some("token-manager") => token::FIELDS,
             _ => noop::FIELDS,
         };
         obj.finish_with(fields);
@@ -128,6 +139,17 @@ impl FlowDef {
             FlowDef::Noop(_) => Vec::new(),
             FlowDef::Http(f) => f.env_refs(),
             FlowDef::Ws(f) => f.env_refs(),
+            FlowDef::Token(f) => f.env_refs(),
+        }
+    }
+
+    /// The flow's `{{token}}` references, to be linked to their managers.
+    pub fn token_refs(&self) -> Option<&token::TokenRefs> {
+        match self {
+            FlowDef::Noop(_) => None,
+            FlowDef::Http(f) => Some(f.token_refs()),
+            FlowDef::Ws(f) => Some(f.token_refs()),
+            FlowDef::Token(f) => f.token_refs(),
         }
     }
 
@@ -157,6 +179,7 @@ impl FlowDef {
                 let s = f.new_scenario(index + 1, tags, metrics);
                 FlowVu::Ws(Box::new(f.new_vu(&s, vu, index)))
             }
+            (FlowDef::Token(f), _) => FlowVu::Token(Box::new(f.new_vu(tags, metrics))),
         }
     }
 
@@ -172,6 +195,7 @@ impl FlowDef {
             // carry it.
             (FlowDef::Http(f), FlowVu::Http(state)) => Box::pin(f.iterate(state, ctx)).await,
             (FlowDef::Ws(f), FlowVu::Ws(state)) => Box::pin(f.iterate(state, ctx)).await,
+            (FlowDef::Token(f), FlowVu::Token(state)) => Box::pin(f.iterate(state, ctx)).await,
             _ => Err(FlowError::Step("VU state does not match its flow".into())),
         }
     }

@@ -1,9 +1,12 @@
 //! `{{...}}` placeholders in URLs, headers and bodies, compiled once.
 //!
 //! Known placeholders: `{{vu}}`, `{{iter}}`, `{{scenario}}`, `{{env.NAME}}`,
-//! plus the variables a flow declares for its own templates (the IM flows'
-//! `{{token}}`, `{{seq}}`, …, see [`Template::parse_with`]). An unknown one is a configuration error at load time, not an empty string
-//! at run time.
+//! the shared token of a token-manager flow (`{{token}}`, or
+//! `{{token.NAME}}` when there are several), plus the variables a flow
+//! declares for its own templates (the IM flows' `{{seq}}`, …, see
+//! [`Template::parse_with`]; a flow variable named `token` takes precedence).
+//! An unknown placeholder is a configuration error at load time, not an
+//! empty string at run time.
 
 use super::IterCtx;
 use std::fmt::Write;
@@ -18,6 +21,9 @@ enum Part {
     Env(String),
     /// The flow's own variable at this index of its declared names.
     Var(usize),
+    /// A token-manager's token: `""` for `{{token}}`, the flow name for
+    /// `{{token.NAME}}`.
+    Token(String),
 }
 
 /// A compiled template.
@@ -53,8 +59,10 @@ impl Template {
                 env if env.starts_with("env.") && env.len() > 4 => Part::Env(env[4..].to_string()),
                 other => match vars.iter().position(|v| *v == other) {
                     Some(i) => Part::Var(i),
+                    None if other == "token" => Part::Token(String::new()),
+                    None if other.starts_with("token.") && other.len() > 6 => Part::Token(other[6..].to_string()),
                     None => {
-                        let mut known = vec!["vu", "iter", "scenario", "env.NAME"];
+                        let mut known = vec!["vu", "iter", "scenario", "env.NAME", "token", "token.NAME"];
                         known.extend_from_slice(vars);
                         let known: Vec<String> = known.iter().map(|k| format!("{{{{{k}}}}}")).collect();
                         return Err(format!("unknown placeholder {{{{{other}}}}} (known: {})", known.join(", ")));
@@ -88,6 +96,14 @@ impl Template {
         })
     }
 
+    /// Token-manager flows the template reads (`""` for plain `{{token}}`).
+    pub fn token_refs(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Token(n) => Some(n.as_str()),
+            _ => None,
+        })
+    }
+
     /// True when the template uses flow variable `index`.
     pub fn uses_var(&self, index: usize) -> bool {
         self.parts.contains(&Part::Var(index))
@@ -112,6 +128,7 @@ impl Template {
                 Part::Scenario => out.push_str(ctx.scenario),
                 Part::Env(name) => out.push_str(ctx.env.get(name).map(String::as_str).unwrap_or("")),
                 Part::Var(i) => out.push_str(values.get(*i).copied().unwrap_or("")),
+                Part::Token(r) => out.push_str(ctx.tokens.iter().find(|c| c.reference == *r).map_or("", |c| c.value())),
             }
         }
     }
@@ -132,7 +149,7 @@ mod tests {
     #[test]
     fn renders_every_placeholder() {
         let env = HashMap::from([("BASE".to_string(), "http://h:1".to_string())]);
-        let ctx = IterCtx { vu: 3, iter: 41, scenario: "browse", env: &env, stopping: None };
+        let ctx = IterCtx { vu: 3, iter: 41, scenario: "browse", env: &env, stopping: None, tokens: &[] };
         let t = Template::parse("{{env.BASE}}/items?vu={{vu}}&i={{ iter }}&s={{scenario}}").unwrap();
         assert_eq!(t.render(&ctx), "http://h:1/items?vu=3&i=41&s=browse");
         assert!(!t.is_static());
@@ -143,18 +160,24 @@ mod tests {
     #[test]
     fn rejects_unknown_and_unclosed_placeholders() {
         assert!(Template::parse("/x/{{user}}").unwrap_err().contains("unknown placeholder {{user}}"));
+        assert!(Template::parse("/x/{{token.}}").unwrap_err().contains("{{token.NAME}}"));
         assert!(Template::parse("/x/{{vu").unwrap_err().contains("unclosed placeholder"));
     }
 
     #[test]
     fn flow_variables_render_from_values() {
         let env = HashMap::new();
-        let ctx = IterCtx { vu: 2, iter: 0, scenario: "s", env: &env, stopping: None };
+        let ctx = IterCtx { vu: 2, iter: 0, scenario: "s", env: &env, stopping: None, tokens: &[] };
         let t = Template::parse_with(r#"{"to":"{{to}}","seq":{{seq}},"vu":{{vu}}}"#, &["seq", "to"]).unwrap();
         let mut out = String::new();
         t.render_with(&ctx, &["7", "100003"], &mut out);
         assert_eq!(out, r#"{"to":"100003","seq":7,"vu":2}"#);
         assert!(t.uses_var(0) && t.uses_var(1));
+        let shared = Template::parse("Bearer {{token}} {{token.admin}}").unwrap();
+        assert_eq!(shared.token_refs().collect::<Vec<_>>(), vec!["", "admin"]);
+        assert!(!shared.is_static());
+        let own = Template::parse_with("{{token}}", &["token"]).unwrap();
+        assert_eq!(own.token_refs().count(), 0);
         let err = Template::parse_with("{{sq}}", &["seq"]).unwrap_err();
         assert!(err.contains("{{seq}}"), "{err}");
     }

@@ -72,6 +72,15 @@ pub const IM_REORDER_TOTAL: MetricDef = def("im_reorder_total", Counter, Unit::N
 pub const IM_E2E_LATENCY_MS: MetricDef = def("im_e2e_latency_ms", Trend, Unit::Time);
 /// Sent minus uniquely received at the end of the test, after the drain period.
 pub const IM_LOST_TOTAL: MetricDef = def("im_lost_total", Counter, Unit::None);
+/// Tokens a token manager obtained and shared.
+pub const TOKEN_REFRESH_OK: MetricDef = def("token_refresh_ok", Counter, Unit::None);
+/// Token-manager attempts that failed (no token from the endpoint, or not
+/// stored in Redis).
+pub const TOKEN_REFRESH_FAIL: MetricDef = def("token_refresh_fail", Counter, Unit::None);
+/// How long VUs waited for a usable shared token.
+pub const TOKEN_WAIT: MetricDef = def("token_wait", Trend, Unit::Time);
+/// Iterations that failed because no usable token came within `wait`.
+pub const TOKEN_UNAVAILABLE: MetricDef = def("token_unavailable", Counter, Unit::None);
 
 /// Every built-in metric, in the order the summary lists them when present.
 pub const ALL: &[MetricDef] = &[
@@ -94,6 +103,10 @@ pub const ALL: &[MetricDef] = &[
     ITERATION_DURATION,
     ITERATION_START_LAG,
     ITERATIONS,
+    TOKEN_REFRESH_FAIL,
+    TOKEN_REFRESH_OK,
+    TOKEN_UNAVAILABLE,
+    TOKEN_WAIT,
     VUS,
     VUS_MAX,
     WS_AUTH_FAIL,

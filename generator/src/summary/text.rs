@@ -168,7 +168,7 @@ fn totals(out: &mut String, outcome: &RunOutcome, stats: &[TrendStat]) {
         }
         let _ = writeln!(out);
     }
-    let groups: [(&str, &[&str]); 5] = [
+    let groups: [(&str, &[&str]); 6] = [
         (
             "HTTP",
             &[
@@ -196,6 +196,7 @@ fn totals(out: &mut String, outcome: &RunOutcome, stats: &[TrendStat]) {
                 "im_sent_total",
             ],
         ),
+        ("TOKEN", &["token_refresh_fail", "token_refresh_ok", "token_unavailable", "token_wait"]),
         ("NETWORK", &["data_received", "data_sent"]),
     ];
     for (title, metrics) in groups {

@@ -43,12 +43,15 @@ pub struct RequestStep {
     pub checks: Vec<Check>,
     /// Sleep after the request.
     pub sleep: Option<Duration>,
+    /// Keep the response body even without a check reading it (the token
+    /// manager reads the token from it).
+    pub keep_body: bool,
 }
 
 impl RequestStep {
     /// True when a check needs the response body kept.
     pub fn needs_body(&self) -> bool {
-        self.checks.iter().any(Check::needs_body)
+        self.keep_body || self.checks.iter().any(Check::needs_body)
     }
 }
 
@@ -96,7 +99,24 @@ fn parse_step(step: &Obj) -> Option<Step> {
             }
         };
     };
-    let report = step.report;
+    let checks = match step.object("checks") {
+        Some(c) => Check::parse_all(c),
+        None => Vec::new(),
+    };
+    let before = step.report.is_clean();
+    let mut r = parse_request(request)?;
+    if !before || !step.report.is_clean() {
+        return None;
+    }
+    r.checks = checks;
+    r.sleep = sleep;
+    Some(Step::Request(Box::new(r)))
+}
+
+/// Reads one `request` object (method, url, headers, body, timeout, name);
+/// the step's checks and sleep are added by the caller.
+pub fn parse_request(request: Obj) -> Option<RequestStep> {
+    let report = request.report;
     let before = report.is_clean();
     let method = request.string("method").unwrap_or_else(|| "GET".into());
     let method = match Method::from_bytes(method.to_ascii_uppercase().as_bytes()) {
@@ -145,15 +165,11 @@ fn parse_step(step: &Obj) -> Option<Step> {
     }
     let name = request.string("name");
     request.finish_with(REQUEST_FIELDS);
-    let checks = match step.object("checks") {
-        Some(c) => Check::parse_all(c),
-        None => Vec::new(),
-    };
     if !before || !report.is_clean() {
         return None;
     }
     let (method, url) = (method?, url?);
-    Some(Step::Request(Box::new(RequestStep { method, url, headers, body, timeout, name, checks, sleep })))
+    Some(RequestStep { method, url, headers, body, timeout, name, checks: Vec::new(), sleep: None, keep_body: false })
 }
 
 fn template(obj: &Obj, field: &str, text: &str) -> Option<Template> {

@@ -12,14 +12,16 @@ pub mod client;
 pub mod config;
 
 use crate::config::reader::Obj;
+use crate::flow::token::{TokenCache, TokenRefs};
 use crate::flow::{pause, FlowError, IterCtx};
 use crate::metrics::builtin::*;
 use crate::metrics::registry::SeriesId;
 use crate::metrics::Metrics;
 use bytes::Bytes;
 use client::{ConnectTimings, Connection, Origin};
+pub use config::RequestStep;
+use config::Step;
 pub use config::FIELDS;
-use config::{RequestStep, Step};
 use http::header::{HeaderValue, HOST};
 use http::Uri;
 use http_body_util::{BodyExt, Full};
@@ -32,6 +34,8 @@ pub struct HttpFlow {
     steps: Vec<Step>,
     sleep: Option<Duration>,
     tls: tokio_rustls::TlsConnector,
+    /// Shared tokens the templates read.
+    tokens: TokenRefs,
 }
 
 impl std::fmt::Debug for HttpFlow {
@@ -51,8 +55,14 @@ struct RequestSeries {
     failed: SeriesId,
 }
 
-/// A VU's connections and cached series.
+/// A VU's copies of the shared tokens, and its connections.
 pub struct HttpVu {
+    tokens: Vec<TokenCache>,
+    io: VuIo,
+}
+
+/// A VU's connections and cached series.
+struct VuIo {
     conns: Vec<Connection>,
     /// Per step: the parsed URL, when it is the same for every iteration.
     targets: Vec<Option<Arc<Target>>>,
@@ -114,7 +124,34 @@ impl HttpFlow {
         let sleep = obj.duration("sleep");
         let insecure = obj.boolean("insecureSkipTLSVerify").unwrap_or(false);
         let steps = config::parse_steps(obj)?;
-        Some(HttpFlow { steps, sleep, tls: client::tls_connector(insecure) })
+        Some(HttpFlow::new(steps, sleep, insecure))
+    }
+
+    /// A flow of one request (what the token manager sends).
+    pub fn single(request: RequestStep, insecure: bool) -> HttpFlow {
+        HttpFlow::new(vec![Step::Request(Box::new(request))], None, insecure)
+    }
+
+    fn new(steps: Vec<Step>, sleep: Option<Duration>, insecure: bool) -> HttpFlow {
+        let mut refs = Vec::new();
+        for step in &steps {
+            if let Step::Request(r) = step {
+                refs.extend(r.url.token_refs());
+                for (_, h) in &r.headers {
+                    refs.extend(h.token_refs());
+                }
+                if let Some(b) = &r.body {
+                    refs.extend(b.token_refs());
+                }
+            }
+        }
+        let tokens = TokenRefs::new(refs);
+        HttpFlow { steps, sleep, tls: client::tls_connector(insecure), tokens }
+    }
+
+    /// Shared tokens the templates read.
+    pub fn token_refs(&self) -> &TokenRefs {
+        &self.tokens
     }
 
     /// Environment variables the templates read.
@@ -155,7 +192,7 @@ impl HttpFlow {
                 Step::Sleep(_) => Vec::new(),
             })
             .collect();
-        HttpVu {
+        let io = VuIo {
             conns: Vec::new(),
             targets: vec![None; self.steps.len()],
             metrics: metrics.clone(),
@@ -164,16 +201,23 @@ impl HttpFlow {
             checks,
             data_sent: metrics.series(DATA_SENT, tags.clone()),
             data_received: metrics.series(DATA_RECEIVED, tags.clone()),
-        }
+        };
+        HttpVu { tokens: self.tokens.caches(tags, metrics), io }
     }
 
-    /// Runs every step once.
+    /// Runs every step once. Shared tokens are made ready first: a VU with
+    /// no usable token waits for one (bounded) instead of sending a request
+    /// that can only be refused.
     pub async fn iterate(&self, vu: &mut HttpVu, ctx: &IterCtx<'_>) -> Result<(), FlowError> {
+        for t in &mut vu.tokens {
+            t.ready().await?;
+        }
+        let ctx = IterCtx { tokens: &vu.tokens, ..*ctx };
         for (i, step) in self.steps.iter().enumerate() {
             match step {
                 Step::Sleep(d) => pause(Some(*d)).await,
                 Step::Request(r) => {
-                    self.request(vu, i, r, ctx).await?;
+                    self.request(&mut vu.io, i, r, &ctx).await?;
                     pause(r.sleep).await;
                 }
             }
@@ -182,7 +226,27 @@ impl HttpFlow {
         Ok(())
     }
 
-    async fn request(&self, vu: &mut HttpVu, step: usize, r: &RequestStep, ctx: &IterCtx<'_>) -> Result<(), FlowError> {
+    /// Sends the flow's first request with the caller's token copies and
+    /// returns the status (0 when no response came) and the body. Metrics
+    /// are recorded as for any request.
+    pub async fn fetch(&self, vu: &mut HttpVu, ctx: &IterCtx<'_>) -> Result<(u16, Vec<u8>), FlowError> {
+        let Some(Step::Request(r)) = self.steps.first() else {
+            return Err(FlowError::Step("no request to send".into()));
+        };
+        for t in &mut vu.tokens {
+            t.ready().await?;
+        }
+        let ctx = IterCtx { tokens: &vu.tokens, ..*ctx };
+        self.request(&mut vu.io, 0, r, &ctx).await
+    }
+
+    async fn request(
+        &self,
+        vu: &mut VuIo,
+        step: usize,
+        r: &RequestStep,
+        ctx: &IterCtx<'_>,
+    ) -> Result<(u16, Vec<u8>), FlowError> {
         // A URL without per-VU or per-iteration placeholders is parsed once per VU.
         let target = match &vu.targets[step] {
             Some(t) => t.clone(),
@@ -276,7 +340,7 @@ impl HttpFlow {
                 }
             });
         }
-        Ok(())
+        Ok((status, outcome.map(|o| o.body).unwrap_or_default()))
     }
 }
 
@@ -303,7 +367,7 @@ async fn send(
     Ok(Outcome { status, waiting, duration: start.elapsed(), body: kept })
 }
 
-impl HttpVu {
+impl VuIo {
     fn request_series(&mut self, step: usize, status: u16, r: &RequestStep, url: &str) -> RequestSeries {
         if let Some((_, s)) = self.series[step].iter().find(|(code, _)| *code == status) {
             return *s;
@@ -349,7 +413,7 @@ mod tests {
         let metrics = crate::metrics::Metrics::new(10, |_| {});
         let mut vu = flow.new_vu(&volley_window::Tags::new(), &metrics);
         let env = std::collections::HashMap::new();
-        let ctx = crate::flow::IterCtx { vu: 1, iter: 0, scenario: "s", env: &env, stopping: None };
+        let ctx = crate::flow::IterCtx { vu: 1, iter: 0, scenario: "s", env: &env, stopping: None, tokens: &[] };
         let fut = flow.iterate(&mut vu, &ctx);
         let size = std::mem::size_of_val(&fut);
         assert!(size < 2048, "http iteration future is {size} bytes");

@@ -19,6 +19,17 @@ pub enum AuthMode {
     Frame,
 }
 
+/// Where a VU's token comes from.
+#[derive(Clone, Debug)]
+pub enum TokenSource {
+    /// Each VU signs its own HS256 JWT (subject = its user id) with this
+    /// secret (a template, so it can come from `{{env.JWT_SECRET}}`).
+    Sign(Template),
+    /// A template, typically `{{token}}`: the token a token-manager flow
+    /// shares, read when the VU connects.
+    Template(Template),
+}
+
 /// Which IM flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -34,6 +45,7 @@ pub const FIELDS: &[&str] = &[
     "urls",
     "jwtSecret",
     "tokenTtl",
+    "token",
     "userBase",
     "auth",
     "queryParam",
@@ -57,8 +69,8 @@ pub struct WsConfig {
     pub kind: Kind,
     /// Gateway URLs (templates: `{{env.GATEWAY}}` works).
     pub urls: Vec<Template>,
-    /// HS256 secret (a template, so it can come from `{{env.JWT_SECRET}}`).
-    pub jwt_secret: Template,
+    /// Where each VU's token comes from.
+    pub token: TokenSource,
     /// Lifetime of the tokens VUs sign for themselves.
     pub token_ttl: Duration,
     /// User id of VU n is `userBase + n`.
@@ -128,14 +140,33 @@ impl WsConfig {
                 }
             }
         }
-        let jwt_secret =
-            obj.require("jwtSecret").and(obj.string("jwtSecret")).and_then(|s| match Template::parse(&s) {
+        let template = |field: &str| {
+            obj.string(field).and_then(|s| match Template::parse(&s) {
                 Ok(t) => Some(t),
                 Err(e) => {
-                    obj.error("jwtSecret", e);
+                    obj.error(field, e);
                     None
                 }
-            });
+            })
+        };
+        let token = match (obj.has("jwtSecret"), obj.has("token")) {
+            (true, true) => {
+                obj.error(
+                    "token",
+                    "give either jwtSecret (VUs sign their own tokens) or token (a shared one), not both",
+                );
+                None
+            }
+            (false, false) => {
+                obj.error(
+                    "jwtSecret",
+                    "is required: the secret VUs sign their tokens with (or set token: \"{{token}}\" to use a token-manager's token)",
+                );
+                None
+            }
+            (true, false) => template("jwtSecret").map(TokenSource::Sign),
+            (false, true) => template("token").map(TokenSource::Template),
+        };
         let auth = match obj.string("auth").as_deref() {
             None | Some("header") => AuthMode::Header,
             Some("query") => AuthMode::Query,
@@ -207,7 +238,7 @@ impl WsConfig {
         let config = WsConfig {
             kind,
             urls: templates,
-            jwt_secret: jwt_secret?,
+            token: token?,
             token_ttl: obj.duration("tokenTtl").unwrap_or(Duration::from_secs(3600)),
             user_base: obj.uint("userBase", 0).unwrap_or(0),
             auth,
@@ -230,10 +261,19 @@ impl WsConfig {
     /// Environment variables the templates read.
     pub fn env_refs(&self) -> Vec<&str> {
         let mut refs: Vec<&str> = self.urls.iter().flat_map(|u| u.env_refs()).collect();
-        refs.extend(self.jwt_secret.env_refs());
+        refs.extend(self.token.template().env_refs());
         refs.extend(self.body.env_refs());
         refs.extend(self.protocol.env_refs());
         refs
+    }
+}
+
+impl TokenSource {
+    /// The secret or token template.
+    pub fn template(&self) -> &Template {
+        match self {
+            TokenSource::Sign(t) | TokenSource::Template(t) => t,
+        }
     }
 }
 

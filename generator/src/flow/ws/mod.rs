@@ -30,11 +30,12 @@ pub mod pairs;
 pub mod protocol;
 
 use crate::config::reader::Obj;
+use crate::flow::token::{TokenCache, TokenRefs};
 use crate::flow::{FlowError, IterCtx};
 use crate::metrics::builtin::*;
 use crate::metrics::registry::SeriesId;
 use crate::metrics::Metrics;
-use config::{Kind, WsConfig};
+use config::{Kind, TokenSource, WsConfig};
 use connect::{ConnectError, Dial, WsStream};
 use dedup::{Dedup, Seen};
 use futures_util::{SinkExt, StreamExt};
@@ -59,6 +60,8 @@ pub struct WsFlow {
     /// would leave the allocator holding that peak for the whole test, and
     /// overflow the server's accept backlog.
     connecting: tokio::sync::Semaphore,
+    /// Shared tokens the templates read (`token: "{{token}}"`).
+    tokens: TokenRefs,
 }
 
 impl std::fmt::Debug for WsFlow {
@@ -87,6 +90,7 @@ struct Series {
 pub struct ScenarioState {
     series: Series,
     metrics: Metrics,
+    tags: Tags,
     /// im-e2e only.
     pairs: Option<Pairs>,
 }
@@ -117,6 +121,8 @@ pub struct WsVu {
     dedup: Option<Box<Dedup>>,
     retry_at: Option<Instant>,
     failures: u32,
+    /// Copies of the shared tokens (empty unless `token` reads one).
+    tokens: Vec<TokenCache>,
 }
 
 impl WsFlow {
@@ -125,7 +131,15 @@ impl WsFlow {
         let config = WsConfig::parse(obj, kind)?;
         let tls = crate::flow::http::client::tls_connector(config.insecure_tls);
         let connecting = tokio::sync::Semaphore::new(config.max_connecting);
-        Some(WsFlow { config, tls, connecting })
+        let mut refs: Vec<&str> = config.token.template().token_refs().collect();
+        refs.extend(config.urls.iter().flat_map(|u| u.token_refs()));
+        let tokens = TokenRefs::new(refs);
+        Some(WsFlow { config, tls, connecting, tokens })
+    }
+
+    /// Shared tokens the templates read.
+    pub fn token_refs(&self) -> &TokenRefs {
+        &self.tokens
     }
 
     /// Environment variables the templates read.
@@ -162,7 +176,7 @@ impl WsFlow {
         for id in zeros {
             metrics.add(id, 0.0);
         }
-        Arc::new(ScenarioState { series, metrics: metrics.clone(), pairs })
+        Arc::new(ScenarioState { series, metrics: metrics.clone(), tags: tags.clone(), pairs })
     }
 
     /// Records what is only known at the end: `im_lost_total`.
@@ -201,6 +215,7 @@ impl WsFlow {
             dedup: (role == Role::Receiver).then(|| Box::new(Dedup::new(c.dedup_window))),
             retry_at: None,
             failures: 0,
+            tokens: self.tokens.caches(&scenario.tags, &scenario.metrics),
         }
     }
 
@@ -378,15 +393,28 @@ impl WsFlow {
         let c = &self.config;
         let sc = vu.scenario.clone();
         let s = sc.series;
-        let secret = c.jwt_secret.render(ctx);
-        let now = volley_jwt::unix_now();
-        let token = volley_jwt::Key::new(secret.as_bytes()).sign(&volley_jwt::Claims {
-            sub: vu.user.clone(),
-            iat: Some(now),
-            exp: Some(now + c.token_ttl.as_secs().max(1)),
-            nbf: None,
-        });
-        let url = c.urls[vu.url].render(ctx);
+        for t in &mut vu.tokens {
+            t.ready().await.map_err(|e| e.to_string())?;
+        }
+        // The shared token (if any) is read here, at connect time: a
+        // connection stays authenticated as it was opened.
+        let (token, url) = {
+            let ctx = &IterCtx { tokens: &vu.tokens, ..*ctx };
+            let token = match &c.token {
+                TokenSource::Template(t) => t.render(ctx),
+                TokenSource::Sign(secret) => {
+                    let secret = secret.render(ctx);
+                    let now = volley_jwt::unix_now();
+                    volley_jwt::Key::new(secret.as_bytes()).sign(&volley_jwt::Claims {
+                        sub: vu.user.clone(),
+                        iat: Some(now),
+                        exp: Some(now + c.token_ttl.as_secs().max(1)),
+                        nbf: None,
+                    })
+                }
+            };
+            (token, c.urls[vu.url].render(ctx))
+        };
         let dial = Dial {
             url: &url,
             token: &token,

@@ -348,7 +348,7 @@ mod tests {
     fn default_protocol_builds_and_recognises_frames() {
         let p = Protocol::default();
         let env = HashMap::new();
-        let ctx = IterCtx { vu: 1, iter: 0, scenario: "s", env: &env, stopping: None };
+        let ctx = IterCtx { vu: 1, iter: 0, scenario: "s", env: &env, stopping: None, tokens: &[] };
         let vars = Vars { to: "100002", seq: "5", ts: "1700000000000000", body: "hi", ..Vars::default() };
         let mut out = String::new();
         p.msg.render_with(&ctx, &vars.values(), &mut out);
