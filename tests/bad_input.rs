@@ -198,3 +198,81 @@ fn an_im_preset_without_a_secret_says_how_to_give_one() {
     assert_eq!(out.status.code(), Some(104), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--jwt-secret: is required (or set VOLLEY_JWT_SECRET)"));
 }
+
+/// Runs `volley run` on `text` (YAML), expects exit 104 and every one of
+/// `expected` on stderr.
+fn rejects_all(text: &str, expected: &[&str]) -> String {
+    let dir = Scratch::new("bad-all");
+    let file = dir.write("s.yaml", text);
+    let out = volley(&["run", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(104), "{}", describe(&out));
+    for e in expected {
+        assert!(stderr.contains(e), "expected {e:?} in:\n{stderr}");
+    }
+    stderr
+}
+
+#[test]
+fn token_manager_problems_are_all_named_with_their_paths() {
+    let text = r#"
+options:
+  scenarios:
+    token: {executor: constant-vus, vus: 1, duration: 1s, exec: auth}
+flows:
+  auth:
+    type: token-manager
+    login: {method: POST, url: "http://127.0.0.1:1/login", headers: {Authorization: "Bearer {{token}}"}}
+    tokenPath: "a..b"
+    lifetime: 60s
+    lifetimePath: expires_in
+    refreshAt: 1.5
+    redis: "http://user:hunter2@127.0.0.1:6379"
+    lease: 10ms
+    retry: 2s
+    retryMax: 1s
+"#;
+    let stderr = rejects_all(
+        text,
+        &[
+            "flows.auth.login: cannot use {{token}}: login runs when there is no token",
+            "flows.auth.tokenPath: \"a..b\" is not a JSON path",
+            "flows.auth.lifetime: give either lifetime (fixed) or lifetimePath",
+            "flows.auth.refreshAt: must be between 0 and 1",
+            "flows.auth.redis:",
+            "must be a redis:// or rediss:// URL",
+            "flows.auth.lease: must be at least 300ms",
+            "flows.auth.retryMax: must not be shorter than retry",
+        ],
+    );
+    assert!(!stderr.contains("hunter2"), "a password reached the error output:\n{stderr}");
+    assert!(!stderr.contains("is not defined"), "an invalid flow is not a missing one:\n{stderr}");
+}
+
+#[test]
+fn a_token_reference_without_its_manager_is_named() {
+    let flows = |managers: &str| {
+        format!(
+            r#"
+options:
+  scenarios:
+    load: {{executor: constant-vus, vus: 1, duration: 1s, exec: api}}
+flows:
+  api:
+    type: http
+    steps:
+      - request: {{url: "http://127.0.0.1:1/", headers: {{Authorization: "Bearer {{{{token}}}}"}}}}
+      - request: {{url: "http://127.0.0.1:1/{{{{token.admn}}}}"}}
+{managers}"#
+        )
+    };
+    rejects_all(&flows(""), &["flows.api: uses {{token}}, but no flow has type token-manager"]);
+    let two = "  user: {type: token-manager, login: {url: \"http://127.0.0.1:1/a\"}}\n  admin: {type: token-manager, login: {url: \"http://127.0.0.1:1/b\"}}\n";
+    rejects_all(
+        &flows(two),
+        &[
+            "flows.api: uses {{token}}, but there are several token-manager flows (admin, user): name one, as {{token.NAME}}",
+            "flows.api: uses {{token.admn}}, but \"admn\" is not a token-manager flow (token managers: admin, user)",
+        ],
+    );
+}

@@ -18,6 +18,7 @@ fn demo_runs_a_real_test_and_passes_its_thresholds() {
         "█ SCENARIO: chat",
         "http_reqs",
         "im_e2e_latency_ms",
+        "token_refresh_ok",
     ] {
         assert!(stdout.contains(part), "missing {part:?} in:\n{stdout}");
     }
@@ -32,4 +33,11 @@ fn demo_runs_a_real_test_and_passes_its_thresholds() {
     assert_eq!(export_count(&s, "im_recv_unique_total"), sent);
     assert_eq!(export_count(&s, "im_lost_total"), 0);
     assert_eq!(export_count(&s, "ws_auth_ok"), 20);
+    // token: 2-second tokens refreshed every 1.6 s over 3 s of load, and
+    // every browsing VU's GET /api/profile carried a valid one (a 401 would
+    // have failed http_req_failed above and the check below).
+    assert!(export_count(&s, "token_refresh_ok") >= 2, "{}", s["metrics"]["token_refresh_ok"]);
+    assert_eq!(export_count(&s, "token_refresh_fail"), 0);
+    assert_eq!(s["metrics"]["checks"]["fails"], 0);
+    assert!(s["root_group"]["checks"].to_string().contains("json user"), "{}", s["root_group"]["checks"]);
 }

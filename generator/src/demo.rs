@@ -2,7 +2,9 @@
 //! target and two reference IM gateways (routing to each other in process)
 //! on free loopback ports, runs [`demo.yaml`](demo.yaml) (an arrival-rate
 //! and a ramping-vus HTTP scenario with checks and thresholds, and a
-//! role-pinned im-e2e chat across the gateways) against them, and prints
+//! role-pinned im-e2e chat across the gateways, with the browsing VUs
+//! sharing one auth token that a token manager refreshes every 1.6 s)
+//! against them, and prints
 //! the progress and the summary. Needs nothing else.
 
 use crate::cli::DemoArgs;
@@ -13,6 +15,9 @@ use std::time::Duration;
 
 /// The demo gateways' JWT secret (local, throwaway).
 const IM_SECRET: &str = "volley-demo-secret";
+
+/// The demo HTTP target's token secret (local, throwaway).
+const TOKEN_SECRET: &str = "volley-demo-token-secret";
 
 /// The demo's scenario file.
 pub const SCENARIO: &str = include_str!("demo.yaml");
@@ -29,7 +34,10 @@ pub fn run(args: DemoArgs) -> i32 {
         .spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
             rt.block_on(async move {
-                let testbed = volley_testbed::HttpTestbed::start(([127, 0, 0, 1], 0).into()).await?;
+                let auth =
+                    volley_testbed::AuthConfig { secret: TOKEN_SECRET.into(), token_ttl: Duration::from_secs(2) };
+                let testbed =
+                    volley_testbed::HttpTestbed::start_with_auth(([127, 0, 0, 1], 0).into(), false, auth).await?;
                 let im = |instance_id| volley_testbed::ImConfig {
                     listen: ([127, 0, 0, 1], 0).into(),
                     jwt_secret: IM_SECRET.into(),
@@ -57,7 +65,7 @@ pub fn run(args: DemoArgs) -> i32 {
         }
     };
     eprintln!(
-        "volley demo: HTTP target at {base_url}, IM gateways at {im_a} and {im_b}; running a {} test (arrival-rate + ramping VUs + im-e2e chat)",
+        "volley demo: HTTP target at {base_url}, IM gateways at {im_a} and {im_b}; running a {} test (arrival-rate + ramping VUs with a shared auth token + im-e2e chat)",
         crate::config::duration::format_duration(args.duration)
     );
 
@@ -99,6 +107,7 @@ pub fn scaled_scenario(total: Duration) -> Result<serde_json::Value, String> {
     let scenarios = &mut doc["options"]["scenarios"];
     scenarios["api"]["duration"] = ms(load).into();
     scenarios["chat"]["duration"] = ms(load).into();
+    scenarios["token"]["duration"] = ms(load).into();
     for stage in scenarios["browse"]["stages"].as_array_mut().into_iter().flatten() {
         stage["duration"] = ms(load / 3).into();
     }

@@ -44,6 +44,16 @@ impl Redis {
         panic!("redis-server exited at start five times");
     }
 
+    /// Runs `redis-cli` against the server; returns its output, trimmed.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("run redis-cli (Debian redis-tools, a dependency of redis-server)");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// Kills the server (SIGKILL: no goodbye to its clients), keeps it down
     /// for `down`, then starts it again, empty, on the same port.
     pub fn restart(&mut self, down: Duration) {

@@ -115,7 +115,8 @@ impl Testbed {
         Self::start(&["--tls"])
     }
 
-    fn start(extra: &[&str]) -> Testbed {
+    /// Starts the HTTP testbed with extra flags (`--token-ttl 3s`, …).
+    pub fn start(extra: &[&str]) -> Testbed {
         use std::io::BufRead;
         let mut child = Command::new(binary("volley-testbed"))
             .args(["http", "--listen", "127.0.0.1:0", "--threads", "1"])

@@ -132,7 +132,11 @@ impl TokenManagerFlow {
                         ));
                     }
                     if !w.holder {
-                        idle(ctx, now + cfg.retry.max(Duration::from_millis(200))).await;
+                        // A standby retries only once per lease period, so
+                        // when Redis is back the writer from before the
+                        // outage (retrying sooner, with the newest token)
+                        // gets the lease again.
+                        idle(ctx, now + cfg.lease).await;
                         return Ok(());
                     }
                     wake = now + cfg.retry.max(Duration::from_millis(200));
