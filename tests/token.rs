@@ -249,3 +249,37 @@ fn longest_token_run(text: &str) -> usize {
         .max()
         .unwrap_or(0)
 }
+
+#[test]
+fn im_vus_connect_with_the_shared_token_in_one_process() {
+    // The HTTP target and the gateway share the secret, as an auth service
+    // and a gateway would; no Redis: the token is shared in process. One
+    // VU: the gateway keeps one connection per user, and the token's user
+    // is the same for every VU.
+    let secret = "shared-secret-for-both";
+    let testbed = Testbed::start(&["--token-ttl", "3s", "--jwt-secret", secret]);
+    let gateway = volley_tests::im::Gateway::start(secret, &[]);
+    let doc = serde_json::json!({
+        "options": {"scenarios": {
+            "token": {"executor": "constant-vus", "vus": 1, "duration": "4s", "exec": "auth"},
+            "ping": {"executor": "constant-vus", "vus": 1, "duration": "4s", "exec": "ping"}
+        }},
+        "flows": {
+            "auth": {
+                "type": "token-manager",
+                "login": {"method": "POST", "url": format!("{}/auth/login", testbed.url), "body": {"username": "42"}}
+            },
+            "ping": {"type": "ws-ping", "urls": gateway.url(), "token": "{{token}}", "pingInterval": "200ms"}
+        }
+    });
+    let mut g = Generator::start(&doc);
+    let s = g.finish();
+    assert_eq!(export_count(&s, "ws_auth_ok"), 1, "{s}");
+    assert_eq!(gateway.stat("auth_ok"), 1);
+    assert_eq!(export_count(&s, "ws_auth_fail"), 0);
+    assert!(s["metrics"]["ws_pong_rtt_ms"]["max"].as_f64().unwrap() > 0.0, "{s}");
+    assert!(export_count(&s, "iterations{scenario:ping}") >= 15, "{s}");
+    // 4 s of 3-second tokens refreshed every 2.4 s: logged in twice.
+    assert_eq!(testbed.stats()["auth"]["logins"], 2);
+    assert_eq!(export_count(&s, "token_refresh_ok"), 2);
+}
