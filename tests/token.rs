@@ -283,3 +283,36 @@ fn im_vus_connect_with_the_shared_token_in_one_process() {
     assert_eq!(testbed.stats()["auth"]["logins"], 2);
     assert_eq!(export_count(&s, "token_refresh_ok"), 2);
 }
+
+#[test]
+fn without_a_token_vus_wait_up_to_the_bound_then_fail_the_iteration_with_a_counted_error() {
+    // A generator that only reads the token (its manager runs nowhere):
+    // every iteration waits `wait`, then fails with a clear message.
+    let redis = Redis::start();
+    let testbed = Testbed::http();
+    let doc = serde_json::json!({
+        "options": {"scenarios": {"load": {"executor": "constant-vus", "vus": 2, "duration": "2s", "exec": "api"}}},
+        "flows": {
+            "auth": {"type": "token-manager", "login": {"url": format!("{}/auth/login", testbed.url)},
+                     "redis": redis.url, "key": KEY, "wait": "400ms"},
+            "api": {"type": "http", "steps": [{"request": {
+                "url": format!("{}/api/x", testbed.url), "headers": {"Authorization": "Bearer {{token}}"}}}]}
+        }
+    });
+    let mut g = Generator::start(&doc);
+    let s = g.finish();
+    let failed = export_count(&s, "token_unavailable");
+    // 2 VUs × 2 s / 0.4 s, give or take the edges.
+    assert!((8..=12).contains(&failed), "{failed} iterations without a token: {s}");
+    assert_eq!(export_count(&s, "iterations"), failed);
+    assert!(s["metrics"]["token_wait"]["min"].as_f64().unwrap() >= 400.0, "{s}");
+    // Nothing was sent without a token.
+    assert_eq!(export_count(&s, "http_reqs"), 0);
+    assert_eq!(testbed.stats()["requests"], 0);
+    let log = g.log();
+    assert_eq!(
+        log.matches("an iteration failed: no token from token-manager \"auth\" within 400ms").count(),
+        1,
+        "the first failure is reported once:\n{log}"
+    );
+}

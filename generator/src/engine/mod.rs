@@ -178,7 +178,8 @@ pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: i
                 shards.clone(),
                 &stop_new,
                 &interrupt,
-            );
+            )
+            .with_console(console.clone());
             (Arc::new(run), s)
         })
         .collect();

@@ -66,6 +66,12 @@ pub struct ScenarioRun {
     pub stats: ScenarioStats,
     /// The VU threads.
     pub shards: Arc<Shards>,
+    /// Where the first failed iteration is reported.
+    console: Option<crate::console::Console>,
+    /// Set once a failed iteration was reported: later ones are counted by
+    /// their flow's metrics, not logged, so a failing target cannot flood
+    /// the terminal.
+    error_reported: AtomicBool,
     series: Series,
     vu_ids: Arc<AtomicU64>,
     started: OnceLock<Instant>,
@@ -128,10 +134,18 @@ impl ScenarioRun {
             interrupt: test_interrupt.child_token(),
             stats: ScenarioStats::default(),
             shards,
+            console: None,
+            error_reported: AtomicBool::new(false),
             series,
             vu_ids,
             started: OnceLock::new(),
         }
+    }
+
+    /// Reports the scenario's first failed iteration on `console`.
+    pub fn with_console(mut self, console: crate::console::Console) -> Self {
+        self.console = Some(console);
+        self
     }
 
     /// A new VU with a fresh global id and flow state.
@@ -186,7 +200,12 @@ impl ScenarioRun {
         // never registers with the stop signals.
         let completed = tokio::select! {
             biased;
-            _ = self.flow.iterate(&mut vu.state, &ctx) => true,
+            r = self.flow.iterate(&mut vu.state, &ctx) => {
+                if let Err(e) = r {
+                    self.report_error(&e);
+                }
+                true
+            }
             _ = self.interrupt.cancelled() => false,
             _ = cut => false,
         };
@@ -202,6 +221,17 @@ impl ScenarioRun {
             self.stats.interrupted.add(1);
         }
         completed
+    }
+
+    fn report_error(&self, e: &crate::flow::FlowError) {
+        if let Some(console) = &self.console {
+            if !self.error_reported.swap(true, Ordering::Relaxed) {
+                console.warn(&format!(
+                    "scenario {}: an iteration failed: {e} (further failures are counted in the metrics, not logged)",
+                    self.name
+                ));
+            }
+        }
     }
 
     /// Records the flow's end-of-scenario metrics; call once every VU ended.

@@ -241,7 +241,7 @@ impl TokenManagerFlow {
     /// Renews the lease, or tries to take it; a generator that just took
     /// it first reads the token Redis holds, so a takeover keeps the
     /// schedule instead of refreshing at once.
-    async fn lease(&self, w: &mut super::manager::Writer, redis: &RedisTarget) -> Lease {
+    async fn lease(&self, w: &mut Writer, redis: &RedisTarget) -> Lease {
         let (id, lease, was_holder) = (w.id.clone(), self.cfg.lease, w.holder);
         let result: Result<bool, String> = async {
             let conn = w.conn(redis).await?;
