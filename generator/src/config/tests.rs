@@ -89,3 +89,25 @@ fn cli_overrides_replace_scenarios() {
         matches!(&plan.scenarios[0].executor, ExecutorConfig::ConstantVus(c) if c.vus == 7 && c.duration == Duration::from_secs(3))
     );
 }
+
+/// The docker-compose stack's scenario loads with the environment the
+/// compose file gives its generator.
+#[test]
+fn the_stack_scenario_is_valid() {
+    let text = include_str!("../../../deploy/stack.yaml");
+    let doc = parse_document(text, Path::new("stack.yaml")).unwrap();
+    let env = [
+        ("BASE_URL", "http://testbed-http:8080"),
+        ("IM_URL_A", "ws://im-a:9001/ws"),
+        ("IM_URL_B", "ws://im-b:9001/ws"),
+        ("IM_SECRET", "s"),
+        ("REDIS_URL", "redis://redis:6379"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let o = Overrides { env, ..Overrides::default() };
+    let plan = load(&doc, &o).unwrap_or_else(|e| panic!("deploy/stack.yaml: {e}"));
+    assert_eq!(plan.scenarios.len(), 3);
+    assert_eq!(plan.token_managers, vec!["auth".to_string()]);
+}
