@@ -137,6 +137,16 @@ class Measured:
         return max((s[2] for s in self.samples), default=0) / 1e6
 
 
+def wait_listening(port, attempts=100):
+    """Waits (up to attempts x 0.1 s) until something accepts on 127.0.0.1:port."""
+    for _ in range(attempts):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+
+
 def nginx(port):
     """Starts nginx on 127.0.0.1:port answering `200 ok`; returns a stop function."""
     prefix = tempfile.mkdtemp(prefix="volley-bench-nginx-")
@@ -161,12 +171,7 @@ http {{
 """)
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     sh(f"{binary} -c {conf} -p {prefix}")
-    for _ in range(50):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
+    wait_listening(port)
 
     def stop():
         subprocess.run(f"{binary} -c {conf} -p {prefix} -s stop", shell=True)

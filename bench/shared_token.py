@@ -22,7 +22,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 import urllib.request
 
 from common import *
@@ -37,12 +36,7 @@ def redis_server(port):
         sh(f"{sudo}apt-get update -qq && {sudo}apt-get install -y -qq redis-server >/dev/null")
     proc = subprocess.Popen([exe, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
+    wait_listening(port)
     return proc
 
 

@@ -170,21 +170,17 @@ flows:
       msg: '{"to":"{{to}}"}'
       incoming: {match: {}, seq: "a..b"}
 "#;
-    let dir = Scratch::new("bad-im");
-    let file = dir.write("s.yaml", text);
-    let out = volley(&["run", file.to_str().unwrap()]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(104), "{}", describe(&out));
-    for expected in [
-        "flows.chat.urls: \"http://127.0.0.1:9001/ws\" must start with ws:// or wss://",
-        "flows.chat.auth: must be header, query or frame, got \"cookie\"",
-        "flows.chat.msgInterval: must be greater than 0",
-        "flows.chat.frames.msg: must contain {{seq}}",
-        "flows.chat.frames.incoming.match: needs at least one field to match",
-        "flows.chat.frames.incoming.seq: is not a JSON path",
-    ] {
-        assert!(stderr.contains(expected), "expected {expected:?} in:\n{stderr}");
-    }
+    let stderr = rejects_all(
+        text,
+        &[
+            "flows.chat.urls: \"http://127.0.0.1:9001/ws\" must start with ws:// or wss://",
+            "flows.chat.auth: must be header, query or frame, got \"cookie\"",
+            "flows.chat.msgInterval: must be greater than 0",
+            "flows.chat.frames.msg: must contain {{seq}}",
+            "flows.chat.frames.incoming.match: needs at least one field to match",
+            "flows.chat.frames.incoming.seq: is not a JSON path",
+        ],
+    );
     assert!(!stderr.contains("is not defined"), "an invalid flow is not a missing one:\n{stderr}");
 }
 

@@ -113,16 +113,17 @@ impl Drop for Generator {
     }
 }
 
-/// The pid in the lease value (`host-pid-random`), once someone holds it.
-fn lease_holder(redis: &Redis, within: Duration) -> u32 {
+/// The pid in the lease value (`host-pid-random`) once someone other than
+/// `not` holds it.
+fn lease_holder(redis: &Redis, not: Option<u32>, within: Duration) -> u32 {
     let deadline = Instant::now() + within;
     loop {
         let v = redis.cli(&["GET", &format!("{KEY}:lease")]);
-        if let Some(pid) = v.rsplit('-').nth(1).and_then(|p| p.parse().ok()) {
+        if let Some(pid) = v.rsplit('-').nth(1).and_then(|p| p.parse().ok()).filter(|p| Some(*p) != not) {
             return pid;
         }
-        assert!(Instant::now() < deadline, "nobody took the lease (GET returned {v:?})");
-        std::thread::sleep(Duration::from_millis(50));
+        assert!(Instant::now() < deadline, "no new lease holder within {within:?} (lease: {v:?})");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -179,13 +180,13 @@ fn a_standby_takes_over_when_the_writer_is_killed() {
     let mut a = Generator::start(&doc);
     let mut b = Generator::start(&doc);
     let started = Instant::now();
-    let holder = lease_holder(&redis, Duration::from_secs(10));
+    let holder = lease_holder(&redis, None, Duration::from_secs(10));
     std::thread::sleep(Duration::from_secs(8).saturating_sub(started.elapsed()));
     let (killed, survivor) = if holder == a.pid() { (&mut a, &mut b) } else { (&mut b, &mut a) };
     assert_eq!(holder, killed.pid(), "the lease names a process that is not one of ours");
     killed.kill();
     // The standby holds the lease within one lease period (plus its poll).
-    let new_holder = lease_holder_other_than(&redis, holder, Duration::from_millis(2500));
+    let new_holder = lease_holder(&redis, Some(holder), Duration::from_millis(2500));
     assert_eq!(new_holder, survivor.pid());
     let s = survivor.finish();
     assert_no_401(&testbed);
@@ -196,18 +197,6 @@ fn a_standby_takes_over_when_the_writer_is_killed() {
     assert_within_one(issued(&testbed), scheduled_refreshes(), "tokens issued");
 }
 
-fn lease_holder_other_than(redis: &Redis, old: u32, within: Duration) -> u32 {
-    let deadline = Instant::now() + within;
-    loop {
-        let v = redis.cli(&["GET", &format!("{KEY}:lease")]);
-        if let Some(pid) = v.rsplit('-').nth(1).and_then(|p| p.parse::<u32>().ok()).filter(|p| *p != old) {
-            return pid;
-        }
-        assert!(Instant::now() < deadline, "no takeover within {within:?} (lease: {v:?})");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn a_redis_restart_loses_no_request_and_the_manager_recovers() {
     let mut redis = Redis::start();
@@ -216,7 +205,7 @@ fn a_redis_restart_loses_no_request_and_the_manager_recovers() {
     let mut a = Generator::start(&doc);
     let mut b = Generator::start(&doc);
     let started = Instant::now();
-    lease_holder(&redis, Duration::from_secs(10));
+    lease_holder(&redis, None, Duration::from_secs(10));
     std::thread::sleep(Duration::from_secs(8).saturating_sub(started.elapsed()));
     // Down for longer than the refresh period, so a refresh falls in the outage.
     redis.restart(Duration::from_millis(2600));

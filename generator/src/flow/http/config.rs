@@ -53,6 +53,11 @@ impl RequestStep {
     pub fn needs_body(&self) -> bool {
         self.keep_body || self.checks.iter().any(Check::needs_body)
     }
+
+    /// Every template of the request: URL, header values, body.
+    pub fn templates(&self) -> impl Iterator<Item = &Template> {
+        std::iter::once(&self.url).chain(self.headers.iter().map(|(_, h)| h)).chain(&self.body)
+    }
 }
 
 /// Reads the `steps` list.
@@ -172,7 +177,8 @@ pub fn parse_request(request: Obj) -> Option<RequestStep> {
     Some(RequestStep { method, url, headers, body, timeout, name, checks: Vec::new(), sleep: None, keep_body: false })
 }
 
-fn template(obj: &Obj, field: &str, text: &str) -> Option<Template> {
+/// Compiles `text`, reporting a bad placeholder on `field`.
+pub fn template(obj: &Obj, field: &str, text: &str) -> Option<Template> {
     match Template::parse(text) {
         Ok(t) => Some(t),
         Err(e) => {

@@ -133,19 +133,7 @@ impl HttpFlow {
     }
 
     fn new(steps: Vec<Step>, sleep: Option<Duration>, insecure: bool) -> HttpFlow {
-        let mut refs = Vec::new();
-        for step in &steps {
-            if let Step::Request(r) = step {
-                refs.extend(r.url.token_refs());
-                for (_, h) in &r.headers {
-                    refs.extend(h.token_refs());
-                }
-                if let Some(b) = &r.body {
-                    refs.extend(b.token_refs());
-                }
-            }
-        }
-        let tokens = TokenRefs::new(refs);
+        let tokens = TokenRefs::new(requests(&steps).flat_map(RequestStep::templates).flat_map(|t| t.token_refs()));
         HttpFlow { steps, sleep, tls: client::tls_connector(insecure), tokens }
     }
 
@@ -156,18 +144,8 @@ impl HttpFlow {
 
     /// Environment variables the templates read.
     pub fn env_refs(&self) -> Vec<&str> {
-        let mut refs = Vec::new();
-        for step in &self.steps {
-            if let Step::Request(r) = step {
-                refs.extend(r.url.env_refs());
-                for (_, h) in &r.headers {
-                    refs.extend(h.env_refs());
-                }
-                if let Some(b) = &r.body {
-                    refs.extend(b.env_refs());
-                }
-            }
-        }
+        let mut refs: Vec<&str> =
+            requests(&self.steps).flat_map(RequestStep::templates).flat_map(|t| t.env_refs()).collect();
         refs.sort_unstable();
         refs.dedup();
         refs
@@ -342,6 +320,14 @@ impl HttpFlow {
         }
         Ok((status, outcome.map(|o| o.body).unwrap_or_default()))
     }
+}
+
+/// The request steps among `steps`.
+fn requests(steps: &[Step]) -> impl Iterator<Item = &RequestStep> {
+    steps.iter().filter_map(|s| match s {
+        Step::Request(r) => Some(&**r),
+        Step::Sleep(_) => None,
+    })
 }
 
 /// Sends one request and reads the whole response.

@@ -98,8 +98,7 @@ impl ManagerConfig {
             }
         };
         if let Some(l) = &login {
-            let mut refs = l.url.token_refs().chain(l.headers.iter().flat_map(|(_, h)| h.token_refs()));
-            if refs.next().is_some() || l.body.as_ref().is_some_and(|b| b.token_refs().next().is_some()) {
+            if l.templates().any(|t| t.token_refs().next().is_some()) {
                 obj.error("login", "cannot use {{token}}: login runs when there is no token (use refresh for that)");
             }
         }

@@ -123,11 +123,16 @@ impl TokenManagerFlow {
 
     /// Checks the Redis URL as rendered from `env` (nothing connects).
     pub fn check_redis(&self, env: &HashMap<String, String>) -> Result<(), String> {
-        let ctx = crate::flow::IterCtx { vu: 0, iter: 0, scenario: "", env, stopping: None, tokens: &[] };
-        match self.cfg.redis.as_ref().map(|t| t.render(&ctx)).filter(|u| !u.trim().is_empty()) {
-            Some(url) => fleet::RedisTarget::new(url.trim(), "k", None).map(|_| ()),
+        match self.redis_url(env) {
+            Some(url) => fleet::RedisTarget::new(&url, "k", None).map(|_| ()),
             None => Ok(()),
         }
+    }
+
+    /// The Redis URL rendered from `env`; `None` when absent or empty.
+    fn redis_url(&self, env: &HashMap<String, String>) -> Option<String> {
+        let ctx = crate::flow::IterCtx { vu: 0, iter: 0, scenario: "", env, stopping: None, tokens: &[] };
+        self.cfg.redis.as_ref().map(|t| t.render(&ctx).trim().to_string()).filter(|u| !u.is_empty())
     }
 
     /// Connects the flow to Redis for the run, when it has a Redis URL
@@ -136,13 +141,12 @@ impl TokenManagerFlow {
     /// the process only. Returns what to tell the user.
     pub fn start(&self, env: &HashMap<String, String>, console: &Console) -> Result<String, String> {
         let ctx = crate::flow::IterCtx { vu: 0, iter: 0, scenario: "", env, stopping: None, tokens: &[] };
-        let url = self.cfg.redis.as_ref().map(|t| t.render(&ctx)).filter(|u| !u.trim().is_empty());
         let stop = CancellationToken::new();
-        let (redis, note) = match url {
+        let (redis, note) = match self.redis_url(env) {
             Some(url) => {
                 let key = self.cfg.key.render(&ctx);
                 let channel = self.cfg.channel.as_ref().map(|c| c.render(&ctx));
-                let target = fleet::RedisTarget::new(url.trim(), &key, channel.as_deref())
+                let target = fleet::RedisTarget::new(&url, &key, channel.as_deref())
                     .map_err(|e| format!("flows.{}.redis: {e}", self.cfg.name))?;
                 let note = format!(
                     "token-manager {}: token shared through Redis at {} (key {}, channel {})",

@@ -3,6 +3,7 @@
 
 use super::protocol::Protocol;
 use crate::config::reader::Obj;
+use crate::flow::http::config::template;
 use crate::flow::template::Template;
 use serde_json::Value;
 use std::net::IpAddr;
@@ -140,15 +141,7 @@ impl WsConfig {
                 }
             }
         }
-        let template = |field: &str| {
-            obj.string(field).and_then(|s| match Template::parse(&s) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    obj.error(field, e);
-                    None
-                }
-            })
-        };
+        let template = |field: &str| obj.string(field).and_then(|s| template(obj, field, &s));
         let token = match (obj.has("jwtSecret"), obj.has("token")) {
             (true, true) => {
                 obj.error(
