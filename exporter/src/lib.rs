@@ -13,6 +13,7 @@
 //! - [`pipeline`]: reports in, merged windows out to every sink.
 //! - [`ingest`]: the WebSocket server generators stream to (token, TLS,
 //!   frame checks, acknowledgements).
+//! - [`observe`]: in-process consumers of merged windows (alerts, report).
 //! - [`health`]: `/ready` and `/stats` over HTTP.
 //! - [`selfmetrics`]: the exporter's own counters through the OpenTelemetry SDK.
 //! - [`daemon`]: the `volley-exporter` command.
@@ -22,6 +23,7 @@ pub mod daemon;
 pub mod health;
 pub mod ingest;
 pub mod merge;
+pub mod observe;
 pub mod out;
 pub mod pipeline;
 pub mod secret;

@@ -7,6 +7,7 @@
 //! others or the test.
 
 use crate::merge::{Event, MergeConfig, MergeStats, Merger};
+use crate::observe::Observer;
 use crate::out::OutSpec;
 use crate::sink::spool::Spool;
 use crate::sink::worker::{Worker, WorkerConfig, WorkerStats};
@@ -72,6 +73,8 @@ pub struct Pipeline {
     merger: Mutex<Merger>,
     workers: Vec<Worker>,
     on_stored: Option<OnStored>,
+    /// Added at start-up, read for every item: a read lock is uncontended.
+    observers: parking_lot::RwLock<Vec<Arc<dyn Observer>>>,
 }
 
 impl Pipeline {
@@ -118,7 +121,12 @@ impl Pipeline {
             };
             workers.push(Worker::start(sink, cfg.worker.clone(), log.clone(), spool));
         }
-        Ok(Arc::new(Self { merger: Mutex::new(Merger::new(cfg.merge)), workers, on_stored }))
+        Ok(Arc::new(Self {
+            merger: Mutex::new(Merger::new(cfg.merge)),
+            workers,
+            on_stored,
+            observers: parking_lot::RwLock::new(Vec::new()),
+        }))
     }
 
     /// When the merger next has a deadline (grace or horizon) to act on.
@@ -141,14 +149,22 @@ impl Pipeline {
         self.workers.iter().map(|w| w.name().to_string()).collect()
     }
 
+    /// Hands every merged window and health point from now on to `observer`
+    /// as well.
+    pub fn observe(&self, observer: Arc<dyn Observer>) {
+        self.observers.write().push(observer);
+    }
+
     /// Expects reports from `generator` in `test_id`.
     pub fn register(&self, test_id: &str, generator: &str) {
         self.merger.lock().register(test_id, generator, Instant::now());
+        self.observers.read().iter().for_each(|o| o.joined(test_id, generator));
     }
 
     /// `generator` sends nothing more for `test_id`.
     pub fn finish_generator(&self, test_id: &str, generator: &str) {
         self.merger.lock().finish(test_id, generator);
+        self.observers.read().iter().for_each(|o| o.finished(test_id, generator));
         self.poll();
     }
 
@@ -214,6 +230,13 @@ impl Pipeline {
     }
 
     fn dispatch(&self, item: Item) {
+        for o in self.observers.read().iter() {
+            match &item {
+                Item::Window(w) => o.window(w),
+                Item::Health(h) => o.health(h),
+                Item::Marker(_) => {}
+            }
+        }
         for w in &self.workers {
             w.push(item.clone());
         }
