@@ -31,8 +31,12 @@ fn influxdb_v1_holds_exactly_the_runs_totals() {
     let db = Influxd::start();
     let target = Testbed::http();
     let out = format!("influxdb={}/volley", db.url);
-    let (run, s) = run_scenario(&scenario(&target.url), &["--out", &out, "--test-id", "v1-totals"]);
-    assert_eq!(run.status.code(), Some(0), "{}", describe(&run));
+    let mut doc = scenario(&target.url);
+    // One threshold that holds throughout and one that fails from the first
+    // request on: both are written per window as `threshold` gauges.
+    doc["options"]["thresholds"] = json!({"iterations": ["count>=0"], "http_req_duration{scenario:browse}": ["max<0.001"]});
+    let (run, s) = run_scenario(&doc, &["--out", &out, "--test-id", "v1-totals"]);
+    assert_eq!(run.status.code(), Some(99), "{}", describe(&run));
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains(&format!("output influxdb v1 {}/ db=volley:", db.url)), "{stderr}");
 
@@ -71,6 +75,17 @@ fn influxdb_v1_holds_exactly_the_runs_totals() {
     let windows = health["results"][0]["series"][0]["values"][0][1].as_u64().unwrap();
     assert!((4..=6).contains(&windows), "{health}");
     assert!(health["results"][0]["series"][0]["tags"]["generator"].as_str().unwrap().contains('-'), "{health}");
+    // Thresholds, live: one point per window and threshold.
+    let verdicts = db.query(&format!(
+        "SELECT count(\"value\"), min(\"value\"), max(\"value\") FROM \"threshold\" WHERE {t} GROUP BY \"metric\", \"threshold\""
+    ));
+    let series = verdicts["results"][0]["series"].as_array().unwrap_or_else(|| panic!("{verdicts}"));
+    let row = |metric: &str| {
+        let s = series.iter().find(|s| s["tags"]["metric"] == metric).unwrap_or_else(|| panic!("{metric}: {verdicts}"));
+        (s["tags"]["threshold"].clone(), s["values"][0].clone())
+    };
+    assert_eq!(row("iterations"), (json!("count>=0"), json!(["1970-01-01T00:00:00Z", windows, 1, 1])), "{verdicts}");
+    assert_eq!(row("http_req_duration{scenario:browse}"), (json!("max<0.001"), json!(["1970-01-01T00:00:00Z", windows, 0, 0])), "{verdicts}");
 }
 
 #[test]

@@ -16,7 +16,7 @@ pub use scenario::{ScenarioRun, Vu};
 
 use crate::config::TestPlan;
 use crate::console::Console;
-use crate::metrics::builtin::{VUS, VUS_MAX};
+use crate::metrics::builtin::{THRESHOLD, VUS, VUS_MAX};
 use crate::metrics::Metrics;
 use crate::progress::Progress;
 use crate::summary::totals::RunTotals;
@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use volley_window::{Tags, WindowReport};
+use volley_window::{Aggregate, SeriesKey, SeriesWindow, Tags, WindowReport};
 use window::WindowClock;
 
 /// How a run is carried out (not what it runs).
@@ -69,6 +69,20 @@ impl Default for RunOptions {
             on_window: None,
         }
     }
+}
+
+/// Every threshold's verdict on the totals so far, as [`THRESHOLD`] gauges:
+/// outputs see thresholds live, and a merged window's `min` is 0 when any
+/// generator's view fails.
+fn threshold_series(sets: &[crate::threshold::ThresholdSet], totals: &RunTotals) -> Vec<SeriesWindow> {
+    sets.iter()
+        .flat_map(|set| set.evaluate(totals))
+        .map(|o| SeriesWindow {
+            key: SeriesKey::new(THRESHOLD.name, Tags::from_pairs([("metric", o.key), ("threshold", o.source)])),
+            unit: THRESHOLD.unit,
+            value: Aggregate::gauge(if o.ok { 1.0 } else { 0.0 }),
+        })
+        .collect()
 }
 
 /// A test id unique enough for one machine: start time in seconds.
@@ -211,10 +225,13 @@ pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: i
             console.clone(),
         );
         let tap = opts.on_window.clone();
-        move |report: WindowReport| {
+        move |mut report: WindowReport| {
             let mut totals = totals.lock();
             totals.add_window(&report.series);
             totals.elapsed = t0.elapsed();
+            if tap.is_some() {
+                report.series.extend(threshold_series(&thresholds, &totals));
+            }
             let failing: Vec<Outcome> = thresholds.iter().flat_map(|t| t.aborting(&totals, totals.elapsed)).collect();
             if let Some(first) = failing.first() {
                 let mut aborted = aborted.lock();

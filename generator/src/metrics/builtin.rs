@@ -81,6 +81,12 @@ pub const TOKEN_REFRESH_FAIL: MetricDef = def("token_refresh_fail", Counter, Uni
 pub const TOKEN_WAIT: MetricDef = def("token_wait", Trend, Unit::Time);
 /// Iterations that failed because no usable token came within `wait`.
 pub const TOKEN_UNAVAILABLE: MetricDef = def("token_unavailable", Counter, Unit::None);
+/// Whether a threshold holds so far (1) or fails (0), one series per
+/// threshold (tags `metric`: the key as written, `threshold`: the
+/// expression), evaluated on the run totals at every window close. Written to
+/// the outputs so dashboards show thresholds live; not in the summary, which
+/// lists thresholds itself.
+pub const THRESHOLD: MetricDef = def("threshold", Gauge, Unit::None);
 
 /// Every built-in metric, in the order the summary lists them when present.
 pub const ALL: &[MetricDef] = &[
