@@ -14,6 +14,7 @@
 //! - [`ingest`]: the WebSocket server generators stream to (token, TLS,
 //!   frame checks, acknowledgements).
 //! - [`observe`]: in-process consumers of merged windows (alerts, report).
+//! - [`report`]: the self-contained HTML report.
 //! - [`health`]: `/ready` and `/stats` over HTTP.
 //! - [`selfmetrics`]: the exporter's own counters through the OpenTelemetry SDK.
 //! - [`daemon`]: the `volley-exporter` command.
@@ -26,6 +27,7 @@ pub mod merge;
 pub mod observe;
 pub mod out;
 pub mod pipeline;
+pub mod report;
 pub mod secret;
 pub mod selfmetrics;
 pub mod sink;

@@ -1,0 +1,411 @@
+//! One test's history at report resolution: what the charts and the run
+//! summary are drawn from.
+//!
+//! Windows are folded per metric name (tags merged away, except the tags a
+//! report lists separately: `check` for checks, `metric`/`threshold` for
+//! threshold verdicts) into points. A point starts one window wide; whenever
+//! there are more than [`MAX_POINTS`], the width doubles and neighbouring
+//! points merge, so a 24-hour test at 1-second windows ends with points of
+//! 128 s and the same bounded number of them as a 10-minute one. Merging is
+//! exact (counters add, sketches merge), so run totals taken from the points
+//! equal those of the raw windows.
+//!
+//! The newest [`RECENT`] windows are kept apart and unfolded: a late report
+//! makes the exporter flush a window again, and the rewrite must replace the
+//! earlier version, not add to it. A rewrite of a window already folded (older
+//! than the exporter's late horizon allows) is counted and ignored.
+
+use std::collections::BTreeMap;
+use volley_window::{Aggregate, HealthRecord, SeriesKey, Tags, Unit};
+
+/// Most points kept per test.
+pub const MAX_POINTS: usize = 720;
+/// Windows kept raw so that rewrites replace them.
+pub const RECENT: usize = 32;
+/// Collapsed series per point beyond which further ones are not kept.
+pub const MAX_SERIES: usize = 256;
+
+/// One collapsed series: its unit and merged aggregate.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// What the values measure.
+    pub unit: Unit,
+    /// Merged over the span and over the tags folded away.
+    pub value: Aggregate,
+}
+
+/// The generators' health summed over one window, or its worst window in a
+/// point.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Load {
+    /// Generators that reported health.
+    pub generators: u64,
+    /// Sum of their resident set sizes (the largest such sum within a point).
+    pub rss_bytes: u64,
+    /// CPU seconds they used over the span.
+    pub cpu_seconds: f64,
+    /// Largest 99th percentile of start lag any generator reported.
+    pub start_lag_p99_ms: Option<f64>,
+    /// Windows buffered for the exporter (largest within the span).
+    pub windows_buffered: u64,
+    /// Windows dropped for want of buffer, summed over generators (largest
+    /// within the span; the figure is cumulative per generator).
+    pub windows_dropped: u64,
+}
+
+impl Load {
+    fn add_generator(&mut self, h: &HealthRecord) {
+        self.generators += 1;
+        self.rss_bytes += h.rss_bytes;
+        self.cpu_seconds += h.cpu_seconds;
+        self.start_lag_p99_ms = max_opt(self.start_lag_p99_ms, h.start_lag_p99_ms);
+        self.windows_buffered += h.windows_buffered;
+        self.windows_dropped += h.windows_dropped;
+    }
+
+    /// Folds a later span in: worst of the levels, sum of the CPU time.
+    fn merge(&mut self, later: &Load) {
+        self.generators = self.generators.max(later.generators);
+        self.rss_bytes = self.rss_bytes.max(later.rss_bytes);
+        self.cpu_seconds += later.cpu_seconds;
+        self.start_lag_p99_ms = max_opt(self.start_lag_p99_ms, later.start_lag_p99_ms);
+        self.windows_buffered = self.windows_buffered.max(later.windows_buffered);
+        self.windows_dropped = self.windows_dropped.max(later.windows_dropped);
+    }
+}
+
+fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// A span of the test: one window, or several merged.
+#[derive(Clone, Debug, Default)]
+pub struct Point {
+    /// Start, ms since the Unix epoch.
+    pub start_ms: u64,
+    /// Milliseconds of windows it holds (the charts divide counts by it).
+    pub covered_ms: u64,
+    /// Collapsed series.
+    pub series: BTreeMap<SeriesKey, Entry>,
+    /// Generator health, when any was reported.
+    pub load: Option<Load>,
+}
+
+impl Point {
+    /// Folds a later point in.
+    fn merge(&mut self, later: &Point) {
+        self.covered_ms += later.covered_ms;
+        for (key, e) in &later.series {
+            if let Some(mine) = self.series.get_mut(key) {
+                let _ = mine.value.merge(&e.value);
+            } else if self.series.len() < MAX_SERIES {
+                self.series.insert(key.clone(), e.clone());
+            }
+        }
+        match (&mut self.load, &later.load) {
+            (Some(a), Some(b)) => a.merge(b),
+            (None, Some(b)) => self.load = Some(b.clone()),
+            _ => {}
+        }
+    }
+
+    /// The series of `metric` (all kept tag sets merged), if any.
+    pub fn metric(&self, metric: &str) -> Option<Aggregate> {
+        let mut out: Option<Aggregate> = None;
+        for (key, e) in self.series.range(SeriesKey::new(metric, Tags::new())..) {
+            if key.metric != metric {
+                break;
+            }
+            match &mut out {
+                Some(a) => {
+                    let _ = a.merge(&e.value);
+                }
+                None => out = Some(e.value.clone()),
+            }
+        }
+        out
+    }
+}
+
+/// The tags a report keeps for a metric; the rest are merged away.
+fn kept_tags(metric: &str, tags: &Tags) -> Tags {
+    let keep: &[&str] = match metric {
+        "checks" => &["check"],
+        "threshold" => &["metric", "threshold"],
+        _ => &[],
+    };
+    Tags::from_pairs(keep.iter().filter_map(|k| tags.get(k).map(|v| (*k, v))))
+}
+
+/// A raw window not yet folded: its merged series and each generator's health.
+#[derive(Default)]
+struct Recent {
+    len_ms: u64,
+    series: Option<BTreeMap<SeriesKey, Entry>>,
+    health: BTreeMap<String, HealthRecord>,
+}
+
+impl Recent {
+    fn point(&self, start_ms: u64) -> Point {
+        let load = (!self.health.is_empty()).then(|| {
+            let mut l = Load::default();
+            self.health.values().for_each(|h| l.add_generator(h));
+            l
+        });
+        Point {
+            start_ms,
+            covered_ms: if self.series.is_some() { self.len_ms } else { 0 },
+            series: self.series.clone().unwrap_or_default(),
+            load,
+        }
+    }
+}
+
+/// One test's history.
+pub struct Timeline {
+    bucket_ms: u64,
+    points: BTreeMap<u64, Point>,
+    recent: BTreeMap<u64, Recent>,
+    generators: std::collections::BTreeSet<String>,
+    /// Rewrites and health that came after their window was folded.
+    pub too_late: u64,
+}
+
+/// Generators named per test at most (more are counted, not named).
+const MAX_GENERATORS: usize = 10_000;
+
+impl Default for Timeline {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Timeline {
+    /// An empty history.
+    pub fn new() -> Self {
+        Self {
+            bucket_ms: 0,
+            points: BTreeMap::new(),
+            recent: BTreeMap::new(),
+            generators: Default::default(),
+            too_late: 0,
+        }
+    }
+
+    /// A merged window (or its rewrite) of this test.
+    pub fn window<'a>(
+        &mut self,
+        start_ms: u64,
+        len_ms: u64,
+        series: impl IntoIterator<Item = (&'a SeriesKey, Unit, &'a Aggregate)>,
+    ) {
+        if self.is_folded(start_ms) {
+            self.too_late += 1;
+            return;
+        }
+        let mut collapsed: BTreeMap<SeriesKey, Entry> = BTreeMap::new();
+        for (key, unit, value) in series {
+            let key = SeriesKey::new(key.metric.clone(), kept_tags(&key.metric, &key.tags));
+            if let Some(e) = collapsed.get_mut(&key) {
+                let _ = e.value.merge(value);
+            } else if collapsed.len() < MAX_SERIES {
+                collapsed.insert(key, Entry { unit, value: value.clone() });
+            }
+        }
+        let r = self.recent.entry(start_ms).or_default();
+        r.len_ms = len_ms;
+        r.series = Some(collapsed);
+        if self.bucket_ms == 0 {
+            self.bucket_ms = len_ms.max(1);
+        }
+        self.fold_old();
+    }
+
+    /// One generator's health in one window.
+    pub fn health(&mut self, generator: &str, start_ms: u64, health: &HealthRecord) {
+        if self.is_folded(start_ms) {
+            self.too_late += 1;
+            return;
+        }
+        self.joined(generator);
+        self.recent.entry(start_ms).or_default().health.insert(generator.to_string(), health.clone());
+    }
+
+    /// Notes a generator of this test.
+    pub fn joined(&mut self, generator: &str) {
+        if self.generators.len() < MAX_GENERATORS {
+            self.generators.insert(generator.to_string());
+        }
+    }
+
+    /// Generators seen.
+    pub fn generators(&self) -> impl Iterator<Item = &str> {
+        self.generators.iter().map(String::as_str)
+    }
+
+    /// Older than every raw window once some were folded: a rewrite of it
+    /// could not replace what it rewrites.
+    fn is_folded(&self, start_ms: u64) -> bool {
+        !self.points.is_empty() && self.recent.first_key_value().is_some_and(|(k, _)| start_ms < *k)
+    }
+
+    /// Moves windows beyond the newest [`RECENT`] into points.
+    fn fold_old(&mut self) {
+        while self.recent.len() > RECENT {
+            let (start, r) = self.recent.pop_first().expect("more than RECENT entries");
+            let p = r.point(start);
+            Self::fold_into(&mut self.points, self.bucket_ms, p);
+            if self.points.len() > MAX_POINTS {
+                self.coarsen();
+            }
+        }
+    }
+
+    fn fold_into(points: &mut BTreeMap<u64, Point>, bucket_ms: u64, p: Point) {
+        let key = p.start_ms / bucket_ms * bucket_ms;
+        match points.get_mut(&key) {
+            Some(existing) => existing.merge(&p),
+            None => {
+                let mut p = p;
+                p.start_ms = key;
+                points.insert(key, p);
+            }
+        }
+    }
+
+    /// Doubles the point width and merges neighbours.
+    fn coarsen(&mut self) {
+        self.bucket_ms *= 2;
+        let old = std::mem::take(&mut self.points);
+        for (_, p) in old {
+            Self::fold_into(&mut self.points, self.bucket_ms, p);
+        }
+    }
+
+    /// Every point, recent windows folded in too, oldest first (a copy:
+    /// the timeline goes on unchanged).
+    pub fn points(&self) -> Vec<Point> {
+        let mut points = self.points.clone();
+        let bucket = self.bucket_ms.max(1);
+        for (start, r) in &self.recent {
+            Self::fold_into(&mut points, bucket, r.point(*start));
+        }
+        points.into_values().collect()
+    }
+
+    /// Current point width in milliseconds.
+    pub fn resolution_ms(&self) -> u64 {
+        self.bucket_ms
+    }
+}
+
+/// Everything of the run merged into one point.
+pub fn total(points: &[Point]) -> Point {
+    let mut all = Point::default();
+    if let Some(first) = points.first() {
+        all.start_ms = first.start_ms;
+    }
+    for p in points {
+        all.merge(p);
+    }
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counter(metric: &str, tags: &[(&str, &str)], v: f64) -> (SeriesKey, Unit, Aggregate) {
+        (SeriesKey::new(metric, Tags::from_pairs(tags.iter().copied())), Unit::None, Aggregate::Counter(v))
+    }
+
+    fn feed(t: &mut Timeline, start: u64, series: &[(SeriesKey, Unit, Aggregate)]) {
+        t.window(start, 1000, series.iter().map(|(k, u, a)| (k, *u, a)));
+    }
+
+    #[test]
+    fn a_day_of_windows_stays_within_the_point_bound_and_totals_stay_exact() {
+        let mut t = Timeline::new();
+        let day = 86_400u64;
+        for i in 0..day {
+            let mut s = Sketch::new();
+            s.add((i % 100) as f64 + 1.0);
+            let series = vec![
+                counter("http_reqs", &[("status", "200")], 3.0),
+                counter("http_reqs", &[("status", "500")], 1.0),
+                (SeriesKey::new("http_req_duration", Tags::new()), Unit::Time, Aggregate::Trend(s)),
+            ];
+            feed(&mut t, 1_700_000_000_000 + i * 1000, &series);
+        }
+        let points = t.points();
+        assert!(points.len() <= MAX_POINTS, "{} points", points.len());
+        assert!(points.len() > MAX_POINTS / 2, "{} points", points.len());
+        assert_eq!(t.resolution_ms(), 128_000);
+        let all = total(&points);
+        assert!(matches!(all.metric("http_reqs"), Some(Aggregate::Counter(v)) if v == 4.0 * day as f64));
+        assert_eq!(all.covered_ms, day * 1000);
+        match all.metric("http_req_duration") {
+            Some(Aggregate::Trend(s)) => {
+                assert_eq!(s.count(), day);
+                assert_eq!(s.max(), Some(100.0));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_rewrite_replaces_the_window_and_a_folded_one_is_ignored() {
+        let mut t = Timeline::new();
+        let base = 1_000_000u64;
+        feed(&mut t, base, &[counter("iterations", &[], 5.0)]);
+        feed(&mut t, base + 1000, &[counter("iterations", &[], 5.0)]);
+        // A late generator's report made the exporter flush the first window again.
+        feed(&mut t, base, &[counter("iterations", &[], 8.0)]);
+        assert!(matches!(total(&t.points()).metric("iterations"), Some(Aggregate::Counter(v)) if v == 13.0));
+        for i in 2..(RECENT as u64 + 10) {
+            feed(&mut t, base + i * 1000, &[counter("iterations", &[], 1.0)]);
+        }
+        feed(&mut t, base, &[counter("iterations", &[], 100.0)]);
+        assert_eq!(t.too_late, 1);
+        let expected = 13.0 + (RECENT as f64 + 8.0);
+        assert!(matches!(total(&t.points()).metric("iterations"), Some(Aggregate::Counter(v)) if v == expected));
+    }
+
+    #[test]
+    fn checks_keep_their_names_and_other_tags_merge_away() {
+        let mut t = Timeline::new();
+        let rate = |p, f| Aggregate::Rate { passes: p, fails: f };
+        let key = |check: &str, scenario: &str| {
+            SeriesKey::new("checks", Tags::from_pairs([("check", check), ("scenario", scenario)]))
+        };
+        let (a, b, c) = (key("status 200", "x"), key("status 200", "y"), key("body", "x"));
+        let series = [(&a, Unit::None, &rate(3, 1)), (&b, Unit::None, &rate(2, 0)), (&c, Unit::None, &rate(0, 4))];
+        t.window(0, 1000, series.iter().map(|(k, u, v)| (*k, *u, *v)));
+        let p = &t.points()[0];
+        assert_eq!(p.series.len(), 2);
+        let status = SeriesKey::new("checks", Tags::from_pairs([("check", "status 200")]));
+        assert!(matches!(p.series[&status].value, Aggregate::Rate { passes: 5, fails: 1 }));
+        assert!(matches!(p.metric("checks"), Some(Aggregate::Rate { passes: 5, fails: 5 })));
+    }
+
+    #[test]
+    fn health_sums_generators_per_window_and_keeps_the_worst_window() {
+        let mut t = Timeline::new();
+        let h = |rss, cpu| HealthRecord { rss_bytes: rss, cpu_seconds: cpu, ..HealthRecord::default() };
+        t.health("a", 0, &h(10, 0.5));
+        t.health("b", 0, &h(20, 0.25));
+        t.health("a", 1000, &h(12, 0.5));
+        t.window(0, 1000, std::iter::empty());
+        t.window(1000, 1000, std::iter::empty());
+        let all = total(&t.points());
+        let load = all.load.unwrap();
+        assert_eq!((load.generators, load.rss_bytes), (2, 30));
+        assert!((load.cpu_seconds - 1.25).abs() < 1e-9);
+        assert_eq!(t.generators().collect::<Vec<_>>(), ["a", "b"]);
+    }
+
+    use volley_window::Sketch;
+}
