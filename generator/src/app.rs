@@ -10,6 +10,7 @@ use clap::Parser;
 use std::ffi::OsString;
 use std::future::Future;
 use std::sync::Arc;
+use volley_exporter::report::{html::Verdict, Reports};
 use volley_exporter::{OutSpec, Pipeline, PipelineConfig, PipelineReport};
 use volley_window::wire::Hello;
 
@@ -96,15 +97,22 @@ where
         ..RunOptions::default()
     };
     let trend_stats = plan.summary_trend_stats.clone();
+    let report = output.report.as_ref().map(|_| Arc::new(Reports::new(1)));
+    let opts_test_id = opts.test_id.clone();
     report_connection_capacity(&plan, &console);
     let outcome = runtime.block_on(async {
         let log_console = console.clone();
         let log: Arc<dyn Fn(String) + Send + Sync> = Arc::new(move |m: String| log_console.warn(&m));
-        let pipeline = if outs.is_empty() {
+        // The report observes the same merged windows as the outputs, so a
+        // pipeline runs for it even without any --out.
+        let pipeline = if outs.is_empty() && report.is_none() {
             None
         } else {
             match Pipeline::start(&outs, PipelineConfig::default(), log.clone()) {
                 Ok(p) => {
+                    if let Some(r) = &report {
+                        p.observe(r.clone());
+                    }
                     p.register(&opts.test_id, &opts.generator_id);
                     Some(p)
                 }
@@ -168,9 +176,45 @@ where
         Some(outcome)
     });
     match outcome {
-        Some(outcome) => finish(&outcome, output, &trend_stats),
+        Some(outcome) => {
+            let code = finish(&outcome, output, &trend_stats);
+            match (&report, &output.report) {
+                (Some(r), Some(path)) => match write_report(r, path, &opts_test_id, &outcome) {
+                    Ok(()) => {
+                        console.info(&format!("report written to {}", path.display()));
+                        code
+                    }
+                    Err(e) => {
+                        eprintln!("ERROR cannot write the report {}: {e}", path.display());
+                        if code == exit::OK { exit::INTERNAL } else { code }
+                    }
+                },
+                _ => code,
+            }
+        }
         None => exit::INVALID_CONFIG,
     }
+}
+
+/// Renders this generator's report: the charts from its merged windows, the
+/// thresholds as the summary judged them.
+fn write_report(reports: &Reports, path: &std::path::Path, test_id: &str, outcome: &RunOutcome) -> std::io::Result<()> {
+    let verdicts = outcome
+        .thresholds
+        .iter()
+        .map(|o| Verdict { metric: o.key.clone(), expression: o.source.clone(), ok: o.ok, observed: o.observed })
+        .collect();
+    let mut notes = Vec::new();
+    match &outcome.aborted {
+        Some(Abort::Threshold(why)) => notes.push(format!("aborted: {why}")),
+        Some(Abort::Signal) => notes.push("interrupted before the end of its schedule".to_string()),
+        None => {}
+    }
+    let source = format!("volley run, {}", crate::config::duration::format_duration(outcome.elapsed));
+    let html = reports
+        .render(test_id, source, Some(verdicts), notes)
+        .ok_or_else(|| std::io::Error::other("the test produced no window"))?;
+    std::fs::write(path, html)
 }
 
 /// For plans that hold WebSocket connections: raises the open-files limit

@@ -111,6 +111,11 @@ pub struct OutputArgs {
     /// Write k6's summary-export JSON to this path.
     #[arg(long, value_name = "PATH")]
     pub summary_export: Option<PathBuf>,
+    /// Write the HTML report (summary, thresholds, charts over time) to this
+    /// path when the test ends (`volley demo` writes `volley-demo-report.html`
+    /// unless told otherwise).
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
     /// Hide the live progress.
     #[arg(long, short = 'q')]
     pub quiet: bool,

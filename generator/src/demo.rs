@@ -92,11 +92,18 @@ pub fn run(args: DemoArgs) -> i32 {
             return exit::INVALID_CONFIG;
         }
     };
-    let code = crate::app::execute(plan, &args.output, |_| async {});
+    // The demo always ends with a report: the summary on the terminal, the
+    // charts in a file next to where it ran.
+    let mut output = args.output.clone();
+    output.report.get_or_insert_with(|| std::path::PathBuf::from(DEFAULT_REPORT));
+    let code = crate::app::execute(plan, &output, |_| async {});
     let _ = stop_tx.send(());
     let _ = target.join();
     code
 }
+
+/// Where `volley demo` writes its HTML report unless `--report` says otherwise.
+pub const DEFAULT_REPORT: &str = "volley-demo-report.html";
 
 /// The demo scenario with its schedule stretched or shrunk to `total`
 /// (the file is written for 18 s of load in a 20 s demo).
