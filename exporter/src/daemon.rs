@@ -5,6 +5,7 @@ use crate::ingest::Ingest;
 use crate::merge::MergeConfig;
 use crate::out::{redact, OutSpec};
 use crate::pipeline::{OnStored, Pipeline, PipelineConfig, PipelineReport, SpoolConfig};
+use crate::report::Reports;
 use crate::secret::Secret;
 use crate::selfmetrics::SelfMetrics;
 use clap::Parser;
@@ -62,9 +63,13 @@ pub struct Args {
     /// How long to keep writing after a stop signal.
     #[arg(long, default_value = "30s", value_parser = duration_arg)]
     pub out_timeout: Duration,
-    /// Serve `/ready` and `/stats` over HTTP on this address.
+    /// Serve `/ready`, `/stats` and `/report?testid=…` over HTTP on this address.
     #[arg(long)]
     pub health_listen: Option<String>,
+    /// Tests whose report timelines are kept for `/report` (the least
+    /// recently updated is forgotten first; each holds at most 720 points).
+    #[arg(long, default_value_t = crate::report::DEFAULT_TESTS)]
+    pub report_tests: usize,
     /// Export the exporter's own counters with the OpenTelemetry SDK to this
     /// OTLP/gRPC receiver (`otlp=grpc://HOST:4317`).
     #[arg(long, value_name = "otlp=grpc://HOST:PORT")]
@@ -172,12 +177,19 @@ async fn serve(args: Args, outs: Vec<OutSpec>, tls: Option<tokio_rustls::TlsAcce
     }
 
     let shutdown = CancellationToken::new();
-    let health = Arc::new(Health { ingest: ingest.clone(), pipeline: pipeline.clone(), ready: AtomicBool::new(true) });
+    let reports = Arc::new(Reports::new(args.report_tests));
+    pipeline.observe(reports.clone());
+    let health = Arc::new(Health {
+        ingest: ingest.clone(),
+        pipeline: pipeline.clone(),
+        ready: AtomicBool::new(true),
+        reports,
+    });
     if let Some(addr) = &args.health_listen {
         match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => {
                 let bound = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
-                log(&format!("health on http://{bound}/ready and /stats"));
+                log(&format!("health on http://{bound}/ready and /stats, reports on http://{bound}/report"));
                 // Stopped only when the process ends: it reports the drain.
                 tokio::spawn(crate::health::serve(l, health.clone(), CancellationToken::new()));
             }

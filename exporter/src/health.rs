@@ -4,9 +4,12 @@
 //! - `GET /ready`: 200 while the exporter accepts generators, 503 once it is
 //!   stopping (a load balancer stops sending new connections).
 //! - `GET /stats`: the ingest, merge and per-output counters as JSON.
+//! - `GET /report?testid=ID`: the HTML report of a test merged so far (during
+//!   or after it); without `testid`, the tests held, newest first.
 
 use crate::ingest::Ingest;
 use crate::pipeline::Pipeline;
+use crate::report::Reports;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
@@ -26,6 +29,8 @@ pub struct Health {
     pub pipeline: Arc<Pipeline>,
     /// Cleared when the exporter starts stopping.
     pub ready: AtomicBool,
+    /// Timelines of the most recent tests, for `/report`.
+    pub reports: Arc<Reports>,
 }
 
 impl Health {
@@ -83,6 +88,43 @@ fn json_string(s: &str) -> String {
     out
 }
 
+/// `/report?testid=…`: the page, or the list of tests held.
+fn report(health: &Health, query: &str) -> (StatusCode, String, &'static str) {
+    let test = url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "testid").map(|(_, v)| v.into_owned());
+    let held = health.reports.tests();
+    match test {
+        Some(id) => {
+            let source = "volley-exporter, merged across generators".to_string();
+            match health.reports.render(&id, source, None, Vec::new()) {
+                Some(page) => (StatusCode::OK, page, "text/html; charset=utf-8"),
+                None => (
+                    StatusCode::NOT_FOUND,
+                    format!("no test {id:?} here; held: {}\n", if held.is_empty() { "none".to_string() } else { held.join(", ") }),
+                    "text/plain",
+                ),
+            }
+        }
+        None => {
+            let items: String = held
+                .iter()
+                .map(|id| {
+                    let q: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
+                    format!("<li><a href=\"/report?testid={q}\">{}</a></li>", html_text(id))
+                })
+                .collect();
+            (
+                StatusCode::OK,
+                format!("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Volley reports</title></head><body><h1>Tests</h1><ul>{items}</ul></body></html>\n"),
+                "text/html; charset=utf-8",
+            )
+        }
+    }
+}
+
+fn html_text(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
 /// Serves the endpoints until `stop`.
 pub async fn serve(listener: TcpListener, health: Arc<Health>, stop: CancellationToken) {
     loop {
@@ -96,12 +138,17 @@ pub async fn serve(listener: TcpListener, health: Arc<Health>, stop: Cancellatio
                 let health = health.clone();
                 async move {
                     let (status, body, kind) = match req.uri().path() {
+                        "/report" => report(&health, req.uri().query().unwrap_or_default()),
                         "/ready" if health.ready.load(Ordering::Relaxed) => {
                             (StatusCode::OK, "ready\n".to_string(), "text/plain")
                         }
                         "/ready" => (StatusCode::SERVICE_UNAVAILABLE, "stopping\n".to_string(), "text/plain"),
                         "/stats" => (StatusCode::OK, health.stats_json(), "application/json"),
-                        _ => (StatusCode::NOT_FOUND, "not found: try /ready or /stats\n".to_string(), "text/plain"),
+                        _ => (
+                            StatusCode::NOT_FOUND,
+                            "not found: try /ready, /stats or /report\n".to_string(),
+                            "text/plain",
+                        ),
                     };
                     let mut resp = Response::new(Full::new(Bytes::from(body)));
                     *resp.status_mut() = status;

@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end tests: locating the built binaries,
 //! scratch directories, and running `volley` and `k6` as a user would.
 
+pub mod browser;
 pub mod exporter;
 pub mod im;
 pub mod servers;

@@ -6,7 +6,10 @@
   var colors = ["#2f6fdf", "#e0892f", "#d23c3c", "#3a9d5d", "#8a5cc7", "#6b6b6b"];
   var t0 = data.t.length ? data.t[0] : 0;
 
+  var span = data.t.length ? data.t[data.t.length - 1] - t0 : 0;
+
   function clock(ms) {
+    if (span < 20000) return ((ms - t0) / 1000).toFixed(1) + "s";
     var s = Math.round((ms - t0) / 1000), h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
     var ss = s % 60, pad = function (n) { return (n < 10 ? "0" : "") + n; };
     return h > 0 ? h + ":" + pad(m) + ":" + pad(ss) : m + ":" + pad(ss);

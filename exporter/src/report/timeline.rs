@@ -166,7 +166,9 @@ impl Recent {
 
 /// One test's history.
 pub struct Timeline {
+    /// Point width, fixed when the first window is folded (0 before).
     bucket_ms: u64,
+    window_ms: u64,
     points: BTreeMap<u64, Point>,
     recent: BTreeMap<u64, Recent>,
     generators: std::collections::BTreeSet<String>,
@@ -188,6 +190,7 @@ impl Timeline {
     pub fn new() -> Self {
         Self {
             bucket_ms: 0,
+            window_ms: 0,
             points: BTreeMap::new(),
             recent: BTreeMap::new(),
             generators: Default::default(),
@@ -218,9 +221,9 @@ impl Timeline {
         let r = self.recent.entry(start_ms).or_default();
         r.len_ms = len_ms;
         r.series = Some(collapsed);
-        if self.bucket_ms == 0 {
-            self.bucket_ms = len_ms.max(1);
-        }
+        // The first and last windows of a run are cut short; the longest
+        // seen is the window length.
+        self.window_ms = self.window_ms.max(len_ms);
         self.fold_old();
     }
 
@@ -255,6 +258,9 @@ impl Timeline {
     /// Moves windows beyond the newest [`RECENT`] into points.
     fn fold_old(&mut self) {
         while self.recent.len() > RECENT {
+            if self.bucket_ms == 0 {
+                self.bucket_ms = self.window_ms.max(1);
+            }
             let (start, r) = self.recent.pop_first().expect("more than RECENT entries");
             let p = r.point(start);
             Self::fold_into(&mut self.points, self.bucket_ms, p);
@@ -289,7 +295,7 @@ impl Timeline {
     /// the timeline goes on unchanged).
     pub fn points(&self) -> Vec<Point> {
         let mut points = self.points.clone();
-        let bucket = self.bucket_ms.max(1);
+        let bucket = self.resolution_ms();
         for (start, r) in &self.recent {
             Self::fold_into(&mut points, bucket, r.point(*start));
         }
@@ -298,7 +304,11 @@ impl Timeline {
 
     /// Current point width in milliseconds.
     pub fn resolution_ms(&self) -> u64 {
-        self.bucket_ms
+        if self.bucket_ms > 0 {
+            self.bucket_ms
+        } else {
+            self.window_ms.max(1)
+        }
     }
 }
 
