@@ -80,6 +80,10 @@ pub struct Args {
     /// Print ingest and sink counters this often (0 = never).
     #[arg(long, default_value = "10s", value_parser = duration_arg)]
     pub stats_interval: Duration,
+    /// Alert rules (YAML) evaluated on the merged windows and posted to a
+    /// webhook (see the README's "Alert rules").
+    #[arg(long, value_name = "FILE")]
+    pub alert_rules: Option<PathBuf>,
 }
 
 fn duration_arg(s: &str) -> Result<Duration, String> {
@@ -123,6 +127,13 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
         },
         _ => None,
     };
+    let rules = match args.alert_rules.as_deref().map(crate::alert::Rules::load).transpose() {
+        Ok(r) => r,
+        Err(e) => {
+            e.0.iter().for_each(|m| log(&format!("invalid configuration: --alert-rules {m}")));
+            return EXIT_INVALID;
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
     let runtime = match runtime {
         Ok(r) => r,
@@ -131,10 +142,15 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
             return 1;
         }
     };
-    runtime.block_on(serve(args, outs, tls))
+    runtime.block_on(serve(args, outs, tls, rules))
 }
 
-async fn serve(args: Args, outs: Vec<OutSpec>, tls: Option<tokio_rustls::TlsAcceptor>) -> i32 {
+async fn serve(
+    args: Args,
+    outs: Vec<OutSpec>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    rules: Option<crate::alert::Rules>,
+) -> i32 {
     let listener = match tokio::net::TcpListener::bind(&args.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -177,6 +193,10 @@ async fn serve(args: Args, outs: Vec<OutSpec>, tls: Option<tokio_rustls::TlsAcce
     }
 
     let shutdown = CancellationToken::new();
+    let alerts = rules.map(|r| {
+        let cfg = crate::alert::EngineConfig::for_grace(args.grace);
+        crate::alert::Alerts::start(r, cfg, Default::default(), &pipeline, Arc::new(|m: String| log(&m)))
+    });
     let reports = Arc::new(Reports::new(args.report_tests));
     pipeline.observe(reports.clone());
     let health = Arc::new(Health {
@@ -234,15 +254,18 @@ async fn serve(args: Args, outs: Vec<OutSpec>, tls: Option<tokio_rustls::TlsAcce
         })
     };
     let stats = {
-        let (pipeline, ingest, shutdown, every) =
-            (pipeline.clone(), ingest.clone(), shutdown.clone(), args.stats_interval);
+        let (pipeline, ingest, shutdown, every, alerts) =
+            (pipeline.clone(), ingest.clone(), shutdown.clone(), args.stats_interval, alerts.clone());
         tokio::spawn(async move {
             if every.is_zero() {
                 return;
             }
             loop {
                 tokio::select! {
-                    _ = tokio::time::sleep(every) => log(&status_line(&ingest, &pipeline)),
+                    _ = tokio::time::sleep(every) => {
+                        log(&status_line(&ingest, &pipeline));
+                        alerts.iter().for_each(|a| log(&a.stats().line()));
+                    }
                     _ = shutdown.cancelled() => return,
                 }
             }
@@ -259,6 +282,9 @@ async fn serve(args: Args, outs: Vec<OutSpec>, tls: Option<tokio_rustls::TlsAcce
     let report = pipeline.finish_with(args.out_timeout, false).await;
     log(&status_line(&ingest, &pipeline));
     log_report(&report);
+    if let Some(a) = &alerts {
+        log(&a.stop(args.out_timeout.min(Duration::from_secs(10))).await.line());
+    }
     if let Some(m) = self_metrics {
         // The SDK's shutdown blocks on its last export.
         let _ = tokio::task::spawn_blocking(move || m.shutdown()).await;

@@ -14,12 +14,15 @@
 //! - [`ingest`]: the WebSocket server generators stream to (token, TLS,
 //!   frame checks, acknowledgements).
 //! - [`observe`]: in-process consumers of merged windows (alerts, report).
+//! - [`alert`]: alert rules on the merged data, posted to a webhook
+//!   (`--alert-rules`).
 //! - [`report`]: the self-contained HTML report.
 //! - [`health`]: `/ready` and `/stats` over HTTP.
 //! - [`selfmetrics`]: the exporter's own counters through the OpenTelemetry SDK.
 //! - [`daemon`]: the `volley-exporter` command.
 //! - [`secret`]: tokens and passwords that never show in logs.
 
+pub mod alert;
 pub mod daemon;
 pub mod health;
 pub mod ingest;
