@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod exporter;
+pub mod grafana;
 pub mod im;
 pub mod servers;
 
