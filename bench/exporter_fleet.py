@@ -17,49 +17,8 @@ that InfluxDB holds exactly what was sent.
 import argparse
 import json
 import signal
-import urllib.parse
-import urllib.request
 
 from common import *
-
-
-def influxd(port, rpc_port, workdir):
-    if not shutil.which("influxd") and not os.path.exists("/usr/bin/influxd"):
-        sudo = "" if os.geteuid() == 0 else "sudo "
-        sh(f"{sudo}apt-get update -qq && {sudo}env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq influxdb >/dev/null")
-    conf = write(os.path.join(workdir, "influxdb.conf"), f"""
-reporting-disabled = true
-bind-address = "127.0.0.1:{rpc_port}"
-[meta]
-  dir = "{workdir}/meta"
-[data]
-  dir = "{workdir}/data"
-  wal-dir = "{workdir}/wal"
-  query-log-enabled = false
-[http]
-  bind-address = "127.0.0.1:{port}"
-  log-enabled = false
-[monitor]
-  store-enabled = false
-""")
-    proc = subprocess.Popen(["influxd", "-config", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(300):
-        try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1).status == 204:
-                break
-        except OSError:
-            time.sleep(0.1)
-    query(port, "CREATE DATABASE volley", post=True)
-    return proc
-
-
-def query(port, q, post=False):
-    data = urllib.parse.urlencode({"q": q, "db": "volley"}).encode()
-    if post:
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/query", data=data)
-    else:
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/query?{data.decode()}")
-    return json.load(urllib.request.urlopen(req, timeout=30))
 
 
 def main():
