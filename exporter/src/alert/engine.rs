@@ -14,13 +14,14 @@
 use super::range::{select, Mismatch, Range, RssRange};
 use super::rule::{Condition, Rule, Rules};
 use super::state::{Instance, Transition};
+use super::stats::{AlertStats, Counters};
 use super::webhook::{Notification, Outbox};
 use super::Log;
 use crate::merge::{HealthPoint, MergedWindow};
 use crate::observe::Observer;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -48,84 +49,6 @@ impl EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         Self::for_grace(Duration::from_secs(5))
-    }
-}
-
-/// What the engine did, as counters.
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Alerts that fired.
-    pub fired: AtomicU64,
-    /// Alerts that resolved.
-    pub resolved: AtomicU64,
-    /// Notifications the receiver accepted.
-    pub delivered: AtomicU64,
-    /// Notifications given up (refused, or still failing after the retries).
-    pub failed: AtomicU64,
-    /// Attempts that failed and were retried.
-    pub retries: AtomicU64,
-    /// Notifications dropped because the outbox was full.
-    pub dropped: AtomicU64,
-    /// Test ids whose state was evicted by the bound.
-    pub tests_evicted: AtomicU64,
-    /// Generators whose state was evicted by the bound.
-    pub generators_evicted: AtomicU64,
-}
-
-/// A snapshot of the counters and the state's size.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AlertStats {
-    /// Rules loaded.
-    pub rules: usize,
-    /// Test ids tracked now.
-    pub tests: usize,
-    /// Alert instances firing now.
-    pub firing: usize,
-    /// See [`Counters`].
-    pub fired: u64,
-    /// See [`Counters`].
-    pub resolved: u64,
-    /// See [`Counters`].
-    pub delivered: u64,
-    /// See [`Counters`].
-    pub webhook_failures: u64,
-    /// See [`Counters`].
-    pub retries: u64,
-    /// See [`Counters`].
-    pub dropped: u64,
-    /// See [`Counters`].
-    pub tests_evicted: u64,
-    /// Notifications waiting for delivery.
-    pub queued: usize,
-}
-
-impl AlertStats {
-    fn pairs(&self) -> [(&'static str, u64); 11] {
-        [
-            ("rules", self.rules as u64),
-            ("tests", self.tests as u64),
-            ("firing", self.firing as u64),
-            ("fired", self.fired),
-            ("resolved", self.resolved),
-            ("delivered", self.delivered),
-            ("webhook_failures", self.webhook_failures),
-            ("retries", self.retries),
-            ("dropped", self.dropped),
-            ("tests_evicted", self.tests_evicted),
-            ("queued", self.queued as u64),
-        ]
-    }
-
-    /// `{"rules":…,"fired":…,…}`, for `/stats`.
-    pub fn json(&self) -> String {
-        let fields: Vec<String> = self.pairs().iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
-        format!("{{{}}}", fields.join(","))
-    }
-
-    /// `alerts: rules=… fired=… …`, for the stats line.
-    pub fn line(&self) -> String {
-        let fields: Vec<String> = self.pairs().iter().map(|(k, v)| format!("{k}={v}")).collect();
-        format!("alerts: {}", fields.join(" "))
     }
 }
 
@@ -192,7 +115,8 @@ struct Event {
     detail: String,
 }
 
-fn wall_ms() -> u64 {
+/// The exporter's clock, ms since the Unix epoch.
+pub fn wall_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
@@ -256,6 +180,7 @@ impl Engine {
             retries: c.retries.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
             tests_evicted: c.tests_evicted.load(Ordering::Relaxed),
+            generators_evicted: c.generators_evicted.load(Ordering::Relaxed),
             queued: self.outbox.len(),
         }
     }

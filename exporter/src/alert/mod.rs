@@ -47,6 +47,7 @@
 //! - [`state`]: one alert instance's state machine.
 //! - [`engine`]: the observer of the pipeline and the ticker: ranges and
 //!   instances per test id, transitions to notifications.
+//! - [`stats`]: the counters (fired, resolved, delivered, failures, drops).
 //! - [`webhook`]: Alertmanager's webhook payload, the bounded outbox, and
 //!   delivery with retries.
 //!
@@ -58,10 +59,12 @@ pub mod engine;
 pub mod range;
 pub mod rule;
 pub mod state;
+pub mod stats;
 pub mod webhook;
 
-pub use engine::{AlertStats, Engine, EngineConfig};
+pub use engine::{Engine, EngineConfig};
 pub use rule::{RuleErrors, Rules};
+pub use stats::AlertStats;
 pub use webhook::DeliveryConfig;
 
 use crate::pipeline::Pipeline;
@@ -92,7 +95,7 @@ impl Alerts {
         pipeline: &Pipeline,
         log: Log,
     ) -> Arc<Self> {
-        let counters = Arc::new(engine::Counters::default());
+        let counters = Arc::new(stats::Counters::default());
         let outbox = Arc::new(webhook::Outbox::new(delivery.queue, counters.clone(), log.clone()));
         let every = rules.evaluate;
         let external_url = rules.external_url.clone();
@@ -100,7 +103,7 @@ impl Alerts {
             "alerts: {} rules, evaluated every window and every {}, posted to {}",
             rules.rules.len(),
             volley_window::duration::format_duration(every),
-            rules.webhook
+            webhook::shown(&rules.webhook)
         ));
         let engine = Arc::new(Engine::new(rules, cfg, outbox.clone(), counters, log));
         pipeline.observe(engine.clone());
@@ -112,7 +115,7 @@ impl Alerts {
                 interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tokio::select! {
-                        _ = interval.tick() => engine.tick(Instant::now(), webhook_now()),
+                        _ = interval.tick() => engine.tick(Instant::now(), engine::wall_ms()),
                         _ = stop.cancelled() => return,
                     }
                 }
@@ -147,8 +150,4 @@ impl Alerts {
         }
         self.stats()
     }
-}
-
-fn webhook_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

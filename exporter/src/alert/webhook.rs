@@ -14,7 +14,7 @@
 //! exponential backoff and jitter up to `attempts` times; any other answer
 //! (a 4xx: the receiver refuses this body) is a failure at once.
 
-use super::engine::Counters;
+use super::stats::Counters;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -116,6 +116,12 @@ impl Notification {
             }],
         })
     }
+}
+
+/// A receiver's URL for messages: scheme, host and port only, since webhook
+/// URLs often carry a secret in their path or query.
+pub fn shown(url: &Url) -> String {
+    format!("{}/…", url.origin().ascii_serialization())
 }
 
 /// `ms` since the Unix epoch as RFC 3339 UTC with milliseconds.
@@ -251,7 +257,7 @@ pub async fn deliver(outbox: Arc<Outbox>, cfg: DeliveryConfig, external_url: Str
                         "alert {} {}: webhook {} failed after {attempt} attempt(s): {why}",
                         n.labels.get("alertname").map_or("", String::as_str),
                         if n.firing { "firing" } else { "resolved" },
-                        n.url
+                        shown(&n.url)
                     ));
                     break;
                 }
@@ -288,6 +294,12 @@ mod tests {
             starts_ms: 1_700_000_000_123,
             ends_ms: (!firing).then_some(1_700_000_060_000),
         }
+    }
+
+    #[test]
+    fn receivers_are_shown_without_their_secrets() {
+        let u = Url::parse("https://user:pw@hooks.example.com:8443/services/T0/B0/SECRET?token=x").unwrap();
+        assert_eq!(shown(&u), "https://hooks.example.com:8443/…");
     }
 
     #[test]
@@ -331,6 +343,92 @@ mod tests {
             (r["status"].as_str(), r["alerts"][0]["endsAt"].as_str()),
             (Some("resolved"), Some("2023-11-14T22:14:20.000Z"))
         );
+    }
+
+    /// A receiver answering each request with the next status of `answers`
+    /// (200 once they run out); returns its URL and the bodies it got.
+    async fn receiver(answers: Vec<u16>) -> (Url, Arc<Mutex<Vec<serde_json::Value>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/hook", listener.local_addr().unwrap())).unwrap();
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let keep = bodies.clone();
+        tokio::spawn(async move {
+            let mut answers = answers.into_iter();
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // Headers, then as much body as Content-Length says.
+                let body = loop {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break None;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= len {
+                            break Some(body.to_string());
+                        }
+                    }
+                };
+                if let Some(b) = body {
+                    keep.lock().push(serde_json::from_str(&b).unwrap());
+                }
+                let code = answers.next().unwrap_or(200);
+                let reply = format!("HTTP/1.1 {code} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let _ = s.write_all(reply.as_bytes()).await;
+            }
+        });
+        (url, bodies)
+    }
+
+    fn fast() -> DeliveryConfig {
+        DeliveryConfig {
+            backoff_min: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(40),
+            attempts: 3,
+            ..DeliveryConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn server_errors_are_retried_and_refusals_are_not() {
+        let (url, bodies) = receiver(vec![500, 503, 200, 400, 500, 500, 500]).await;
+        let counters = Arc::new(Counters::default());
+        let logged = Arc::new(Mutex::new(Vec::<String>::new()));
+        let sink = logged.clone();
+        let outbox = Arc::new(Outbox::new(10, counters.clone(), Arc::new(move |m| sink.lock().push(m))));
+        // Delivered on the third attempt; refused at once; failing after 3 attempts.
+        for i in 0..3 {
+            outbox.push(Notification { url: url.clone(), starts_ms: i, ..note(true) });
+        }
+        outbox.close();
+        tokio::time::timeout(Duration::from_secs(10), deliver(outbox.clone(), fast(), "http://x".into()))
+            .await
+            .unwrap();
+        let got = bodies.lock().clone();
+        assert_eq!(got.len(), 7);
+        assert!(got.iter().all(|b| b["version"] == "4" && b["externalURL"] == "http://x"));
+        assert_eq!(
+            got.iter().map(|b| b["alerts"][0]["startsAt"].as_str().unwrap().to_string()).collect::<Vec<_>>()[..4],
+            [rfc3339(0), rfc3339(0), rfc3339(0), rfc3339(1)]
+        );
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        assert_eq!((load(&counters.delivered), load(&counters.failed), load(&counters.retries)), (1, 2, 4));
+        let logged = logged.lock();
+        assert_eq!(logged.len(), 2, "{logged:?}");
+        assert!(logged[0].contains("failed after 1 attempt(s): HTTP 400 Bad Request"), "{logged:?}");
+        assert!(logged[1].contains("failed after 3 attempt(s): HTTP 500 Internal Server Error"), "{logged:?}");
+        assert!(!logged[1].contains("/hook"), "the path is not shown: {logged:?}");
     }
 
     #[test]
