@@ -114,12 +114,27 @@ fn read_plan(doc: &Value, overrides: &Overrides, report: &Report) -> Option<Test
     let flows_obj = top.object("flows");
     top.finish_with(TOP_FIELDS);
 
+    let mut process_env: HashMap<String, String> = HashMap::new();
+    if overrides.system_env {
+        process_env.extend(std::env::vars());
+    }
+    process_env.extend(overrides.env.iter().cloned());
+
     let mut flows: Flows = HashMap::new();
     // Flows written but invalid: their problems are reported already, so a
     // scenario using one is not also told the flow does not exist.
     let mut invalid_flows: Vec<String> = Vec::new();
     if let Some(f) = &flows_obj {
         for (name, def) in f.entries() {
+            let resolved = match crate::flow::ws::config::resolve_user_base(def, &process_env) {
+                Ok(r) => r,
+                Err(e) => {
+                    report.error(reader::join(&f.path_of(name), "userBase"), e);
+                    invalid_flows.push(name.clone());
+                    continue;
+                }
+            };
+            let def = resolved.as_ref().unwrap_or(def);
             match Obj::new(def, f.path_of(name), report).and_then(|o| FlowDef::parse(o, name)) {
                 Some(flow) => {
                     flows.insert(name.clone(), Arc::new(flow));
@@ -160,11 +175,6 @@ fn read_plan(doc: &Value, overrides: &Overrides, report: &Report) -> Option<Test
     let token_managers = link_tokens(&flows, report);
 
     // Cross-checks: every scenario's flow exists and its environment is set.
-    let mut process_env: HashMap<String, String> = HashMap::new();
-    if overrides.system_env {
-        process_env.extend(std::env::vars());
-    }
-    process_env.extend(overrides.env.iter().cloned());
     let mut env = HashMap::new();
     let mut used_managers: Vec<String> = Vec::new();
     for s in &scenarios {

@@ -102,6 +102,7 @@ fn the_stack_scenario_is_valid() {
         ("IM_URL_B", "ws://im-b:9001/ws"),
         ("IM_SECRET", "s"),
         ("REDIS_URL", "redis://redis:6379"),
+        ("IM_USER_BASE", "1000000"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -110,4 +111,32 @@ fn the_stack_scenario_is_valid() {
     let plan = load(&doc, &o).unwrap_or_else(|e| panic!("deploy/stack.yaml: {e}"));
     assert_eq!(plan.scenarios.len(), 3);
     assert_eq!(plan.token_managers, vec!["auth".to_string()]);
+    match plan.flows.get("chat").map(|f| &**f) {
+        Some(crate::flow::FlowDef::Ws(w)) => assert_eq!(w.config.user_base, 1_000_000),
+        _ => panic!("the chat flow is an IM flow"),
+    }
+}
+
+#[test]
+fn user_base_from_the_environment_must_be_set_and_a_number() {
+    let doc = |base: &str| {
+        serde_json::json!({
+            "options": {"scenarios": {"c": {"executor": "constant-vus", "vus": 2, "duration": "1s", "exec": "chat"}}},
+            "flows": {"chat": {"type": "im-e2e", "urls": ["ws://127.0.0.1:1/ws"], "jwtSecret": "s", "userBase": base}}
+        })
+    };
+    let with = |pairs: &[(&str, &str)]| Overrides {
+        env: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        system_env: false,
+        ..Overrides::default()
+    };
+    let err = |base: &str, o: &Overrides| load(&doc(base), o).err().expect("an error").to_string();
+    assert!(err("{{env.BASE}}", &with(&[])).contains("flows.chat.userBase: uses {{env.BASE}}, which is not set (pass -e BASE=NUMBER)"));
+    assert!(err("{{env.BASE}}", &with(&[("BASE", "ten")])).contains("flows.chat.userBase: {{env.BASE}} is \"ten\", not a whole number"));
+    assert!(err("ten", &with(&[])).contains("flows.chat.userBase: must be a whole number or \"{{env.NAME}}\", not \"ten\""));
+    let plan = load(&doc("{{ env.BASE }}"), &with(&[("BASE", "5000")])).unwrap();
+    match plan.flows.get("chat").map(|f| &**f) {
+        Some(crate::flow::FlowDef::Ws(w)) => assert_eq!(w.config.user_base, 5000),
+        _ => panic!("the chat flow is an IM flow"),
+    }
 }

@@ -31,6 +31,39 @@ pub enum TokenSource {
     Template(Template),
 }
 
+/// `userBase: "{{env.NAME}}"`: reads the number from the process
+/// environment (or `-e`) when the plan loads, so several generators can run
+/// one scenario file with disjoint user ranges. Returns the flow definition
+/// with the number in place, `None` when `userBase` is absent or a number
+/// already, or what is wrong with it.
+pub fn resolve_user_base(
+    def: &Value,
+    env: &std::collections::HashMap<String, String>,
+) -> Result<Option<Value>, String> {
+    let Some(text) = def.get("userBase").and_then(Value::as_str) else { return Ok(None) };
+    if !matches!(def.get("type").and_then(Value::as_str), Some("ws-ping" | "im-e2e")) {
+        return Ok(None);
+    }
+    let name = text
+        .trim()
+        .strip_prefix("{{")
+        .and_then(|t| t.strip_suffix("}}"))
+        .and_then(|t| t.trim().strip_prefix("env."))
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| format!("must be a whole number or \"{{{{env.NAME}}}}\", not {text:?}"))?;
+    let value = env
+        .get(name)
+        .ok_or_else(|| format!("uses {{{{env.{name}}}}}, which is not set (pass -e {name}=NUMBER)"))?;
+    let n: u64 = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("{{{{env.{name}}}}} is {value:?}, not a whole number"))?;
+    let mut def = def.clone();
+    def["userBase"] = n.into();
+    Ok(Some(def))
+}
+
 /// Which IM flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
