@@ -173,6 +173,14 @@ fn three_generators_merge_into_exact_totals() {
     assert_eq!(gens["results"][0]["series"][0]["values"].as_array().map(Vec::len), Some(3), "{gens}");
     assert_eq!(Exporter::counter(&log, "duplicates"), 0);
     assert_eq!(Exporter::counter(&log, "rejected"), 0);
+    // When the last generator said goodbye: the fleet's run summary.
+    let run = |field: &str| {
+        db.scalar(&format!(
+            "SELECT last(\"{field}\") FROM \"run_summary\" WHERE \"testid\" = 'merge3' AND \"metric\" = 'http_req_duration'"
+        ))
+    };
+    assert_eq!(run("count") as u64, total("http_reqs"));
+    assert!((run("max") - expected).abs() < 1e-6, "run max {} vs {expected}", run("max"));
 }
 
 #[test]

@@ -75,6 +75,19 @@ fn influxdb_v1_holds_exactly_the_runs_totals() {
     let windows = health["results"][0]["series"][0]["values"][0][1].as_u64().unwrap();
     assert!((4..=6).contains(&windows), "{health}");
     assert!(health["results"][0]["series"][0]["tags"]["generator"].as_str().unwrap().contains('-'), "{health}");
+    // The run summary: one point per metric at the end, equal to the summary's totals.
+    let summary = |metric: &str, field: &str| {
+        sum(&format!("SELECT last(\"{field}\") FROM \"run_summary\" WHERE {t} AND \"metric\" = '{metric}' AND \"check\" = ''"))
+    };
+    assert_eq!(summary("http_reqs", "count") as u64, reqs);
+    assert_eq!(summary("http_req_duration", "count") as u64, reqs);
+    assert_eq!(summary("checks", "passes") as u64, s["metrics"]["checks"]["passes"].as_u64().unwrap());
+    for (field, key) in [("p95", "p(95)"), ("p90", "p(90)"), ("max", "max")] {
+        let (stored, exported) = (summary("http_req_duration", field), s["metrics"]["http_req_duration"][key].as_f64().unwrap());
+        assert!((stored - exported).abs() <= 1e-6 * exported, "{field}: {stored} vs the summary's {exported}");
+    }
+    let checks = db.query(&format!("SELECT last(\"passes\") FROM \"run_summary\" WHERE {t} AND \"metric\" = 'checks' GROUP BY \"check\""));
+    assert_eq!(checks["results"][0]["series"].as_array().map(Vec::len), Some(3), "the whole and two checks by name: {checks}");
     // Thresholds, live: one point per window and threshold.
     let verdicts = db.query(&format!(
         "SELECT count(\"value\"), min(\"value\"), max(\"value\") FROM \"threshold\" WHERE {t} GROUP BY \"metric\", \"threshold\""

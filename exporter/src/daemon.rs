@@ -5,7 +5,6 @@ use crate::ingest::Ingest;
 use crate::merge::MergeConfig;
 use crate::out::{redact, OutSpec};
 use crate::pipeline::{OnStored, Pipeline, PipelineConfig, PipelineReport, SpoolConfig};
-use crate::report::Reports;
 use crate::secret::Secret;
 use crate::selfmetrics::SelfMetrics;
 use clap::Parser;
@@ -161,6 +160,7 @@ async fn serve(
     let cfg = PipelineConfig {
         merge: MergeConfig { grace: args.grace, late_horizon: args.late_horizon, ..MergeConfig::default() },
         spool: args.spool_dir.clone().map(|dir| SpoolConfig { dir, max_bytes: args.spool_max_bytes }),
+        report_tests: Some(args.report_tests),
         ..PipelineConfig::default()
     };
     // The ack hook needs the ingest server, which needs the pipeline.
@@ -197,8 +197,7 @@ async fn serve(
         let cfg = crate::alert::EngineConfig::for_grace(args.grace);
         crate::alert::Alerts::start(r, cfg, Default::default(), &pipeline, Arc::new(|m: String| log(&m)))
     });
-    let reports = Arc::new(Reports::new(args.report_tests));
-    pipeline.observe(reports.clone());
+    let reports = pipeline.reports();
     let health = Arc::new(Health {
         ingest: ingest.clone(),
         pipeline: pipeline.clone(),

@@ -59,6 +59,19 @@ pub struct MergedWindow {
     pub reporters: usize,
 }
 
+/// A finished test's run totals, per metric (tags merged away except
+/// `check`), written once when its last generator says goodbye (or an
+/// embedded run ends).
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    /// Test run.
+    pub test_id: String,
+    /// End of its last window, ms since the Unix epoch.
+    pub end_unix_ms: u64,
+    /// Merged series, sorted by key.
+    pub series: Vec<SeriesWindow>,
+}
+
 /// One generator's health in one window (never merged).
 #[derive(Clone, Debug)]
 pub struct HealthPoint {
@@ -205,11 +218,34 @@ impl Merger {
     }
 
     /// `generator` will send no more windows of `test_id`: windows are no
-    /// longer held back waiting for it.
-    pub fn finish(&mut self, test_id: &str, generator: &str) {
-        if let Some(g) = self.tests.get_mut(test_id).and_then(|t| t.generators.get_mut(generator)) {
-            g.finished = true;
+    /// longer held back waiting for it. True when every generator of the
+    /// test has now finished.
+    pub fn finish(&mut self, test_id: &str, generator: &str) -> bool {
+        match self.tests.get_mut(test_id) {
+            Some(t) => {
+                if let Some(g) = t.generators.get_mut(generator) {
+                    g.finished = true;
+                }
+                t.generators.values().all(|g| g.finished)
+            }
+            None => false,
         }
+    }
+
+    /// Flushes, acknowledges and evicts every window of one test (all its
+    /// generators finished: nothing more will come).
+    pub fn flush_test(&mut self, test_id: &str) -> Vec<Event> {
+        let mut events = Vec::new();
+        if let Some(test) = self.tests.get_mut(test_id) {
+            for (start, mut w) in std::mem::take(&mut test.windows) {
+                if w.dirty {
+                    events.push(Event::Flush(snapshot(test_id, start, &mut w)));
+                    self.stats.flushes += 1;
+                }
+                evict(test, test_id, start, w, &mut events);
+            }
+        }
+        events
     }
 
     /// Merges one report. The health record comes back to be written as is

@@ -8,6 +8,7 @@
 
 use crate::merge::{Event, MergeConfig, MergeStats, Merger};
 use crate::observe::Observer;
+use crate::report::Reports;
 use crate::out::OutSpec;
 use crate::sink::spool::Spool;
 use crate::sink::worker::{Worker, WorkerConfig, WorkerStats};
@@ -26,6 +27,9 @@ pub struct PipelineConfig {
     pub worker: WorkerConfig,
     /// Where sinks spool what they cannot take yet (none: retry in memory).
     pub spool: Option<SpoolConfig>,
+    /// Tests whose report timelines are kept (default
+    /// [`crate::report::DEFAULT_TESTS`]).
+    pub report_tests: Option<usize>,
 }
 
 /// The disk spool's place and bound.
@@ -75,6 +79,9 @@ pub struct Pipeline {
     on_stored: Option<OnStored>,
     /// Added at start-up, read for every item: a read lock is uncontended.
     observers: parking_lot::RwLock<Vec<Arc<dyn Observer>>>,
+    /// Every test's report timeline: the HTML report and the run summary
+    /// written when a test ends.
+    reports: Arc<Reports>,
 }
 
 impl Pipeline {
@@ -121,11 +128,14 @@ impl Pipeline {
             };
             workers.push(Worker::start(sink, cfg.worker.clone(), log.clone(), spool));
         }
+        let reports = Arc::new(Reports::new(cfg.report_tests.unwrap_or(crate::report::DEFAULT_TESTS)));
+        let observers: Vec<Arc<dyn Observer>> = vec![reports.clone()];
         Ok(Arc::new(Self {
             merger: Mutex::new(Merger::new(cfg.merge)),
             workers,
             on_stored,
-            observers: parking_lot::RwLock::new(Vec::new()),
+            observers: parking_lot::RwLock::new(observers),
+            reports,
         }))
     }
 
@@ -149,6 +159,12 @@ impl Pipeline {
         self.workers.iter().map(|w| w.name().to_string()).collect()
     }
 
+    /// The report timelines of the tests merged here (the most recent
+    /// [`PipelineConfig::report_tests`]).
+    pub fn reports(&self) -> Arc<Reports> {
+        self.reports.clone()
+    }
+
     /// Hands every merged window and health point from now on to `observer`
     /// as well.
     pub fn observe(&self, observer: Arc<dyn Observer>) {
@@ -161,11 +177,24 @@ impl Pipeline {
         self.observers.read().iter().for_each(|o| o.joined(test_id, generator));
     }
 
-    /// `generator` sends nothing more for `test_id`.
+    /// `generator` sends nothing more for `test_id`. After the last one,
+    /// the test's windows are written at once, then its run summary.
     pub fn finish_generator(&self, test_id: &str, generator: &str) {
-        self.merger.lock().finish(test_id, generator);
+        let ended = self.merger.lock().finish(test_id, generator);
         self.observers.read().iter().for_each(|o| o.finished(test_id, generator));
+        if ended {
+            let events = self.merger.lock().flush_test(test_id);
+            self.deliver(events);
+            self.summarize(test_id);
+        }
         self.poll();
+    }
+
+    /// Queues the run summary of `test_id` from its timeline.
+    fn summarize(&self, test_id: &str) {
+        if let Some(summary) = self.reports.summary(test_id) {
+            self.dispatch(Item::Summary(Arc::new(summary)));
+        }
     }
 
     /// Merges a report and queues whatever became ready. Never blocks on a
@@ -201,6 +230,12 @@ impl Pipeline {
     pub async fn finish_with(&self, deadline: Duration, all: bool) -> PipelineReport {
         let events = if all { self.merger.lock().flush_all() } else { self.merger.lock().flush_pending() };
         self.deliver(events);
+        if all {
+            // An embedded run: its test(s) end here.
+            for test in self.reports.tests() {
+                self.summarize(&test);
+            }
+        }
         let merge = self.merger.lock().stats().clone();
         let until = tokio::time::Instant::now() + deadline;
         let mut sinks = Vec::new();
@@ -234,7 +269,7 @@ impl Pipeline {
             match &item {
                 Item::Window(w) => o.window(w),
                 Item::Health(h) => o.health(h),
-                Item::Marker(_) => {}
+                Item::Summary(_) | Item::Marker(_) => {}
             }
         }
         for w in &self.workers {

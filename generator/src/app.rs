@@ -97,7 +97,7 @@ where
         ..RunOptions::default()
     };
     let trend_stats = plan.summary_trend_stats.clone();
-    let report = output.report.as_ref().map(|_| Arc::new(Reports::new(1)));
+    let mut report: Option<Arc<Reports>> = None;
     let opts_test_id = opts.test_id.clone();
     report_connection_capacity(&plan, &console);
     let outcome = runtime.block_on(async {
@@ -105,13 +105,14 @@ where
         let log: Arc<dyn Fn(String) + Send + Sync> = Arc::new(move |m: String| log_console.warn(&m));
         // The report observes the same merged windows as the outputs, so a
         // pipeline runs for it even without any --out.
-        let pipeline = if outs.is_empty() && report.is_none() {
+        let pipeline = if outs.is_empty() && output.report.is_none() {
             None
         } else {
-            match Pipeline::start(&outs, PipelineConfig::default(), log.clone()) {
+            let cfg = PipelineConfig { report_tests: Some(1), ..PipelineConfig::default() };
+            match Pipeline::start(&outs, cfg, log.clone()) {
                 Ok(p) => {
-                    if let Some(r) = &report {
-                        p.observe(r.clone());
+                    if output.report.is_some() {
+                        report = Some(p.reports());
                     }
                     p.register(&opts.test_id, &opts.generator_id);
                     Some(p)

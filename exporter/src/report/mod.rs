@@ -13,7 +13,8 @@
 pub mod html;
 pub mod timeline;
 
-use crate::merge::{HealthPoint, MergedWindow};
+use crate::merge::{HealthPoint, MergedWindow, RunSummary};
+use volley_window::{SeriesKey, SeriesWindow};
 use crate::observe::Observer;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -84,6 +85,37 @@ impl Reports {
             thresholds,
             notes,
         }))
+    }
+}
+
+impl Reports {
+    /// The run totals of `test_id` per metric (checks by name; threshold
+    /// verdicts left out, they are gauges of their own), ending at its last
+    /// window.
+    pub fn summary(&self, test_id: &str) -> Option<RunSummary> {
+        let (points, end) = {
+            let tests = self.tests.lock();
+            let (_, t) = tests.get(test_id)?;
+            (t.points(), t.end_ms())
+        };
+        let all = timeline::total(&points);
+        let mut series: Vec<SeriesWindow> = Vec::new();
+        for (key, e) in &all.series {
+            if key.metric == "threshold" {
+                continue;
+            }
+            series.push(SeriesWindow { key: key.clone(), unit: e.unit, value: e.value.clone() });
+            // Checks are kept per name; add the metric-wide total too.
+            let metric_wide = SeriesKey::new(key.metric.clone(), Default::default());
+            if !key.tags.is_empty() && !all.series.contains_key(&metric_wide) {
+                if let Some(last) = series.iter().rposition(|s| s.key == metric_wide) {
+                    let _ = series[last].value.merge(&e.value);
+                } else {
+                    series.push(SeriesWindow { key: metric_wide, unit: e.unit, value: e.value.clone() });
+                }
+            }
+        }
+        (!series.is_empty()).then(|| RunSummary { test_id: test_id.to_string(), end_unix_ms: end, series })
     }
 }
 

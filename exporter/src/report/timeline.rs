@@ -169,6 +169,7 @@ pub struct Timeline {
     /// Point width, fixed when the first window is folded (0 before).
     bucket_ms: u64,
     window_ms: u64,
+    end_ms: u64,
     points: BTreeMap<u64, Point>,
     recent: BTreeMap<u64, Recent>,
     generators: std::collections::BTreeSet<String>,
@@ -191,6 +192,7 @@ impl Timeline {
         Self {
             bucket_ms: 0,
             window_ms: 0,
+            end_ms: 0,
             points: BTreeMap::new(),
             recent: BTreeMap::new(),
             generators: Default::default(),
@@ -224,6 +226,7 @@ impl Timeline {
         // The first and last windows of a run are cut short; the longest
         // seen is the window length.
         self.window_ms = self.window_ms.max(len_ms);
+        self.end_ms = self.end_ms.max(start_ms + len_ms);
         self.fold_old();
     }
 
@@ -300,6 +303,11 @@ impl Timeline {
             Self::fold_into(&mut points, bucket, r.point(*start));
         }
         points.into_values().collect()
+    }
+
+    /// End of the newest window seen, ms since the Unix epoch.
+    pub fn end_ms(&self) -> u64 {
+        self.end_ms
     }
 
     /// Current point width in milliseconds.

@@ -11,7 +11,7 @@ pub mod otlp;
 pub mod spool;
 pub mod worker;
 
-use crate::merge::{HealthPoint, MergedWindow};
+use crate::merge::{HealthPoint, MergedWindow, RunSummary};
 use crate::out::OutSpec;
 use std::future::Future;
 use std::pin::Pin;
@@ -24,6 +24,8 @@ pub enum Item {
     Window(Arc<MergedWindow>),
     /// One generator's health in one window.
     Health(Arc<HealthPoint>),
+    /// A finished test's run totals.
+    Summary(Arc<RunSummary>),
     /// Not data: reached once every item queued before it was written (or
     /// given up on) by this sink.
     Marker(Arc<Marker>),

@@ -14,12 +14,15 @@
 //! - timestamp: the window start, millisecond precision.
 //!
 //! Per-generator health goes to measurement `generator_health` with tags
-//! `testid` and `generator`. Because a window's point always carries the
+//! `testid` and `generator`. When a test ends, its run totals go to
+//! measurement `run_summary`, one point per metric (tags `testid`, `metric`,
+//! and `check` for each check), with the same fields as a window's point,
+//! at the end of the last window. Because a window's point always carries the
 //! whole merged window, writing it again (a late report, a replay after a
 //! restart) overwrites the same series and timestamp with the same or more
 //! complete values: writes are idempotent.
 
-use crate::merge::{HealthPoint, MergedWindow};
+use crate::merge::{HealthPoint, MergedWindow, RunSummary};
 use std::fmt::Write as _;
 use volley_window::{Aggregate, SeriesKey};
 
@@ -33,8 +36,22 @@ pub fn encode_window(w: &MergedWindow, out: &mut String) -> usize {
         let start = out.len();
         series_prefix(&s.key, &w.test_id, out);
         let fields_at = out.len();
-        let mut f = Fields { out, first: true };
-        match &s.value {
+        aggregate_fields(&s.value, out);
+        if out.len() == fields_at {
+            // Nothing measurable (an empty trend): no line at all.
+            out.truncate(start);
+            continue;
+        }
+        let _ = writeln!(out, " {}", w.start_unix_ms);
+        lines += 1;
+    }
+    lines
+}
+
+/// The fields of one aggregate (none for an empty trend).
+fn aggregate_fields(value: &Aggregate, out: &mut String) {
+    let mut f = Fields { out, first: true };
+    match value {
             Aggregate::Counter(c) => f.int("count", c.round() as i64),
             Aggregate::Gauge { value, min, max } => {
                 f.float("value", *value);
@@ -62,12 +79,28 @@ pub fn encode_window(w: &MergedWindow, out: &mut String) -> usize {
                 }
             }
         }
+}
+
+/// Appends the `run_summary` lines of a finished test; returns their number.
+pub fn encode_summary(r: &RunSummary, out: &mut String) -> usize {
+    let mut lines = 0;
+    for s in &r.series {
+        let start = out.len();
+        out.push_str("run_summary");
+        if let Some(check) = s.key.tags.get("check") {
+            out.push_str(",check=");
+            escape_tag(check, out);
+        }
+        out.push_str(",metric=");
+        escape_tag(&s.key.metric, out);
+        push_test(&r.test_id, out);
+        let fields_at = out.len();
+        aggregate_fields(&s.value, out);
         if out.len() == fields_at {
-            // Nothing measurable (an empty trend): no line at all.
             out.truncate(start);
             continue;
         }
-        let _ = writeln!(out, " {}", w.start_unix_ms);
+        let _ = writeln!(out, " {}", r.end_unix_ms);
         lines += 1;
     }
     lines

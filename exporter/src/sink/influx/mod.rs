@@ -83,6 +83,7 @@ impl InfluxSink {
                     line::encode_health(h, &mut body);
                     lines += 1;
                 }
+                Item::Summary(r) => lines += line::encode_summary(r, &mut body) as u64,
                 Item::Marker(_) => {}
             }
         }

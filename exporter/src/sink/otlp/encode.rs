@@ -206,7 +206,9 @@ impl Encoder {
             match item {
                 Item::Window(w) => self.window(w, by_test.entry(w.test_id.clone()).or_default()),
                 Item::Health(h) => health(h, by_test.entry(h.test_id.clone()).or_default()),
-                Item::Marker(_) => {}
+                // Cumulative sums and histograms already carry the run's
+                // totals; OTLP has no separate summary.
+                Item::Summary(_) | Item::Marker(_) => {}
             }
         }
         let temporality = match self.temporality {
