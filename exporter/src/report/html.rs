@@ -5,7 +5,7 @@
 //! The size is bounded by [`super::timeline::MAX_POINTS`] × the charted
 //! series, whatever the test's length.
 
-use super::timeline::{total, Point};
+use super::timeline::{Cell, Point, Totals};
 use serde_json::{json, Value};
 use std::fmt::Write;
 use volley_window::{Aggregate, SeriesKey, Unit};
@@ -31,6 +31,8 @@ pub struct Input<'a> {
     pub source: String,
     /// The test's points, oldest first.
     pub points: &'a [Point],
+    /// The run so far, exactly.
+    pub total: &'a Totals,
     /// Width of a point.
     pub resolution_ms: u64,
     /// Generators that contributed.
@@ -43,7 +45,7 @@ pub struct Input<'a> {
 
 /// Renders the page.
 pub fn render(input: &Input<'_>) -> String {
-    let all = total(input.points);
+    let all = input.total;
     let thresholds = input.thresholds.clone().unwrap_or_else(|| verdicts_from_gauges(input.points));
     let charts = charts(input.points);
     let data = json!({
@@ -72,7 +74,7 @@ pub fn render(input: &Input<'_>) -> String {
         out,
         "<p class=\"meta\">{} · {} · {} generator{} · charts at {} per point</p>",
         esc(&input.source),
-        esc(&period(input.points)),
+        esc(&period(all)),
         input.generators.len(),
         if input.generators.len() == 1 { "" } else { "s" },
         esc(&duration(input.resolution_ms))
@@ -203,9 +205,9 @@ fn verdicts_from_gauges(points: &[Point]) -> Vec<Verdict> {
             if k.metric != "threshold" {
                 break;
             }
-            if let Aggregate::Gauge { min, .. } = e.value {
+            if let Cell::Exact(Aggregate::Gauge { min, .. }) = e {
                 let id = (k.tags.get("metric").unwrap_or("").to_string(), k.tags.get("threshold").unwrap_or("").to_string());
-                out.insert(id, min >= 1.0);
+                out.insert(id, *min >= 1.0);
             }
         }
     }
@@ -218,25 +220,27 @@ fn charts(points: &[Point]) -> Vec<Value> {
     type Pick = Box<dyn Fn(&Point) -> Option<f64>>;
     let per_second = |metric: &'static str| -> Pick {
         Box::new(move |p: &Point| match p.metric(metric) {
-            Some(Aggregate::Counter(c)) if p.covered_ms > 0 => Some(c * 1000.0 / p.covered_ms as f64),
+            Some(Cell::Exact(Aggregate::Counter(c))) if p.covered_ms > 0 => Some(c * 1000.0 / p.covered_ms as f64),
             _ => None,
         })
     };
     let quantile = |metric: &'static str, q: f64| -> Pick {
         Box::new(move |p: &Point| match p.metric(metric) {
-            Some(Aggregate::Trend(s)) => s.quantile(q),
+            Some(Cell::Trend(t)) if q == 0.5 => t.p50,
+            Some(Cell::Trend(t)) if q == 0.95 => t.p95,
+            Some(Cell::Trend(t)) => t.p99,
             _ => None,
         })
     };
     let gauge_max = |metric: &'static str| -> Pick {
         Box::new(move |p: &Point| match p.metric(metric) {
-            Some(Aggregate::Gauge { max, .. }) if max.is_finite() => Some(max),
+            Some(Cell::Exact(Aggregate::Gauge { max, .. })) if max.is_finite() => Some(max),
             _ => None,
         })
     };
     let percent = |metric: &'static str, failed_is_pass: bool| -> Pick {
         Box::new(move |p: &Point| match p.metric(metric) {
-            Some(Aggregate::Rate { passes, fails }) if passes + fails > 0 => {
+            Some(Cell::Exact(Aggregate::Rate { passes, fails })) if passes + fails > 0 => {
                 let bad = if failed_is_pass { passes } else { fails };
                 Some(100.0 * bad as f64 / (passes + fails) as f64)
             }
@@ -388,14 +392,11 @@ fn plain(v: f64) -> String {
     }
 }
 
-fn period(points: &[Point]) -> String {
-    match (points.first(), points.last()) {
-        (Some(a), Some(b)) => {
-            let total: u64 = points.iter().map(|p| p.covered_ms).sum();
-            format!("started {} UTC, {} of windows", utc(a.start_ms), duration(total.max(b.start_ms - a.start_ms)))
-        }
-        _ => "no windows yet".to_string(),
+fn period(total: &Totals) -> String {
+    if total.covered_ms == 0 {
+        return "no windows yet".to_string();
     }
+    format!("started {} UTC, {} of windows", utc(total.start_ms), duration(total.covered_ms))
 }
 
 /// `YYYY-MM-DD HH:MM:SS` from Unix milliseconds (civil-from-days).
@@ -465,11 +466,12 @@ mod tests {
     #[test]
     fn a_day_long_report_stays_small_and_carries_its_numbers() {
         let t = day_of_windows();
-        let points = t.points();
+        let (points, total) = (t.points(), t.total());
         let html = render(&Input {
             test_id: "soak<1>",
             source: "volley-exporter".into(),
             points: &points,
+            total: &total,
             resolution_ms: t.resolution_ms(),
             generators: vec!["g1".into()],
             thresholds: None,

@@ -67,10 +67,10 @@ impl Reports {
         thresholds: Option<Vec<html::Verdict>>,
         notes: Vec<String>,
     ) -> Option<String> {
-        let (points, resolution_ms, generators, too_late) = {
+        let (points, total, resolution_ms, generators, too_late) = {
             let tests = self.tests.lock();
             let (_, t) = tests.get(test_id)?;
-            (t.points(), t.resolution_ms(), t.generators().map(str::to_string).collect::<Vec<_>>(), t.too_late)
+            (t.points(), t.total(), t.resolution_ms(), t.generators().map(str::to_string).collect::<Vec<_>>(), t.too_late)
         };
         let mut notes = notes;
         if too_late > 0 {
@@ -80,6 +80,7 @@ impl Reports {
             test_id,
             source,
             points: &points,
+            total: &total,
             resolution_ms,
             generators,
             thresholds,
@@ -93,12 +94,11 @@ impl Reports {
     /// verdicts left out, they are gauges of their own), ending at its last
     /// window.
     pub fn summary(&self, test_id: &str) -> Option<RunSummary> {
-        let (points, end) = {
+        let (all, end) = {
             let tests = self.tests.lock();
             let (_, t) = tests.get(test_id)?;
-            (t.points(), t.end_ms())
+            (t.total(), t.end_ms())
         };
-        let all = timeline::total(&points);
         let mut series: Vec<SeriesWindow> = Vec::new();
         for (key, e) in &all.series {
             if key.metric == "threshold" {

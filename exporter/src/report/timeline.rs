@@ -6,9 +6,14 @@
 //! threshold verdicts) into points. A point starts one window wide; whenever
 //! there are more than [`MAX_POINTS`], the width doubles and neighbouring
 //! points merge, so a 24-hour test at 1-second windows ends with points of
-//! 128 s and the same bounded number of them as a 10-minute one. Merging is
-//! exact (counters add, sketches merge), so run totals taken from the points
-//! equal those of the raw windows.
+//! 128 s and the same bounded number of them as a 10-minute one.
+//!
+//! A point keeps a trend as its window's percentiles, not as a sketch (a
+//! sketch is kilobytes, the percentiles a few words): where a point spans
+//! several windows it shows the highest window percentile, as the Grafana
+//! panels do. The run totals are kept apart, exactly: every window folded in
+//! is merged into one aggregate per series (counters add, sketches merge), so
+//! they equal those of the raw windows and cost the same whatever the length.
 //!
 //! The newest [`RECENT`] windows are kept apart and unfolded: a late report
 //! makes the exporter flush a window again, and the rewrite must replace the
@@ -81,7 +86,60 @@ fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
-/// A span of the test: one window, or several merged.
+/// A window's percentiles of a trend (the highest window's, for a point
+/// spanning several).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Percentiles {
+    /// Samples.
+    pub count: u64,
+    /// Median.
+    pub p50: Option<f64>,
+    /// 95th percentile.
+    pub p95: Option<f64>,
+    /// 99th percentile.
+    pub p99: Option<f64>,
+}
+
+/// What a point holds of one series.
+#[derive(Clone, Debug)]
+pub enum Cell {
+    /// Counters, rates and gauges, merged exactly.
+    Exact(Aggregate),
+    /// Trends, as percentiles.
+    Trend(Percentiles),
+}
+
+impl Cell {
+    fn of(a: &Aggregate) -> Cell {
+        match a {
+            Aggregate::Trend(s) => Cell::Trend(Percentiles {
+                count: s.count(),
+                p50: s.quantile(0.5),
+                p95: s.quantile(0.95),
+                p99: s.quantile(0.99),
+            }),
+            other => Cell::Exact(other.clone()),
+        }
+    }
+
+    /// Folds a later cell in.
+    fn merge(&mut self, later: &Cell) {
+        match (self, later) {
+            (Cell::Exact(a), Cell::Exact(b)) => {
+                let _ = a.merge(b);
+            }
+            (Cell::Trend(a), Cell::Trend(b)) => {
+                a.count += b.count;
+                a.p50 = max_opt(a.p50, b.p50);
+                a.p95 = max_opt(a.p95, b.p95);
+                a.p99 = max_opt(a.p99, b.p99);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A span of the test on a chart: one window, or several merged.
 #[derive(Clone, Debug, Default)]
 pub struct Point {
     /// Start, ms since the Unix epoch.
@@ -89,7 +147,7 @@ pub struct Point {
     /// Milliseconds of windows it holds (the charts divide counts by it).
     pub covered_ms: u64,
     /// Collapsed series.
-    pub series: BTreeMap<SeriesKey, Entry>,
+    pub series: BTreeMap<SeriesKey, Cell>,
     /// Generator health, when any was reported.
     pub load: Option<Load>,
 }
@@ -98,18 +156,68 @@ impl Point {
     /// Folds a later point in.
     fn merge(&mut self, later: &Point) {
         self.covered_ms += later.covered_ms;
-        for (key, e) in &later.series {
+        for (key, c) in &later.series {
+            if let Some(mine) = self.series.get_mut(key) {
+                mine.merge(c);
+            } else if self.series.len() < MAX_SERIES {
+                self.series.insert(key.clone(), c.clone());
+            }
+        }
+        merge_load(&mut self.load, &later.load);
+    }
+
+    /// The series of `metric` (all kept tag sets merged), if any.
+    pub fn metric(&self, metric: &str) -> Option<Cell> {
+        let mut out: Option<Cell> = None;
+        for (key, c) in self.series.range(SeriesKey::new(metric, Tags::new())..) {
+            if key.metric != metric {
+                break;
+            }
+            match &mut out {
+                Some(a) => a.merge(c),
+                None => out = Some(c.clone()),
+            }
+        }
+        out
+    }
+}
+
+fn merge_load(mine: &mut Option<Load>, later: &Option<Load>) {
+    match (mine.as_mut(), later) {
+        (Some(a), Some(b)) => a.merge(b),
+        (None, Some(b)) => *mine = Some(b.clone()),
+        _ => {}
+    }
+}
+
+/// The whole run so far, exactly.
+#[derive(Clone, Debug, Default)]
+pub struct Totals {
+    /// Start of the first window, ms since the Unix epoch.
+    pub start_ms: u64,
+    /// Milliseconds of windows.
+    pub covered_ms: u64,
+    /// Collapsed series, merged over every window.
+    pub series: BTreeMap<SeriesKey, Entry>,
+    /// Generator health: the worst window's levels, all CPU time.
+    pub load: Option<Load>,
+}
+
+impl Totals {
+    fn add(&mut self, start_ms: u64, len_ms: u64, series: &BTreeMap<SeriesKey, Entry>, load: &Option<Load>) {
+        if self.covered_ms == 0 && self.series.is_empty() {
+            self.start_ms = start_ms;
+        }
+        self.start_ms = self.start_ms.min(start_ms);
+        self.covered_ms += len_ms;
+        for (key, e) in series {
             if let Some(mine) = self.series.get_mut(key) {
                 let _ = mine.value.merge(&e.value);
             } else if self.series.len() < MAX_SERIES {
                 self.series.insert(key.clone(), e.clone());
             }
         }
-        match (&mut self.load, &later.load) {
-            (Some(a), Some(b)) => a.merge(b),
-            (None, Some(b)) => self.load = Some(b.clone()),
-            _ => {}
-        }
+        merge_load(&mut self.load, load);
     }
 
     /// The series of `metric` (all kept tag sets merged), if any.
@@ -149,18 +257,30 @@ struct Recent {
 }
 
 impl Recent {
-    fn point(&self, start_ms: u64) -> Point {
-        let load = (!self.health.is_empty()).then(|| {
+    fn load(&self) -> Option<Load> {
+        (!self.health.is_empty()).then(|| {
             let mut l = Load::default();
             self.health.values().for_each(|h| l.add_generator(h));
             l
-        });
-        Point {
-            start_ms,
-            covered_ms: if self.series.is_some() { self.len_ms } else { 0 },
-            series: self.series.clone().unwrap_or_default(),
-            load,
+        })
+    }
+
+    fn covered_ms(&self) -> u64 {
+        if self.series.is_some() {
+            self.len_ms
+        } else {
+            0
         }
+    }
+
+    fn point(&self, start_ms: u64) -> Point {
+        let series = self.series.iter().flatten().map(|(k, e)| (k.clone(), Cell::of(&e.value))).collect();
+        Point { start_ms, covered_ms: self.covered_ms(), series, load: self.load() }
+    }
+
+    fn add_to(&self, start_ms: u64, totals: &mut Totals) {
+        let empty = BTreeMap::new();
+        totals.add(start_ms, self.covered_ms(), self.series.as_ref().unwrap_or(&empty), &self.load());
     }
 }
 
@@ -172,6 +292,7 @@ pub struct Timeline {
     end_ms: u64,
     points: BTreeMap<u64, Point>,
     recent: BTreeMap<u64, Recent>,
+    totals: Totals,
     generators: std::collections::BTreeSet<String>,
     /// Rewrites and health that came after their window was folded.
     pub too_late: u64,
@@ -195,6 +316,7 @@ impl Timeline {
             end_ms: 0,
             points: BTreeMap::new(),
             recent: BTreeMap::new(),
+            totals: Totals::default(),
             generators: Default::default(),
             too_late: 0,
         }
@@ -265,6 +387,7 @@ impl Timeline {
                 self.bucket_ms = self.window_ms.max(1);
             }
             let (start, r) = self.recent.pop_first().expect("more than RECENT entries");
+            r.add_to(start, &mut self.totals);
             let p = r.point(start);
             Self::fold_into(&mut self.points, self.bucket_ms, p);
             if self.points.len() > MAX_POINTS {
@@ -305,6 +428,15 @@ impl Timeline {
         points.into_values().collect()
     }
 
+    /// The run so far, exactly (a copy: the timeline goes on unchanged).
+    pub fn total(&self) -> Totals {
+        let mut t = self.totals.clone();
+        for (start, r) in &self.recent {
+            r.add_to(*start, &mut t);
+        }
+        t
+    }
+
     /// End of the newest window seen, ms since the Unix epoch.
     pub fn end_ms(&self) -> u64 {
         self.end_ms
@@ -318,18 +450,6 @@ impl Timeline {
             self.window_ms.max(1)
         }
     }
-}
-
-/// Everything of the run merged into one point.
-pub fn total(points: &[Point]) -> Point {
-    let mut all = Point::default();
-    if let Some(first) = points.first() {
-        all.start_ms = first.start_ms;
-    }
-    for p in points {
-        all.merge(p);
-    }
-    all
 }
 
 #[cfg(test)]
@@ -362,7 +482,15 @@ mod tests {
         assert!(points.len() <= MAX_POINTS, "{} points", points.len());
         assert!(points.len() > MAX_POINTS / 2, "{} points", points.len());
         assert_eq!(t.resolution_ms(), 128_000);
-        let all = total(&points);
+        // A coarse point shows the highest window percentile it spans.
+        match points[10].metric("http_req_duration") {
+            Some(Cell::Trend(p)) => {
+                assert_eq!(p.count, 128);
+                assert!((p.p99.unwrap() - 100.0).abs() < 1.0, "{p:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let all = t.total();
         assert!(matches!(all.metric("http_reqs"), Some(Aggregate::Counter(v)) if v == 4.0 * day as f64));
         assert_eq!(all.covered_ms, day * 1000);
         match all.metric("http_req_duration") {
@@ -382,14 +510,23 @@ mod tests {
         feed(&mut t, base + 1000, &[counter("iterations", &[], 5.0)]);
         // A late generator's report made the exporter flush the first window again.
         feed(&mut t, base, &[counter("iterations", &[], 8.0)]);
-        assert!(matches!(total(&t.points()).metric("iterations"), Some(Aggregate::Counter(v)) if v == 13.0));
+        assert!(matches!(t.total().metric("iterations"), Some(Aggregate::Counter(v)) if v == 13.0));
         for i in 2..(RECENT as u64 + 10) {
             feed(&mut t, base + i * 1000, &[counter("iterations", &[], 1.0)]);
         }
         feed(&mut t, base, &[counter("iterations", &[], 100.0)]);
         assert_eq!(t.too_late, 1);
         let expected = 13.0 + (RECENT as f64 + 8.0);
-        assert!(matches!(total(&t.points()).metric("iterations"), Some(Aggregate::Counter(v)) if v == expected));
+        assert!(matches!(t.total().metric("iterations"), Some(Aggregate::Counter(v)) if v == expected));
+        let charted: f64 = t
+            .points()
+            .iter()
+            .map(|p| match p.metric("iterations") {
+                Some(Cell::Exact(Aggregate::Counter(v))) => v,
+                _ => 0.0,
+            })
+            .sum();
+        assert_eq!(charted, expected);
     }
 
     #[test]
@@ -405,8 +542,8 @@ mod tests {
         let p = &t.points()[0];
         assert_eq!(p.series.len(), 2);
         let status = SeriesKey::new("checks", Tags::from_pairs([("check", "status 200")]));
-        assert!(matches!(p.series[&status].value, Aggregate::Rate { passes: 5, fails: 1 }));
-        assert!(matches!(p.metric("checks"), Some(Aggregate::Rate { passes: 5, fails: 5 })));
+        assert!(matches!(p.series[&status], Cell::Exact(Aggregate::Rate { passes: 5, fails: 1 })));
+        assert!(matches!(p.metric("checks"), Some(Cell::Exact(Aggregate::Rate { passes: 5, fails: 5 }))));
     }
 
     #[test]
@@ -418,8 +555,7 @@ mod tests {
         t.health("a", 1000, &h(12, 0.5));
         t.window(0, 1000, std::iter::empty());
         t.window(1000, 1000, std::iter::empty());
-        let all = total(&t.points());
-        let load = all.load.unwrap();
+        let load = t.total().load.unwrap();
         assert_eq!((load.generators, load.rss_bytes), (2, 30));
         assert!((load.cpu_seconds - 1.25).abs() < 1e-9);
         assert_eq!(t.generators().collect::<Vec<_>>(), ["a", "b"]);
