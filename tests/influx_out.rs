@@ -34,7 +34,8 @@ fn influxdb_v1_holds_exactly_the_runs_totals() {
     let mut doc = scenario(&target.url);
     // One threshold that holds throughout and one that fails from the first
     // request on: both are written per window as `threshold` gauges.
-    doc["options"]["thresholds"] = json!({"iterations": ["count>=0"], "http_req_duration{scenario:browse}": ["max<0.001"]});
+    doc["options"]["thresholds"] =
+        json!({"iterations": ["count>=0"], "http_req_duration{scenario:browse}": ["max<0.001"]});
     let (run, s) = run_scenario(&doc, &["--out", &out, "--test-id", "v1-totals"]);
     assert_eq!(run.status.code(), Some(99), "{}", describe(&run));
     let stderr = String::from_utf8_lossy(&run.stderr);
@@ -77,17 +78,26 @@ fn influxdb_v1_holds_exactly_the_runs_totals() {
     assert!(health["results"][0]["series"][0]["tags"]["generator"].as_str().unwrap().contains('-'), "{health}");
     // The run summary: one point per metric at the end, equal to the summary's totals.
     let summary = |metric: &str, field: &str| {
-        sum(&format!("SELECT last(\"{field}\") FROM \"run_summary\" WHERE {t} AND \"metric\" = '{metric}' AND \"check\" = ''"))
+        sum(&format!(
+            "SELECT last(\"{field}\") FROM \"run_summary\" WHERE {t} AND \"metric\" = '{metric}' AND \"check\" = ''"
+        ))
     };
     assert_eq!(summary("http_reqs", "count") as u64, reqs);
     assert_eq!(summary("http_req_duration", "count") as u64, reqs);
     assert_eq!(summary("checks", "passes") as u64, s["metrics"]["checks"]["passes"].as_u64().unwrap());
     for (field, key) in [("p95", "p(95)"), ("p90", "p(90)"), ("max", "max")] {
-        let (stored, exported) = (summary("http_req_duration", field), s["metrics"]["http_req_duration"][key].as_f64().unwrap());
+        let (stored, exported) =
+            (summary("http_req_duration", field), s["metrics"]["http_req_duration"][key].as_f64().unwrap());
         assert!((stored - exported).abs() <= 1e-6 * exported, "{field}: {stored} vs the summary's {exported}");
     }
-    let checks = db.query(&format!("SELECT last(\"passes\") FROM \"run_summary\" WHERE {t} AND \"metric\" = 'checks' GROUP BY \"check\""));
-    assert_eq!(checks["results"][0]["series"].as_array().map(Vec::len), Some(3), "the whole and two checks by name: {checks}");
+    let checks = db.query(&format!(
+        "SELECT last(\"passes\") FROM \"run_summary\" WHERE {t} AND \"metric\" = 'checks' GROUP BY \"check\""
+    ));
+    assert_eq!(
+        checks["results"][0]["series"].as_array().map(Vec::len),
+        Some(3),
+        "the whole and two checks by name: {checks}"
+    );
     // Thresholds, live: one point per window and threshold.
     let verdicts = db.query(&format!(
         "SELECT count(\"value\"), min(\"value\"), max(\"value\") FROM \"threshold\" WHERE {t} GROUP BY \"metric\", \"threshold\""
@@ -98,7 +108,11 @@ fn influxdb_v1_holds_exactly_the_runs_totals() {
         (s["tags"]["threshold"].clone(), s["values"][0].clone())
     };
     assert_eq!(row("iterations"), (json!("count>=0"), json!(["1970-01-01T00:00:00Z", windows, 1, 1])), "{verdicts}");
-    assert_eq!(row("http_req_duration{scenario:browse}"), (json!("max<0.001"), json!(["1970-01-01T00:00:00Z", windows, 0, 0])), "{verdicts}");
+    assert_eq!(
+        row("http_req_duration{scenario:browse}"),
+        (json!("max<0.001"), json!(["1970-01-01T00:00:00Z", windows, 0, 0])),
+        "{verdicts}"
+    );
 }
 
 #[test]

@@ -27,7 +27,11 @@ fn assert_draws(page: &Path) -> Rendered {
     assert!(!r.dom.contains("data-errors=\"yes\""), "a script error on the page: {}", r.dom);
     assert_eq!(r.console_messages(), Vec::<&str>::new(), "the report logs nothing when it works");
     assert!(r.colours() > 20, "a blank screenshot ({} colours)", r.colours());
-    assert!(r.pixels_near(FIRST_SERIES) > 500, "no chart line on the screenshot: {} pixels", r.pixels_near(FIRST_SERIES));
+    assert!(
+        r.pixels_near(FIRST_SERIES) > 500,
+        "no chart line on the screenshot: {} pixels",
+        r.pixels_near(FIRST_SERIES)
+    );
     r
 }
 
@@ -65,8 +69,13 @@ fn the_demo_writes_a_self_contained_report_that_renders() {
     assert_eq!(counter_cell(&html, "im_sent_total"), export_count(&s, "im_sent_total"));
     assert!(html.contains("9 of 9 passed"), "the demo's thresholds");
     assert!(html.contains("<td>json user is &quot;demo&quot;</td>"), "checks by name");
-    for chart in ["Requests and iterations per second", "HTTP request duration", "IM messages per second", "IM latency", "Generator memory"]
-    {
+    for chart in [
+        "Requests and iterations per second",
+        "HTTP request duration",
+        "IM messages per second",
+        "IM latency",
+        "Generator memory",
+    ] {
         assert!(html.contains(&format!("<h3>{chart}")), "no {chart} chart");
     }
     assert_draws(&page);

@@ -198,12 +198,8 @@ async fn serve(
         crate::alert::Alerts::start(r, cfg, Default::default(), &pipeline, Arc::new(|m: String| log(&m)))
     });
     let reports = pipeline.reports();
-    let health = Arc::new(Health {
-        ingest: ingest.clone(),
-        pipeline: pipeline.clone(),
-        ready: AtomicBool::new(true),
-        reports,
-    });
+    let health =
+        Arc::new(Health { ingest: ingest.clone(), pipeline: pipeline.clone(), ready: AtomicBool::new(true), reports });
     if let Some(addr) = &args.health_listen {
         match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => {

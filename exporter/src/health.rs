@@ -99,7 +99,10 @@ fn report(health: &Health, query: &str) -> (StatusCode, String, &'static str) {
                 Some(page) => (StatusCode::OK, page, "text/html; charset=utf-8"),
                 None => (
                     StatusCode::NOT_FOUND,
-                    format!("no test {id:?} here; held: {}\n", if held.is_empty() { "none".to_string() } else { held.join(", ") }),
+                    format!(
+                        "no test {id:?} here; held: {}\n",
+                        if held.is_empty() { "none".to_string() } else { held.join(", ") }
+                    ),
                     "text/plain",
                 ),
             }

@@ -8,8 +8,8 @@
 
 use crate::merge::{Event, MergeConfig, MergeStats, Merger};
 use crate::observe::Observer;
-use crate::report::Reports;
 use crate::out::OutSpec;
+use crate::report::Reports;
 use crate::sink::spool::Spool;
 use crate::sink::worker::{Worker, WorkerConfig, WorkerStats};
 use crate::sink::{self, Item, Marker};

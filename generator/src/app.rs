@@ -187,7 +187,11 @@ where
                     }
                     Err(e) => {
                         eprintln!("ERROR cannot write the report {}: {e}", path.display());
-                        if code == exit::OK { exit::INTERNAL } else { code }
+                        if code == exit::OK {
+                            exit::INTERNAL
+                        } else {
+                            code
+                        }
                     }
                 },
                 _ => code,

@@ -46,11 +46,8 @@ fn base(profile: &Path) -> Command {
 }
 
 fn run(mut cmd: Command) -> std::process::Output {
-    let child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start chromium");
+    let child =
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("start chromium");
     // A hung browser must not hang the suite.
     let pid = child.id();
     let watchdog = std::thread::spawn(move || {
@@ -73,11 +70,7 @@ pub fn render(page: &Path, height: u32) -> Rendered {
     let mut screenshot = base(&dir.path("profile-shot"));
     screenshot.arg(format!("--screenshot={}", shot.display())).arg(format!("--window-size=1280,{height}")).arg(&url);
     let shot_out = run(screenshot);
-    let log = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&dom_out.stderr),
-        String::from_utf8_lossy(&shot_out.stderr)
-    );
+    let log = format!("{}\n{}", String::from_utf8_lossy(&dom_out.stderr), String::from_utf8_lossy(&shot_out.stderr));
     let file = std::fs::File::open(&shot).unwrap_or_else(|e| panic!("no screenshot ({e}); chromium said:\n{log}"));
     let mut reader = png::Decoder::new(std::io::BufReader::new(file)).read_info().expect("a PNG");
     let mut buf = vec![0; reader.output_buffer_size()];
@@ -97,10 +90,7 @@ pub fn render(page: &Path, height: u32) -> Rendered {
 impl Rendered {
     /// Pixels within a small distance of `rgb`.
     pub fn pixels_near(&self, rgb: [u8; 3]) -> usize {
-        self.pixels
-            .iter()
-            .filter(|p| (0..3).all(|i| (p[i] as i32 - rgb[i] as i32).abs() <= 24))
-            .count()
+        self.pixels.iter().filter(|p| (0..3).all(|i| (p[i] as i32 - rgb[i] as i32).abs() <= 24)).count()
     }
 
     /// Distinct colours in the screenshot (a blank page has one).

@@ -206,7 +206,8 @@ fn verdicts_from_gauges(points: &[Point]) -> Vec<Verdict> {
                 break;
             }
             if let Cell::Exact(Aggregate::Gauge { min, .. }) = e {
-                let id = (k.tags.get("metric").unwrap_or("").to_string(), k.tags.get("threshold").unwrap_or("").to_string());
+                let id =
+                    (k.tags.get("metric").unwrap_or("").to_string(), k.tags.get("threshold").unwrap_or("").to_string());
                 out.insert(id, *min >= 1.0);
             }
         }
@@ -306,11 +307,7 @@ fn charts(points: &[Point]) -> Vec<Value> {
                 ("pong rtt p99", quantile("ws_pong_rtt_ms", 0.99)),
             ],
         ),
-        (
-            "Generator memory (RSS, all generators)",
-            "MB",
-            vec![("rss", load(|l, _| Some(l.rss_bytes as f64 / 1e6)))],
-        ),
+        ("Generator memory (RSS, all generators)", "MB", vec![("rss", load(|l, _| Some(l.rss_bytes as f64 / 1e6)))]),
         (
             "Generator CPU (% of one core, all generators)",
             "%",

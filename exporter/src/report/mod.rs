@@ -14,11 +14,11 @@ pub mod html;
 pub mod timeline;
 
 use crate::merge::{HealthPoint, MergedWindow, RunSummary};
-use volley_window::{SeriesKey, SeriesWindow};
 use crate::observe::Observer;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use timeline::Timeline;
+use volley_window::{SeriesKey, SeriesWindow};
 
 /// Tests kept by default; the least recently updated one is forgotten first.
 pub const DEFAULT_TESTS: usize = 8;
@@ -70,7 +70,13 @@ impl Reports {
         let (points, total, resolution_ms, generators, too_late) = {
             let tests = self.tests.lock();
             let (_, t) = tests.get(test_id)?;
-            (t.points(), t.total(), t.resolution_ms(), t.generators().map(str::to_string).collect::<Vec<_>>(), t.too_late)
+            (
+                t.points(),
+                t.total(),
+                t.resolution_ms(),
+                t.generators().map(str::to_string).collect::<Vec<_>>(),
+                t.too_late,
+            )
         };
         let mut notes = notes;
         if too_late > 0 {

@@ -131,9 +131,13 @@ fn user_base_from_the_environment_must_be_set_and_a_number() {
         ..Overrides::default()
     };
     let err = |base: &str, o: &Overrides| load(&doc(base), o).err().expect("an error").to_string();
-    assert!(err("{{env.BASE}}", &with(&[])).contains("flows.chat.userBase: uses {{env.BASE}}, which is not set (pass -e BASE=NUMBER)"));
-    assert!(err("{{env.BASE}}", &with(&[("BASE", "ten")])).contains("flows.chat.userBase: {{env.BASE}} is \"ten\", not a whole number"));
-    assert!(err("ten", &with(&[])).contains("flows.chat.userBase: must be a whole number or \"{{env.NAME}}\", not \"ten\""));
+    assert!(err("{{env.BASE}}", &with(&[]))
+        .contains("flows.chat.userBase: uses {{env.BASE}}, which is not set (pass -e BASE=NUMBER)"));
+    assert!(err("{{env.BASE}}", &with(&[("BASE", "ten")]))
+        .contains("flows.chat.userBase: {{env.BASE}} is \"ten\", not a whole number"));
+    assert!(
+        err("ten", &with(&[])).contains("flows.chat.userBase: must be a whole number or \"{{env.NAME}}\", not \"ten\"")
+    );
     let plan = load(&doc("{{ env.BASE }}"), &with(&[("BASE", "5000")])).unwrap();
     match plan.flows.get("chat").map(|f| &**f) {
         Some(crate::flow::FlowDef::Ws(w)) => assert_eq!(w.config.user_base, 5000),

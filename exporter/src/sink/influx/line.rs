@@ -52,33 +52,33 @@ pub fn encode_window(w: &MergedWindow, out: &mut String) -> usize {
 fn aggregate_fields(value: &Aggregate, out: &mut String) {
     let mut f = Fields { out, first: true };
     match value {
-            Aggregate::Counter(c) => f.int("count", c.round() as i64),
-            Aggregate::Gauge { value, min, max } => {
-                f.float("value", *value);
-                f.float("min", *min);
-                f.float("max", *max);
+        Aggregate::Counter(c) => f.int("count", c.round() as i64),
+        Aggregate::Gauge { value, min, max } => {
+            f.float("value", *value);
+            f.float("min", *min);
+            f.float("max", *max);
+        }
+        Aggregate::Rate { passes, fails } => {
+            f.int("passes", *passes as i64);
+            f.int("fails", *fails as i64);
+            let total = passes + fails;
+            if total > 0 {
+                f.float("rate", *passes as f64 / total as f64);
             }
-            Aggregate::Rate { passes, fails } => {
-                f.int("passes", *passes as i64);
-                f.int("fails", *fails as i64);
-                let total = passes + fails;
-                if total > 0 {
-                    f.float("rate", *passes as f64 / total as f64);
-                }
-            }
-            Aggregate::Trend(sk) => {
-                if !sk.is_empty() {
-                    f.int("count", sk.count() as i64);
-                    f.float("sum", sk.sum());
-                    f.opt("min", sk.min());
-                    f.opt("max", sk.max());
-                    f.opt("mean", sk.mean());
-                    for (name, q) in QUANTILES {
-                        f.opt(name, sk.quantile(q));
-                    }
+        }
+        Aggregate::Trend(sk) => {
+            if !sk.is_empty() {
+                f.int("count", sk.count() as i64);
+                f.float("sum", sk.sum());
+                f.opt("min", sk.min());
+                f.opt("max", sk.max());
+                f.opt("mean", sk.mean());
+                for (name, q) in QUANTILES {
+                    f.opt(name, sk.quantile(q));
                 }
             }
         }
+    }
 }
 
 /// Appends the `run_summary` lines of a finished test; returns their number.

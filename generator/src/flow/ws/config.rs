@@ -52,13 +52,9 @@ pub fn resolve_user_base(
         .map(str::trim)
         .filter(|n| !n.is_empty())
         .ok_or_else(|| format!("must be a whole number or \"{{{{env.NAME}}}}\", not {text:?}"))?;
-    let value = env
-        .get(name)
-        .ok_or_else(|| format!("uses {{{{env.{name}}}}}, which is not set (pass -e {name}=NUMBER)"))?;
-    let n: u64 = value
-        .trim()
-        .parse()
-        .map_err(|_| format!("{{{{env.{name}}}}} is {value:?}, not a whole number"))?;
+    let value =
+        env.get(name).ok_or_else(|| format!("uses {{{{env.{name}}}}}, which is not set (pass -e {name}=NUMBER)"))?;
+    let n: u64 = value.trim().parse().map_err(|_| format!("{{{{env.{name}}}}} is {value:?}, not a whole number"))?;
     let mut def = def.clone();
     def["userBase"] = n.into();
     Ok(Some(def))
