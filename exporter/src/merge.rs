@@ -237,13 +237,7 @@ impl Merger {
     pub fn flush_test(&mut self, test_id: &str) -> Vec<Event> {
         let mut events = Vec::new();
         if let Some(test) = self.tests.get_mut(test_id) {
-            for (start, mut w) in std::mem::take(&mut test.windows) {
-                if w.dirty {
-                    events.push(Event::Flush(snapshot(test_id, start, &mut w)));
-                    self.stats.flushes += 1;
-                }
-                evict(test, test_id, start, w, &mut events);
-            }
+            drain(test_id, test, &mut self.stats, &mut events);
         }
         events
     }
@@ -355,13 +349,7 @@ impl Merger {
     pub fn flush_all(&mut self) -> Vec<Event> {
         let mut events = self.take_reacks();
         for (test_id, test) in &mut self.tests {
-            for (start, mut w) in std::mem::take(&mut test.windows) {
-                if w.dirty {
-                    events.push(Event::Flush(snapshot(test_id, start, &mut w)));
-                    self.stats.flushes += 1;
-                }
-                evict(test, test_id, start, w, &mut events);
-            }
+            drain(test_id, test, &mut self.stats, &mut events);
         }
         events
     }
@@ -436,6 +424,17 @@ fn snapshot(test_id: &str, start: u64, w: &mut WindowState) -> MergedWindow {
         len_ms: w.len_ms,
         series: w.series.values().cloned().collect(),
         reporters: w.reports.len(),
+    }
+}
+
+/// Flushes what is unwritten, acknowledges and evicts every window of a test.
+fn drain(test_id: &str, test: &mut TestState, stats: &mut MergeStats, events: &mut Vec<Event>) {
+    for (start, mut w) in std::mem::take(&mut test.windows) {
+        if w.dirty {
+            events.push(Event::Flush(snapshot(test_id, start, &mut w)));
+            stats.flushes += 1;
+        }
+        evict(test, test_id, start, w, events);
     }
 }
 
