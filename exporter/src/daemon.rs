@@ -66,7 +66,7 @@ pub struct Args {
     #[arg(long)]
     pub health_listen: Option<String>,
     /// Tests whose report timelines are kept for `/report` (the least
-    /// recently updated is forgotten first; each holds at most 720 points).
+    /// recently updated is forgotten first; each holds at most 360 points).
     #[arg(long, default_value_t = crate::report::DEFAULT_TESTS)]
     pub report_tests: usize,
     /// Export the exporter's own counters with the OpenTelemetry SDK to this

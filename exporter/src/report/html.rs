@@ -201,11 +201,8 @@ tr.fail td{color:#b02020}.ok{color:#1d7a3a}.fail{color:#b02020}.meta{color:#666}
 fn verdicts_from_gauges(points: &[Point]) -> Vec<Verdict> {
     let mut out: std::collections::BTreeMap<(String, String), bool> = Default::default();
     for p in points {
-        for (k, e) in p.series.range(SeriesKey::new("threshold", Default::default())..) {
-            if k.metric != "threshold" {
-                break;
-            }
-            if let Cell::Exact(Aggregate::Gauge { min, .. }) = e {
+        for (k, e) in p.series.iter().filter(|(k, _)| k.metric == "threshold") {
+            if let Cell::Gauge { min, .. } = e {
                 let id =
                     (k.tags.get("metric").unwrap_or("").to_string(), k.tags.get("threshold").unwrap_or("").to_string());
                 out.insert(id, *min >= 1.0);
@@ -221,7 +218,7 @@ fn charts(points: &[Point]) -> Vec<Value> {
     type Pick = Box<dyn Fn(&Point) -> Option<f64>>;
     let per_second = |metric: &'static str| -> Pick {
         Box::new(move |p: &Point| match p.metric(metric) {
-            Some(Cell::Exact(Aggregate::Counter(c))) if p.covered_ms > 0 => Some(c * 1000.0 / p.covered_ms as f64),
+            Some(Cell::Counter(c)) if p.covered_ms > 0 => Some(c * 1000.0 / p.covered_ms as f64),
             _ => None,
         })
     };
@@ -235,13 +232,13 @@ fn charts(points: &[Point]) -> Vec<Value> {
     };
     let gauge_max = |metric: &'static str| -> Pick {
         Box::new(move |p: &Point| match p.metric(metric) {
-            Some(Cell::Exact(Aggregate::Gauge { max, .. })) if max.is_finite() => Some(max),
+            Some(Cell::Gauge { max, .. }) if max.is_finite() => Some(max),
             _ => None,
         })
     };
     let percent = |metric: &'static str, failed_is_pass: bool| -> Pick {
         Box::new(move |p: &Point| match p.metric(metric) {
-            Some(Cell::Exact(Aggregate::Rate { passes, fails })) if passes + fails > 0 => {
+            Some(Cell::Rate { passes, fails }) if passes + fails > 0 => {
                 let bad = if failed_is_pass { passes } else { fails };
                 Some(100.0 * bad as f64 / (passes + fails) as f64)
             }

@@ -6,7 +6,7 @@
 //! threshold verdicts) into points. A point starts one window wide; whenever
 //! there are more than [`MAX_POINTS`], the width doubles and neighbouring
 //! points merge, so a 24-hour test at 1-second windows ends with points of
-//! 128 s and the same bounded number of them as a 10-minute one.
+//! 256 s and the same bounded number of them as a 10-minute one.
 //!
 //! A point keeps a trend as its window's percentiles, not as a sketch (a
 //! sketch is kilobytes, the percentiles a few words): where a point spans
@@ -21,10 +21,11 @@
 //! than the exporter's late horizon allows) is counted and ignored.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use volley_window::{Aggregate, HealthRecord, SeriesKey, Tags, Unit};
 
 /// Most points kept per test.
-pub const MAX_POINTS: usize = 720;
+pub const MAX_POINTS: usize = 360;
 /// Windows kept raw so that rewrites replace them.
 pub const RECENT: usize = 32;
 /// Collapsed series per point beyond which further ones are not kept.
@@ -100,33 +101,58 @@ pub struct Percentiles {
     pub p99: Option<f64>,
 }
 
-/// What a point holds of one series.
-#[derive(Clone, Debug)]
+/// What a point holds of one series: a few words, no sketch, no string.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Cell {
-    /// Counters, rates and gauges, merged exactly.
-    Exact(Aggregate),
-    /// Trends, as percentiles.
+    /// A counter's increments.
+    Counter(f64),
+    /// A gauge's last value and extremes.
+    Gauge {
+        /// The last value.
+        value: f64,
+        /// Smallest.
+        min: f64,
+        /// Largest.
+        max: f64,
+    },
+    /// A rate's samples.
+    Rate {
+        /// Non-zero samples.
+        passes: u64,
+        /// Zero samples.
+        fails: u64,
+    },
+    /// A trend, as percentiles.
     Trend(Percentiles),
 }
 
 impl Cell {
     fn of(a: &Aggregate) -> Cell {
         match a {
+            Aggregate::Counter(c) => Cell::Counter(*c),
+            Aggregate::Gauge { value, min, max } => Cell::Gauge { value: *value, min: *min, max: *max },
+            Aggregate::Rate { passes, fails } => Cell::Rate { passes: *passes, fails: *fails },
             Aggregate::Trend(s) => Cell::Trend(Percentiles {
                 count: s.count(),
                 p50: s.quantile(0.5),
                 p95: s.quantile(0.95),
                 p99: s.quantile(0.99),
             }),
-            other => Cell::Exact(other.clone()),
         }
     }
 
-    /// Folds a later cell in.
+    /// Folds a later cell in (cells of different kinds do not mix).
     fn merge(&mut self, later: &Cell) {
         match (self, later) {
-            (Cell::Exact(a), Cell::Exact(b)) => {
-                let _ = a.merge(b);
+            (Cell::Counter(a), Cell::Counter(b)) => *a += b,
+            (Cell::Gauge { value, min, max }, Cell::Gauge { value: v, min: lo, max: hi }) => {
+                *value = *v;
+                *min = min.min(*lo);
+                *max = max.max(*hi);
+            }
+            (Cell::Rate { passes, fails }, Cell::Rate { passes: p, fails: f }) => {
+                *passes += p;
+                *fails += f;
             }
             (Cell::Trend(a), Cell::Trend(b)) => {
                 a.count += b.count;
@@ -146,8 +172,8 @@ pub struct Point {
     pub start_ms: u64,
     /// Milliseconds of windows it holds (the charts divide counts by it).
     pub covered_ms: u64,
-    /// Collapsed series.
-    pub series: BTreeMap<SeriesKey, Cell>,
+    /// Collapsed series, sorted by key; keys are shared by every point.
+    pub series: Vec<(Arc<SeriesKey>, Cell)>,
     /// Generator health, when any was reported.
     pub load: Option<Load>,
 }
@@ -157,10 +183,10 @@ impl Point {
     fn merge(&mut self, later: &Point) {
         self.covered_ms += later.covered_ms;
         for (key, c) in &later.series {
-            if let Some(mine) = self.series.get_mut(key) {
-                mine.merge(c);
-            } else if self.series.len() < MAX_SERIES {
-                self.series.insert(key.clone(), c.clone());
+            match self.series.binary_search_by(|(k, _)| (**k).cmp(key)) {
+                Ok(i) => self.series[i].1.merge(c),
+                Err(i) if self.series.len() < MAX_SERIES => self.series.insert(i, (key.clone(), *c)),
+                Err(_) => {}
             }
         }
         merge_load(&mut self.load, &later.load);
@@ -169,13 +195,10 @@ impl Point {
     /// The series of `metric` (all kept tag sets merged), if any.
     pub fn metric(&self, metric: &str) -> Option<Cell> {
         let mut out: Option<Cell> = None;
-        for (key, c) in self.series.range(SeriesKey::new(metric, Tags::new())..) {
-            if key.metric != metric {
-                break;
-            }
+        for (_, c) in self.series.iter().filter(|(k, _)| k.metric == metric) {
             match &mut out {
                 Some(a) => a.merge(c),
-                None => out = Some(c.clone()),
+                None => out = Some(*c),
             }
         }
         out
@@ -273,8 +296,9 @@ impl Recent {
         }
     }
 
-    fn point(&self, start_ms: u64) -> Point {
-        let series = self.series.iter().flatten().map(|(k, e)| (k.clone(), Cell::of(&e.value))).collect();
+    fn point(&self, start_ms: u64, keys: &mut Keys) -> Point {
+        let series =
+            self.series.iter().flatten().filter_map(|(k, e)| Some((keys.intern(k)?, Cell::of(&e.value)))).collect();
         Point { start_ms, covered_ms: self.covered_ms(), series, load: self.load() }
     }
 
@@ -284,8 +308,28 @@ impl Recent {
     }
 }
 
+/// The series keys of one test, shared by its points (bounded by
+/// [`MAX_SERIES`]).
+#[derive(Default)]
+struct Keys(BTreeMap<SeriesKey, Arc<SeriesKey>>);
+
+impl Keys {
+    fn intern(&mut self, key: &SeriesKey) -> Option<Arc<SeriesKey>> {
+        if let Some(k) = self.0.get(key) {
+            return Some(k.clone());
+        }
+        if self.0.len() >= MAX_SERIES {
+            return None;
+        }
+        let k = Arc::new(key.clone());
+        self.0.insert(key.clone(), k.clone());
+        Some(k)
+    }
+}
+
 /// One test's history.
 pub struct Timeline {
+    keys: Keys,
     /// Point width, fixed when the first window is folded (0 before).
     bucket_ms: u64,
     window_ms: u64,
@@ -311,6 +355,7 @@ impl Timeline {
     /// An empty history.
     pub fn new() -> Self {
         Self {
+            keys: Keys::default(),
             bucket_ms: 0,
             window_ms: 0,
             end_ms: 0,
@@ -388,7 +433,7 @@ impl Timeline {
             }
             let (start, r) = self.recent.pop_first().expect("more than RECENT entries");
             r.add_to(start, &mut self.totals);
-            let p = r.point(start);
+            let p = r.point(start, &mut self.keys);
             Self::fold_into(&mut self.points, self.bucket_ms, p);
             if self.points.len() > MAX_POINTS {
                 self.coarsen();
@@ -422,8 +467,9 @@ impl Timeline {
     pub fn points(&self) -> Vec<Point> {
         let mut points = self.points.clone();
         let bucket = self.resolution_ms();
+        let mut keys = Keys(self.keys.0.clone());
         for (start, r) in &self.recent {
-            Self::fold_into(&mut points, bucket, r.point(*start));
+            Self::fold_into(&mut points, bucket, r.point(*start, &mut keys));
         }
         points.into_values().collect()
     }
@@ -481,11 +527,11 @@ mod tests {
         let points = t.points();
         assert!(points.len() <= MAX_POINTS, "{} points", points.len());
         assert!(points.len() > MAX_POINTS / 2, "{} points", points.len());
-        assert_eq!(t.resolution_ms(), 128_000);
+        assert_eq!(t.resolution_ms(), 256_000);
         // A coarse point shows the highest window percentile it spans.
         match points[10].metric("http_req_duration") {
             Some(Cell::Trend(p)) => {
-                assert_eq!(p.count, 128);
+                assert_eq!(p.count, 256);
                 assert!((p.p99.unwrap() - 100.0).abs() < 1.0, "{p:?}");
             }
             other => panic!("{other:?}"),
@@ -522,7 +568,7 @@ mod tests {
             .points()
             .iter()
             .map(|p| match p.metric("iterations") {
-                Some(Cell::Exact(Aggregate::Counter(v))) => v,
+                Some(Cell::Counter(v)) => v,
                 _ => 0.0,
             })
             .sum();
@@ -542,8 +588,9 @@ mod tests {
         let p = &t.points()[0];
         assert_eq!(p.series.len(), 2);
         let status = SeriesKey::new("checks", Tags::from_pairs([("check", "status 200")]));
-        assert!(matches!(p.series[&status], Cell::Exact(Aggregate::Rate { passes: 5, fails: 1 })));
-        assert!(matches!(p.metric("checks"), Some(Cell::Exact(Aggregate::Rate { passes: 5, fails: 5 }))));
+        let cell = p.series.iter().find(|(k, _)| **k == status).map(|(_, c)| *c);
+        assert_eq!(cell, Some(Cell::Rate { passes: 5, fails: 1 }));
+        assert_eq!(p.metric("checks"), Some(Cell::Rate { passes: 5, fails: 5 }));
     }
 
     #[test]
