@@ -39,6 +39,7 @@ fn run_command(args: RunArgs) -> i32 {
         iterations: args.iterations,
         env: args.env.clone(),
         system_env: !args.no_system_env,
+        split: args.split.to_split(),
     };
     let plan = match config::load_file(&args.file, &overrides) {
         Ok(plan) => plan,
@@ -135,7 +136,7 @@ where
                 let hello = Hello {
                     generator: opts.generator_id.clone(),
                     test_id: opts.test_id.clone(),
-                    segment: None,
+                    segment: (!plan.share.is_full()).then(|| plan.share.segment().to_string()),
                     tags: plan.tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
                     window_ms: opts.window.as_millis() as u64,
                 };

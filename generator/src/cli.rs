@@ -76,6 +76,9 @@ pub struct ImPresetArgs {
     #[arg(long)]
     pub print_scenario: bool,
     #[command(flatten)]
+    /// How the test is split across generators.
+    pub split: SplitArgs,
+    #[command(flatten)]
     /// Output settings shared with `run`.
     pub output: OutputArgs,
 }
@@ -101,8 +104,40 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_system_env: bool,
     #[command(flatten)]
+    /// How the test is split across generators.
+    pub split: SplitArgs,
+    #[command(flatten)]
     /// Output settings shared with `demo`.
     pub output: OutputArgs,
+}
+
+/// Splitting one test across generators, as k6's execution segments.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SplitArgs {
+    /// The part of the test this generator runs, `FROM:TO` in fractions,
+    /// decimals or percentages (`1/4:2/4`, `0.25:0.5`, `25%:50%`).
+    #[arg(long, value_name = "FROM:TO")]
+    pub execution_segment: Option<String>,
+    /// Every generator's segment boundaries (`0,1/4,2/4,3/4,1`): with it,
+    /// VUs and iterations are striped exactly as k6 stripes them, so the
+    /// segments together run the unsplit test.
+    #[arg(long, value_name = "POINTS")]
+    pub execution_segment_sequence: Option<String>,
+    /// Number this generator's VUs from N+1 (default: after the VUs of the
+    /// earlier segments, so VU numbers and user ids never collide).
+    #[arg(long, value_name = "N")]
+    pub vu_offset: Option<u64>,
+}
+
+impl SplitArgs {
+    /// The plan's view of the flags.
+    pub fn to_split(&self) -> crate::config::Split {
+        crate::config::Split {
+            segment: self.execution_segment.clone(),
+            sequence: self.execution_segment_sequence.clone(),
+            vu_offset: self.vu_offset,
+        }
+    }
 }
 
 /// Output and run settings shared by `run` and `demo`.

@@ -76,7 +76,12 @@ pub fn run(preset: Preset, args: ImPresetArgs) -> i32 {
         eprintln!("ERROR invalid configuration (1 problem):\n  --jwt-secret: is required (or set {SECRET_ENV})");
         return exit::INVALID_CONFIG;
     };
-    let overrides = Overrides { env: vec![(SECRET_ENV.into(), secret)], system_env: false, ..Overrides::default() };
+    let overrides = Overrides {
+        env: vec![(SECRET_ENV.into(), secret)],
+        system_env: false,
+        split: args.split.to_split(),
+        ..Overrides::default()
+    };
     let plan = match config::load(&doc, &overrides) {
         Ok(plan) => plan,
         Err(errors) => {

@@ -17,6 +17,7 @@ use crate::summary::stats::TrendStat;
 use crate::threshold::ThresholdSet;
 use reader::{ConfigError, ConfigErrors, Obj, Report};
 use serde_json::Value;
+use crate::executor::segment::{self, Segment, Share};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -53,6 +54,13 @@ pub struct TestPlan {
     pub process_env: HashMap<String, String>,
     /// Token-manager flows this run runs or reads, by name.
     pub token_managers: Vec<String>,
+    /// This generator's execution segment (the whole test unless split);
+    /// the scenarios' executors are already scaled to it.
+    pub share: Share,
+    /// VU numbers start after this one: the VUs the earlier segments of the
+    /// sequence number, so VU numbers (and the user ids built from them)
+    /// never collide across generators.
+    pub vu_offset: u64,
 }
 
 /// Command-line settings that shape the plan.
@@ -68,11 +76,34 @@ pub struct Overrides {
     pub env: Vec<(String, String)>,
     /// Whether the process environment is visible to templates.
     pub system_env: bool,
+    /// How the test is split across generators.
+    pub split: Split,
+}
+
+/// `--execution-segment`, `--execution-segment-sequence` and `--vu-offset`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Split {
+    /// This generator's segment, e.g. `1/4:2/4` (k6's syntax).
+    pub segment: Option<String>,
+    /// Every generator's segments, e.g. `0,1/4,2/4,3/4,1`.
+    pub sequence: Option<String>,
+    /// Overrides the first VU number (default: after the earlier segments' VUs).
+    pub vu_offset: Option<u64>,
 }
 
 const TOP_FIELDS: &[&str] = &["options", "flows"];
-const OPTION_FIELDS: &[&str] =
-    &["scenarios", "thresholds", "summaryTrendStats", "tags", "vus", "duration", "iterations", "stages"];
+const OPTION_FIELDS: &[&str] = &[
+    "scenarios",
+    "thresholds",
+    "summaryTrendStats",
+    "tags",
+    "vus",
+    "duration",
+    "iterations",
+    "stages",
+    "executionSegment",
+    "executionSegmentSequence",
+];
 
 /// Reads and validates a scenario file (`.json`, `.yaml` or `.yml`).
 pub fn load_file(path: &Path, overrides: &Overrides) -> Result<TestPlan, ConfigErrors> {
@@ -148,7 +179,17 @@ fn read_plan(doc: &Value, overrides: &Overrides, report: &Report) -> Option<Test
     let mut thresholds = Vec::new();
     let mut trend_stats = crate::summary::stats::default_trend_stats();
     let mut tags = Tags::new();
+    // k6 takes the split from the options too; the command line wins.
+    let mut segment = overrides.split.segment.clone().map(|s| ("--execution-segment".to_string(), s));
+    let mut sequence = overrides.split.sequence.clone().map(|s| ("--execution-segment-sequence".to_string(), s));
     if let Some(options) = options {
+        if segment.is_none() {
+            segment = options.string("executionSegment").map(|s| (options.path_of("executionSegment"), s));
+        }
+        if sequence.is_none() {
+            sequence =
+                options.string("executionSegmentSequence").map(|s| (options.path_of("executionSegmentSequence"), s));
+        }
         if let Some(list) = options.array("summaryTrendStats") {
             match crate::summary::stats::parse_trend_stats(list) {
                 Ok(stats) => trend_stats = stats,
@@ -237,6 +278,13 @@ fn read_plan(doc: &Value, overrides: &Overrides, report: &Report) -> Option<Test
             }
         }
     }
+    let share = read_share(segment, sequence, report).unwrap_or_default();
+    let vu_offset = overrides.split.vu_offset.unwrap_or_else(|| {
+        scenarios.iter().map(|s| share.before(s.executor.executor().max_vus())).sum()
+    });
+    for s in &mut scenarios {
+        s.executor = s.executor.segmented(&share);
+    }
     let known_metrics: Vec<&str> = crate::metrics::builtin::ALL.iter().map(|d| d.name).collect();
     for set in &thresholds {
         if !known_metrics.contains(&set.metric.as_str()) {
@@ -258,7 +306,49 @@ fn read_plan(doc: &Value, overrides: &Overrides, report: &Report) -> Option<Test
         env,
         process_env,
         token_managers: used_managers,
+        share,
+        vu_offset,
     })
+}
+
+/// Reads the execution segment and its sequence, each with where it came
+/// from (a flag or an option path) for the error message.
+fn read_share(segment: Option<(String, String)>, sequence: Option<(String, String)>, report: &Report) -> Option<Share> {
+    let seq = match &sequence {
+        Some((path, text)) => match segment::parse_sequence(text) {
+            Ok(seq) => Some(seq),
+            Err(e) => {
+                report.error(path.clone(), e);
+                return None;
+            }
+        },
+        None => None,
+    };
+    let (path, seg) = match &segment {
+        Some((path, text)) => match Segment::parse(text) {
+            Ok(seg) => (path.clone(), seg),
+            Err(e) => {
+                report.error(path.clone(), e);
+                return None;
+            }
+        },
+        None if seq.is_some() => {
+            let (path, _) = sequence.as_ref().expect("a sequence");
+            report.error(
+                path.clone(),
+                "needs an execution segment too (--execution-segment FROM:TO): which of the sequence's segments does this generator run?",
+            );
+            return None;
+        }
+        None => return Some(Share::full()),
+    };
+    match Share::new(seg, seq) {
+        Ok(share) => Some(share),
+        Err(e) => {
+            report.error(path, e);
+            None
+        }
+    }
 }
 
 /// Resolves every flow's `{{token}}` references to the token-manager flows;
@@ -317,6 +407,7 @@ fn read_scenarios(options: &Obj) -> Vec<ScenarioPlan> {
                 start_vus: vus.unwrap_or(1),
                 stages,
                 graceful_ramp_down: crate::executor::ramping_vus::DEFAULT_GRACEFUL_RAMP_DOWN,
+                share: Default::default(),
             }))
         } else {
             shortcut_executor(vus, duration, iterations)

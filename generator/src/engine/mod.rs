@@ -150,6 +150,11 @@ pub struct RunOutcome {
     pub aborted: Option<Abort>,
     /// Windows produced.
     pub windows: u64,
+    /// The execution segment when the test is split, e.g.
+    /// `1/4:1/2 of 0,1/4,1/2,3/4,1`.
+    pub segment: Option<String>,
+    /// The first VU number, minus one (0 unless split).
+    pub vu_offset: u64,
 }
 
 impl RunOutcome {
@@ -166,7 +171,8 @@ pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: i
     let metrics = Metrics::new(opts.series_cap, move |w| warn_console.warn(&w));
     let stop_new = CancellationToken::new();
     let interrupt = CancellationToken::new();
-    let vu_ids = Arc::new(AtomicU64::new(0));
+    let vu_ids = Arc::new(AtomicU64::new(plan.vu_offset));
+    let segment = (!plan.share.is_full()).then(|| plan.share.to_string());
     let shards = Arc::new(shards::Shards::start(opts.threads).expect("start the VU threads"));
     let test_tags = plan.tags.clone();
 
@@ -362,7 +368,7 @@ pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: i
     let aborted = aborted.lock().clone();
     // Every VU task has ended; the threads only hold idle connections.
     shards.shutdown();
-    RunOutcome { totals, thresholds, scenarios, elapsed, aborted, windows }
+    RunOutcome { totals, thresholds, scenarios, elapsed, aborted, windows, segment, vu_offset: plan.vu_offset }
 }
 
 fn rate_per_sec(executor: &crate::executor::ExecutorConfig) -> Option<f64> {

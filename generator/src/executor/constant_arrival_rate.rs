@@ -2,6 +2,7 @@
 //! (open model).
 
 use super::arrivals::{run_open, Stripe};
+use super::segment::Share;
 use super::stages::constant_arrival_offset;
 use super::{Executor, RunFuture};
 use crate::config::duration::format_duration;
@@ -26,6 +27,9 @@ pub struct Config {
     pub pre_allocated_vus: u64,
     /// Upper bound on VUs (default: `preAllocatedVUs`).
     pub max_vus: u64,
+    /// The iteration indices this generator starts (all of them unless the
+    /// test is split into execution segments).
+    pub share: Share,
 }
 
 /// Reads `preAllocatedVUs` and `maxVUs` and checks them against each other.
@@ -80,7 +84,19 @@ impl Config {
             duration: duration.filter(|d| !d.is_zero())?,
             pre_allocated_vus,
             max_vus,
+            share: Share::full(),
         })
+    }
+}
+
+impl Config {
+    /// Start offsets of the iterations shard `shard` of `shards` starts:
+    /// iteration i of the whole test starts at i·timeUnit/rate, and this
+    /// generator starts the indices its share owns, dealt round-robin to the
+    /// shards. Without end: the dispatcher stops at the duration.
+    pub fn schedule(&self, shard: usize, shards: usize) -> Stripe {
+        let (rate, unit) = (self.rate, self.time_unit);
+        Box::new(self.share.indices().skip(shard).step_by(shards).map(move |i| constant_arrival_offset(i, rate, unit)))
     }
 }
 
@@ -89,7 +105,7 @@ impl Executor for Config {
         "constant-arrival-rate"
     }
     fn describe(&self) -> String {
-        let rate = self.rate as f64 / self.time_unit.as_secs_f64();
+        let rate = self.rate as f64 / self.time_unit.as_secs_f64() * self.share.segment().length().as_f64();
         format!(
             "{:.2} iterations/s for {} (maxVUs: {}-{})",
             rate,
@@ -105,10 +121,8 @@ impl Executor for Config {
         self.duration
     }
     fn run<'a>(&'a self, run: Arc<ScenarioRun>) -> RunFuture<'a> {
-        let (rate, unit) = (self.rate, self.time_unit);
-        let stripe = move |shard: usize, shards: usize| -> Stripe {
-            Box::new((shard as u64..).step_by(shards).map(move |i| constant_arrival_offset(i, rate, unit)))
-        };
+        let plan = self.clone();
+        let stripe = move |shard: usize, shards: usize| plan.schedule(shard, shards);
         Box::pin(run_open(run, stripe, self.duration, self.pre_allocated_vus, self.max_vus))
     }
 }

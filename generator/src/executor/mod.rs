@@ -15,11 +15,13 @@ pub mod externally_controlled;
 pub mod per_vu_iterations;
 pub mod ramping_arrival_rate;
 pub mod ramping_vus;
+pub mod segment;
 pub mod shared_iterations;
 pub mod stages;
 
 use crate::config::reader::{closest, Obj};
 use crate::engine::ScenarioRun;
+use segment::Share;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -174,8 +176,52 @@ impl ExecutorConfig {
         }
     }
 
+    /// This generator's part of the scenario when the test is split into
+    /// execution segments, with k6's arithmetic: VU counts and iteration
+    /// totals are scaled by the share; ramps and arrival schedules keep the
+    /// whole test's timing and run only the VUs and iteration indices the
+    /// share owns, so the segments of a sequence together run the unsplit
+    /// scenario exactly. shared-iterations splits its iterations the way its
+    /// VUs were split, so a segment without a VU gets no iteration.
+    pub fn segmented(&self, share: &Share) -> ExecutorConfig {
+        if share.is_full() {
+            return self.clone();
+        }
+        let scale = |n: u64| share.scale(n);
+        match self {
+            Self::SharedIterations(c) => {
+                let iterations = share.rescaled(c.vus).map_or(0, |s| s.scale(c.iterations));
+                Self::SharedIterations(shared_iterations::Config { vus: scale(c.vus), iterations, ..c.clone() })
+            }
+            Self::PerVuIterations(c) => Self::PerVuIterations(per_vu_iterations::Config { vus: scale(c.vus), ..c.clone() }),
+            Self::ConstantVus(c) => Self::ConstantVus(constant_vus::Config { vus: scale(c.vus), ..c.clone() }),
+            Self::RampingVus(c) => Self::RampingVus(ramping_vus::Config { share: share.clone(), ..c.clone() }),
+            Self::ConstantArrivalRate(c) => Self::ConstantArrivalRate(constant_arrival_rate::Config {
+                pre_allocated_vus: scale(c.pre_allocated_vus),
+                max_vus: scale(c.max_vus),
+                share: share.clone(),
+                ..c.clone()
+            }),
+            Self::RampingArrivalRate(c) => Self::RampingArrivalRate(ramping_arrival_rate::Config {
+                pre_allocated_vus: scale(c.pre_allocated_vus),
+                max_vus: scale(c.max_vus),
+                share: share.clone(),
+                ..c.clone()
+            }),
+            Self::ExternallyControlled(c) => Self::ExternallyControlled(externally_controlled::Config {
+                vus: scale(c.vus),
+                max_vus: scale(c.max_vus),
+                ..c.clone()
+            }),
+        }
+    }
+
     /// True for the open-model (arrival-rate) executors.
     pub fn is_open_model(&self) -> bool {
         matches!(self, Self::ConstantArrivalRate(_) | Self::RampingArrivalRate(_))
     }
 }
+
+#[cfg(test)]
+#[path = "split_tests.rs"]
+mod split_tests;

@@ -1,6 +1,7 @@
 //! `ramping-arrival-rate`: the start rate follows stages (open model).
 
 use super::arrivals::{run_open, Stripe};
+use super::segment::Share;
 use super::constant_arrival_rate::{parse_time_unit, parse_vus};
 use super::stages::{parse_stages, total_duration, RampingArrivals, Stage};
 use super::{Executor, RunFuture};
@@ -26,6 +27,9 @@ pub struct Config {
     pub pre_allocated_vus: u64,
     /// Upper bound on VUs (default: `preAllocatedVUs`).
     pub max_vus: u64,
+    /// The iteration indices this generator starts (all of them unless the
+    /// test is split into execution segments).
+    pub share: Share,
 }
 
 impl Config {
@@ -45,7 +49,18 @@ impl Config {
             return None;
         }
         let (pre_allocated_vus, max_vus) = vus?;
-        Some(Config { start_rate, time_unit, stages, pre_allocated_vus, max_vus })
+        Some(Config { start_rate, time_unit, stages, pre_allocated_vus, max_vus, share: Share::full() })
+    }
+}
+
+impl Config {
+    /// Start offsets of the iterations shard `shard` of `shards` starts: the
+    /// whole test's i-th start comes when the area under the rate curve
+    /// reaches i+1, and this generator starts the indices its share owns,
+    /// dealt round-robin to the shards. Ends with the stages.
+    pub fn schedule(&self, shard: usize, shards: usize) -> Stripe {
+        let mut plan = RampingArrivals::new(self.start_rate, self.time_unit, &self.stages);
+        Box::new(self.share.indices().skip(shard).step_by(shards).map_while(move |i| plan.at(i)))
     }
 }
 
@@ -57,7 +72,7 @@ impl Executor for Config {
         let peak = self.stages.iter().map(|s| s.target).fold(self.start_rate, u64::max);
         format!(
             "Up to {:.2} iterations/s for {} over {} stages (maxVUs: {}-{})",
-            peak as f64 / self.time_unit.as_secs_f64(),
+            peak as f64 / self.time_unit.as_secs_f64() * self.share.segment().length().as_f64(),
             format_duration(self.duration()),
             self.stages.len(),
             self.pre_allocated_vus,
@@ -71,9 +86,8 @@ impl Executor for Config {
         total_duration(&self.stages)
     }
     fn run<'a>(&'a self, run: Arc<ScenarioRun>) -> RunFuture<'a> {
-        let plan = RampingArrivals::new(self.start_rate, self.time_unit, &self.stages);
-        let stripe =
-            move |shard: usize, shards: usize| -> Stripe { Box::new(plan.clone().skip(shard).step_by(shards)) };
+        let plan = self.clone();
+        let stripe = move |shard: usize, shards: usize| plan.schedule(shard, shards);
         Box::pin(run_open(run, stripe, self.duration(), self.pre_allocated_vus, self.max_vus))
     }
 }

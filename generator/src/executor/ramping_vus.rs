@@ -5,7 +5,8 @@
 //! iterates while `i < target`; when a ramp-down leaves it out, its running
 //! iteration may finish within `gracefulRampDown`, then it is interrupted.
 
-use super::stages::{max_planned_vus, parse_stages, total_duration, vu_steps, Stage};
+use super::segment::Share;
+use super::stages::{max_planned_vus, parse_stages, total_duration, vu_steps, Stage, VuStep};
 use super::{Executor, RunFuture};
 use crate::config::duration::format_duration;
 use crate::config::reader::Obj;
@@ -30,6 +31,9 @@ pub struct Config {
     pub stages: Vec<Stage>,
     /// How long a VU removed by a ramp-down may finish its iteration.
     pub graceful_ramp_down: Duration,
+    /// The VUs of the whole test's ramp this generator runs (all of them
+    /// unless the test is split into execution segments).
+    pub share: Share,
 }
 
 impl Config {
@@ -47,7 +51,7 @@ impl Config {
             obj.error("stages", "must last longer than 0s in total");
             return None;
         }
-        Some(Config { start_vus, stages, graceful_ramp_down })
+        Some(Config { start_vus, stages, graceful_ramp_down, share: Share::full() })
     }
 }
 
@@ -65,14 +69,14 @@ impl Executor for Config {
         )
     }
     fn max_vus(&self) -> u64 {
-        max_planned_vus(self.start_vus, &self.stages)
+        self.share.scale(max_planned_vus(self.start_vus, &self.stages))
     }
     fn duration(&self) -> Duration {
         total_duration(&self.stages)
     }
     fn run<'a>(&'a self, run: Arc<ScenarioRun>) -> RunFuture<'a> {
         Box::pin(async move {
-            let plan = vu_steps(self.start_vus, &self.stages);
+            let plan = self.plan();
             let (target_tx, target_rx) = watch::channel(plan[0].vus);
             let _deadline = run.begin(self.duration());
             let start = tokio::time::Instant::from_std(run.started_at().expect("begun"));
@@ -100,6 +104,24 @@ impl Executor for Config {
             tasks.wait().await;
             controller.abort();
         })
+    }
+}
+
+impl Config {
+    /// The planned VU count of this generator over time: the whole test's
+    /// ramp, with each count replaced by this share's part of it. The whole
+    /// test's VU number v belongs to one segment, which runs a VU while the
+    /// ramp is above v, so at every instant the segments' counts add up to
+    /// the unsplit count.
+    pub fn plan(&self) -> Vec<VuStep> {
+        let mut steps: Vec<VuStep> = Vec::new();
+        for step in vu_steps(self.start_vus, &self.stages) {
+            let vus = self.share.scale(step.vus);
+            if steps.last().map_or(true, |last| last.vus != vus) {
+                steps.push(VuStep { at: step.at, vus });
+            }
+        }
+        steps
     }
 }
 

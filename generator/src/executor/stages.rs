@@ -148,6 +148,16 @@ impl RampingArrivals {
     }
 }
 
+impl RampingArrivals {
+    /// The start offset of iteration `index` (counting from 0) of the whole
+    /// plan, for ascending indices with gaps: an execution segment starts
+    /// only the indices it owns. `None` once past the plan's end.
+    pub fn at(&mut self, index: u64) -> Option<Duration> {
+        self.next_i = index as f64 + 1.0;
+        self.next()
+    }
+}
+
 /// Tolerance for float rounding at whole-number areas (e.g. 2 s × 100/s).
 const EPSILON: f64 = 1e-9;
 

@@ -15,6 +15,9 @@ const WIDTH: usize = 44;
 pub fn render(outcome: &RunOutcome, trend_stats: &[TrendStat]) -> String {
     let mut out = String::new();
     let _ = writeln!(out);
+    if let Some(segment) = &outcome.segment {
+        let _ = writeln!(out, "  execution: segment {segment}, VUs numbered from {}", outcome.vu_offset + 1);
+    }
     scenarios_header(&mut out, &outcome.scenarios);
     dropped_advice(&mut out, outcome);
     thresholds(&mut out, &outcome.thresholds);
