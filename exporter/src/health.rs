@@ -57,8 +57,29 @@ impl Health {
                 )
             })
             .collect();
+        let barriers: Vec<String> = self
+            .ingest
+            .barriers
+            .states()
+            .iter()
+            .map(|b| {
+                let late: Vec<String> = b
+                    .late
+                    .iter()
+                    .map(|(g, ms)| format!("{{\"generator\":{},\"late_ms\":{ms}}}", json_string(g)))
+                    .collect();
+                format!(
+                    "{{\"test_id\":{},\"expected\":{},\"ready\":{},\"started\":{},\"late\":[{}]}}",
+                    json_string(&b.test_id),
+                    b.expected,
+                    b.ready,
+                    b.started,
+                    late.join(",")
+                )
+            })
+            .collect();
         format!(
-            "{{\"ready\":{},\"ingest\":{{{}}},\"merge\":{{\"received\":{},\"merged\":{},\"late\":{},\"duplicates\":{},\"too_late\":{},\"conflicts\":{},\"flushes\":{}}},\"outputs\":[{}]}}",
+            "{{\"ready\":{},\"ingest\":{{{}}},\"merge\":{{\"received\":{},\"merged\":{},\"late\":{},\"duplicates\":{},\"too_late\":{},\"conflicts\":{},\"flushes\":{}}},\"outputs\":[{}],\"barriers\":[{}]}}",
             self.ready.load(Ordering::Relaxed),
             ingest.join(","),
             m.received,
@@ -68,7 +89,8 @@ impl Health {
             m.too_late,
             m.conflicts,
             m.flushes,
-            outputs.join(",")
+            outputs.join(","),
+            barriers.join(",")
         )
     }
 }

@@ -7,6 +7,7 @@
 //! another generator — is counted, logged without secrets, and ends that
 //! connection only; the exporter keeps serving the others.
 
+use crate::barrier::{Barriers, Decision};
 use crate::merge::Ingest as Merged;
 use crate::pipeline::Pipeline;
 use crate::secret::Secret;
@@ -77,6 +78,8 @@ pub struct Ingest {
     next_conn: AtomicU64,
     /// Counters.
     pub stats: IngestStats,
+    /// Synchronized starts (`--wait-for`).
+    pub barriers: Barriers,
     log: Arc<dyn Fn(String) + Send + Sync>,
 }
 
@@ -98,6 +101,7 @@ impl Ingest {
             conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(0),
             stats: IngestStats::default(),
+            barriers: Barriers::default(),
             log,
         })
     }
@@ -233,6 +237,7 @@ impl Ingest {
                             }
                         }
                         Ok(ToExporter::Goodbye { .. }) => self.pipeline.finish_generator(&test_id, &generator),
+                        Ok(ToExporter::Ready { expected }) => self.ready(&test_id, &generator, expected),
                         Ok(ToExporter::Hello(_)) => {
                             self.unregister(&key, me);
                             return self.close(ws, peer, CloseCode::Protocol, "a second hello").await;
@@ -265,6 +270,37 @@ impl Ingest {
             }
         }
         self.unregister(&key, me);
+    }
+
+    /// A generator waits for the common start of its test.
+    fn ready(&self, test_id: &str, generator: &str, expected: u32) {
+        let tell = |g: &str, msg: ToGenerator| {
+            if let Some((_, tx)) = self.conns.lock().get(&(test_id.to_string(), g.to_string())) {
+                // A full queue means a stuck connection: the generator says
+                // ready again after its reconnect and is answered then.
+                let _ = tx.try_send(msg);
+            }
+        };
+        match self.barriers.ready(test_id, generator, expected) {
+            Decision::Wait { ready } => {
+                (self.log)(format!("test {test_id}: {generator} is ready ({ready} of {expected})"));
+            }
+            Decision::Release { generators, in_ms, ready } => {
+                (self.log)(format!("test {test_id}: {ready} generators ready; they start together in {in_ms} ms"));
+                for g in &generators {
+                    tell(g, ToGenerator::Start { in_ms, late_ms: 0, ready });
+                }
+            }
+            Decision::Start { in_ms, late_ms, ready } => {
+                if late_ms > 0 {
+                    (self.log)(format!(
+                        "test {test_id}: {generator} became ready {:.1} s after the synchronized start; its load starts late",
+                        late_ms as f64 / 1000.0
+                    ));
+                }
+                tell(generator, ToGenerator::Start { in_ms, late_ms, ready });
+            }
+        }
     }
 
     fn unregister(&self, key: &ConnKey, me: u64) {

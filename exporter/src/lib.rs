@@ -1,5 +1,5 @@
 //! Volley's exporter: merges window reports from any number of generators
-//! and writes them to InfluxDB (and, next, OTLP).
+//! and writes them to InfluxDB and OTLP.
 //!
 //! The same library runs embedded in a generator (`volley run --out …`) and
 //! in the `volley-exporter` daemon.
@@ -13,6 +13,7 @@
 //! - [`pipeline`]: reports in, merged windows out to every sink.
 //! - [`ingest`]: the WebSocket server generators stream to (token, TLS,
 //!   frame checks, acknowledgements).
+//! - [`barrier`]: the common start of generators run with `--wait-for`.
 //! - [`observe`]: in-process consumers of merged windows (alerts, report).
 //! - [`alert`]: alert rules on the merged data, posted to a webhook
 //!   (`--alert-rules`).
@@ -23,6 +24,7 @@
 //! - [`secret`]: tokens and passwords that never show in logs.
 
 pub mod alert;
+pub mod barrier;
 pub mod daemon;
 pub mod health;
 pub mod ingest;

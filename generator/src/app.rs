@@ -10,6 +10,7 @@ use clap::Parser;
 use std::ffi::OsString;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use volley_exporter::report::{html::Verdict, Reports};
 use volley_exporter::{OutSpec, Pipeline, PipelineConfig, PipelineReport};
 use volley_window::wire::Hello;
@@ -120,7 +121,7 @@ where
                 }
                 Err(e) => {
                     eprintln!("ERROR invalid configuration (1 problem):\n  {e}");
-                    return None;
+                    return Err(exit::INVALID_CONFIG);
                 }
             }
         };
@@ -132,6 +133,7 @@ where
                     token: output.exporter_token.clone().unwrap_or_default(),
                     buffer: output.exporter_buffer,
                     insecure_tls: output.insecure_skip_tls_verify,
+                    wait_for: output.wait_for,
                 };
                 let hello = Hello {
                     generator: opts.generator_id.clone(),
@@ -144,7 +146,7 @@ where
                     Ok(s) => Some(Arc::new(s)),
                     Err(e) => {
                         eprintln!("ERROR invalid configuration (1 problem):\n  {e}");
-                        return None;
+                        return Err(exit::INVALID_CONFIG);
                     }
                 }
             }
@@ -164,6 +166,16 @@ where
             })));
         }
         before(runtime.handle()).await;
+        if let Some(n) = output.wait_for {
+            let Some(s) = &streamer else {
+                eprintln!("ERROR invalid configuration (1 problem):\n  --wait-for: needs --exporter, through which the generators agree on the start");
+                return Err(exit::INVALID_CONFIG);
+            };
+            if let Err(code) = synchronized_start(s, n, output.wait_timeout, &console).await {
+                s.finish(Duration::from_secs(2)).await;
+                return Err(code);
+            }
+        }
         let outcome = engine::run(plan, opts, console.clone(), shutdown_signal(console.clone())).await;
         if let Some(s) = &streamer {
             report_stream(
@@ -175,10 +187,10 @@ where
         if let Some(p) = pipeline {
             report_outputs(&console, &p.finish(output.out_timeout).await);
         }
-        Some(outcome)
+        Ok(outcome)
     });
     match outcome {
-        Some(outcome) => {
+        Ok(outcome) => {
             let code = finish(&outcome, output, &trend_stats);
             match (&report, &output.report) {
                 (Some(r), Some(path)) => match write_report(r, path, &opts_test_id, &outcome) {
@@ -198,7 +210,45 @@ where
                 _ => code,
             }
         }
-        None => exit::INVALID_CONFIG,
+        Err(code) => code,
+    }
+}
+
+/// `--wait-for N`: waits until the exporter has agreed a common start with
+/// the other generators of the test, then until that start. A generator
+/// that became ready after the others had started starts at once and says
+/// how late it is. Ctrl-C or `--wait-timeout` end the wait without a test.
+async fn synchronized_start(s: &Streamer, n: u32, timeout: Duration, console: &Console) -> Result<(), i32> {
+    console.info(&format!("waiting for {n} generator{} to be ready at the exporter", if n == 1 { "" } else { "s" }));
+    let signal = tokio::select! {
+        signal = s.wait_start() => signal,
+        _ = tokio::time::sleep(timeout) => {
+            eprintln!(
+                "ERROR the exporter did not agree a start within --wait-timeout {}: fewer than {n} generators of this test became ready",
+                crate::config::duration::format_duration(timeout)
+            );
+            return Err(exit::EXTERNAL_ABORT);
+        }
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("stopped while waiting for the other generators; nothing ran");
+            return Err(exit::EXTERNAL_ABORT);
+        }
+    };
+    if signal.late.is_zero() {
+        console.info(&format!("{} generators ready; starting together", signal.ready));
+    } else {
+        console.warn(&format!(
+            "the other {} generators started {:.1} s ago; this one starts now, that much late",
+            signal.ready,
+            signal.late.as_secs_f64()
+        ));
+    }
+    tokio::select! {
+        _ = tokio::time::sleep_until(signal.at) => Ok(()),
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("stopped while waiting for the common start; nothing ran");
+            Err(exit::EXTERNAL_ABORT)
+        }
     }
 }
 

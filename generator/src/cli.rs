@@ -181,6 +181,13 @@ pub struct OutputArgs {
     /// The exporter's token.
     #[arg(long, env = "VOLLEY_EXPORTER_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub exporter_token: Option<String>,
+    /// Start together with N generators of the same test id: each says it is
+    /// ready to the exporter, which fixes one common start once N are.
+    #[arg(long, value_name = "N")]
+    pub wait_for: Option<u32>,
+    /// How long `--wait-for` waits for the others before giving up.
+    #[arg(long, default_value = "10m", value_parser = duration_arg, value_name = "DURATION")]
+    pub wait_timeout: Duration,
     /// Unacknowledged windows kept for the exporter before the oldest is dropped.
     #[arg(long, default_value_t = 600, value_name = "WINDOWS")]
     pub exporter_buffer: usize,

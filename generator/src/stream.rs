@@ -34,6 +34,20 @@ pub struct StreamConfig {
     pub buffer: usize,
     /// Accept any certificate from a `wss://` exporter.
     pub insecure_tls: bool,
+    /// `--wait-for N`: say ready and wait for the exporter's common start.
+    pub wait_for: Option<u32>,
+}
+
+/// When to start, as agreed by the exporter (`--wait-for`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StartSignal {
+    /// The common start on this machine's clock.
+    pub at: tokio::time::Instant,
+    /// How long ago the common start was when this generator became ready
+    /// (zero unless it joined late).
+    pub late: Duration,
+    /// Generators that were ready when the start was agreed.
+    pub ready: u32,
 }
 
 /// What streaming achieved.
@@ -62,6 +76,7 @@ struct Shared {
     new_window: Notify,
     closing: AtomicBool,
     closing_now: Notify,
+    start: tokio::sync::watch::Sender<Option<StartSignal>>,
     log: Arc<dyn Fn(String) + Send + Sync>,
 }
 
@@ -95,6 +110,9 @@ impl Streamer {
         if cfg.buffer == 0 {
             return Err("--exporter-buffer: must be at least 1 window".into());
         }
+        if cfg.wait_for == Some(0) {
+            return Err("--wait-for: must be at least 1 generator".into());
+        }
         let shared = Arc::new(Shared {
             cfg,
             hello,
@@ -102,6 +120,7 @@ impl Streamer {
             new_window: Notify::new(),
             closing: AtomicBool::new(false),
             closing_now: Notify::new(),
+            start: tokio::sync::watch::channel(None).0,
             log,
         });
         let task = tokio::spawn(run(shared.clone()));
@@ -122,6 +141,20 @@ impl Streamer {
             b.windows.push_back(report);
         }
         self.shared.new_window.notify_one();
+    }
+
+    /// Resolves with the common start once the exporter has agreed it
+    /// (`--wait-for`); reconnects in between are handled by the stream.
+    pub async fn wait_start(&self) -> StartSignal {
+        let mut rx = self.shared.start.subscribe();
+        loop {
+            if let Some(signal) = *rx.borrow_and_update() {
+                return signal;
+            }
+            if rx.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
     }
 
     /// Sends what is left and waits for its acknowledgement, for at most
@@ -242,6 +275,13 @@ async fn session(shared: &Shared, mut ws: Ws) -> SessionEnd {
         Ok(_) => return SessionEnd::Lost("no welcome from the exporter".into()),
         Err(_) => return SessionEnd::Lost("no welcome within 5 s".into()),
     }
+    if let Some(expected) = shared.cfg.wait_for {
+        if shared.start.borrow().is_none() {
+            if let Err(e) = send(&mut ws, &ToExporter::Ready { expected }).await {
+                return SessionEnd::Lost(e);
+            }
+        }
+    }
     let mut sent_upto: Option<u64> = None;
     let mut goodbye_sent = false;
     loop {
@@ -279,6 +319,16 @@ async fn session(shared: &Shared, mut ws: Ws) -> SessionEnd {
                         let before = b.windows.len();
                         b.windows.retain(|w| !seqs.contains(&w.seq));
                         b.report.acknowledged += (before - b.windows.len()) as u64;
+                    }
+                    Ok(ToGenerator::Start { in_ms, late_ms, ready }) => {
+                        let signal = StartSignal {
+                            at: tokio::time::Instant::now() + Duration::from_millis(in_ms),
+                            late: Duration::from_millis(late_ms),
+                            ready,
+                        };
+                        // Only the first answer counts: a repeat after a
+                        // reconnect must not move the start.
+                        shared.start.send_if_modified(|s| s.is_none() && s.replace(signal).is_none());
                     }
                     Ok(_) => {}
                     Err(e) => return SessionEnd::Lost(format!("bad message from the exporter: {e}")),

@@ -11,7 +11,10 @@
 //! at the end of its run. The exporter answers [`ToGenerator::Welcome`] and
 //! acknowledges windows with [`ToGenerator::Ack`] once they can no longer be
 //! lost; the generator resends whatever is unacknowledged after a reconnect,
-//! and the exporter deduplicates.
+//! and the exporter deduplicates. A generator started with `--wait-for N`
+//! sends [`ToExporter::Ready`] before its first window and waits for
+//! [`ToGenerator::Start`], which the exporter sends to all of them once N
+//! generators of the test are ready.
 //!
 //! Decoding never trusts the input: the frame size is checked before anything
 //! is allocated, and bincode runs with the same limit, so a forged length
@@ -40,6 +43,13 @@ pub enum ToExporter {
     Goodbye {
         /// The last sequence number sent (`None` if no window was).
         last_seq: Option<u64>,
+    },
+    /// `--wait-for`: this generator is set up and waits for a common start
+    /// with the others of its test; sent again after a reconnect until a
+    /// [`ToGenerator::Start`] arrives.
+    Ready {
+        /// How many generators the test waits for.
+        expected: u32,
     },
 }
 
@@ -70,6 +80,18 @@ pub enum ToGenerator {
     Ack {
         /// Sequence numbers.
         seqs: Vec<u64>,
+    },
+    /// The answer to [`ToExporter::Ready`]: start the schedule `in_ms` after
+    /// receiving this. Relative, so the generators' clocks need not agree;
+    /// the network delay is the only skew.
+    Start {
+        /// Milliseconds until the common start (0 when it has passed).
+        in_ms: u64,
+        /// How long ago the common start was, for a generator that became
+        /// ready after it (0 otherwise): it starts at once and says so.
+        late_ms: u64,
+        /// Generators that were ready when the start was agreed.
+        ready: u32,
     },
 }
 

@@ -11,13 +11,13 @@
 pub mod duration;
 pub mod reader;
 
+use crate::executor::segment::{self, Segment, Share};
 use crate::executor::{BaseConfig, ExecutorConfig, DEFAULT_GRACEFUL_STOP};
 use crate::flow::{FlowDef, Flows};
 use crate::summary::stats::TrendStat;
 use crate::threshold::ThresholdSet;
 use reader::{ConfigError, ConfigErrors, Obj, Report};
 use serde_json::Value;
-use crate::executor::segment::{self, Segment, Share};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -279,9 +279,10 @@ fn read_plan(doc: &Value, overrides: &Overrides, report: &Report) -> Option<Test
         }
     }
     let share = read_share(segment, sequence, report).unwrap_or_default();
-    let vu_offset = overrides.split.vu_offset.unwrap_or_else(|| {
-        scenarios.iter().map(|s| share.before(s.executor.executor().max_vus())).sum()
-    });
+    let vu_offset = overrides
+        .split
+        .vu_offset
+        .unwrap_or_else(|| scenarios.iter().map(|s| share.before(s.executor.executor().max_vus())).sum());
     for s in &mut scenarios {
         s.executor = s.executor.segmented(&share);
     }

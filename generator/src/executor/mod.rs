@@ -193,7 +193,9 @@ impl ExecutorConfig {
                 let iterations = share.rescaled(c.vus).map_or(0, |s| s.scale(c.iterations));
                 Self::SharedIterations(shared_iterations::Config { vus: scale(c.vus), iterations, ..c.clone() })
             }
-            Self::PerVuIterations(c) => Self::PerVuIterations(per_vu_iterations::Config { vus: scale(c.vus), ..c.clone() }),
+            Self::PerVuIterations(c) => {
+                Self::PerVuIterations(per_vu_iterations::Config { vus: scale(c.vus), ..c.clone() })
+            }
             Self::ConstantVus(c) => Self::ConstantVus(constant_vus::Config { vus: scale(c.vus), ..c.clone() }),
             Self::RampingVus(c) => Self::RampingVus(ramping_vus::Config { share: share.clone(), ..c.clone() }),
             Self::ConstantArrivalRate(c) => Self::ConstantArrivalRate(constant_arrival_rate::Config {

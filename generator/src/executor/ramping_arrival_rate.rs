@@ -1,8 +1,8 @@
 //! `ramping-arrival-rate`: the start rate follows stages (open model).
 
 use super::arrivals::{run_open, Stripe};
-use super::segment::Share;
 use super::constant_arrival_rate::{parse_time_unit, parse_vus};
+use super::segment::Share;
 use super::stages::{parse_stages, total_duration, RampingArrivals, Stage};
 use super::{Executor, RunFuture};
 use crate::config::duration::format_duration;

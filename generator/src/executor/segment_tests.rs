@@ -68,10 +68,8 @@ fn rescaling_follows_how_a_value_was_split() {
     assert_eq!(r.segment().to_string(), "0:7/20");
     // 1 VU over three segments: only one segment has it, and the others
     // get nothing to rescale by.
-    let owners: Vec<bool> = ["0:1/3", "1/3:2/3", "2/3:1"]
-        .iter()
-        .map(|seg| share(seg, Some("0,1/3,2/3,1")).rescaled(1).is_some())
-        .collect();
+    let owners: Vec<bool> =
+        ["0:1/3", "1/3:2/3", "2/3:1"].iter().map(|seg| share(seg, Some("0,1/3,2/3,1")).rescaled(1).is_some()).collect();
     assert_eq!(owners.iter().filter(|o| **o).count(), 1);
 }
 

@@ -70,10 +70,13 @@ fn vus_at(steps: &[VuStep], t: Duration) -> u64 {
 /// Every start offset within the duration, merged over `shards` shards.
 fn schedule(c: &ExecutorConfig, shards: usize) -> Vec<Duration> {
     let (mut all, end) = match c {
-        ExecutorConfig::ConstantArrivalRate(c) => {
-            ((0..shards).flat_map(|s| c.schedule(s, shards).take_while(|o| *o <= c.duration)).collect::<Vec<_>>(), c.duration)
+        ExecutorConfig::ConstantArrivalRate(c) => (
+            (0..shards).flat_map(|s| c.schedule(s, shards).take_while(|o| *o <= c.duration)).collect::<Vec<_>>(),
+            c.duration,
+        ),
+        ExecutorConfig::RampingArrivalRate(c) => {
+            ((0..shards).flat_map(|s| c.schedule(s, shards)).collect(), Duration::MAX)
         }
-        ExecutorConfig::RampingArrivalRate(c) => ((0..shards).flat_map(|s| c.schedule(s, shards)).collect(), Duration::MAX),
         _ => unreachable!(),
     };
     all.retain(|o| *o <= end);
@@ -177,7 +180,8 @@ fn a_bad_split_names_the_flag_or_option() {
         options.as_object_mut().unwrap().extend(opts.as_object().unwrap().clone());
         json!({"options": options, "flows": {"default": {"type": "noop"}}})
     };
-    let err = |d: &Value, split: Split| format!("{:?}", load(d, &Overrides { split, ..Overrides::default() }).unwrap_err());
+    let err =
+        |d: &Value, split: Split| format!("{:?}", load(d, &Overrides { split, ..Overrides::default() }).unwrap_err());
     let flag = Split { segment: Some("3/4:1/2".into()), ..Split::default() };
     let e = err(&doc(json!({})), flag);
     assert!(e.contains("--execution-segment") && e.contains("must start before it ends"), "{e}");

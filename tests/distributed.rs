@@ -1,0 +1,203 @@
+//! Distributed runs: one test split into execution segments over several
+//! generator processes that start together through the exporter, merged
+//! into one real InfluxDB.
+
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use volley_tests::exporter::Exporter;
+use volley_tests::servers::{curl, Influxd};
+use volley_tests::*;
+
+const TOKEN: &str = "distributed-test-token";
+const SEQUENCE: &str = "0,1/4,2/4,3/4,1";
+const SEGMENTS: [&str; 4] = ["0:1/4", "1/4:2/4", "2/4:3/4", "3/4:1"];
+
+/// The whole test: an open-model and an iteration-based scenario against
+/// the testbed, so both kinds of split are exercised.
+fn plan(target: &str) -> Value {
+    json!({
+        "options": {"scenarios": {
+            "rate": {"executor": "constant-arrival-rate", "rate": 200, "timeUnit": "1s", "duration": "3s",
+                     "preAllocatedVUs": 12, "maxVUs": 12},
+            "shared": {"executor": "shared-iterations", "vus": 6, "iterations": 90, "exec": "slow"}
+        },
+        // Per-scenario counts in the summary export.
+        "thresholds": {"iterations{scenario:rate}": ["count>=0"], "iterations{scenario:shared}": ["count>=0"]}},
+        "flows": {
+            "default": {"type": "http", "steps": [{"request": {"url": format!("{target}/delay/20")}}]},
+            "slow": {"type": "http", "steps": [{"request": {"url": format!("{target}/delay/30")}}]}
+        }
+    })
+}
+
+/// `volley run` in the background with `extra` flags; stderr to `<name>.log`.
+fn generator(dir: &Scratch, name: &str, file: &std::path::Path, extra: &[&str]) -> Child {
+    Command::new(binary("volley"))
+        .args(["run", "--quiet", "--no-summary"])
+        .args(["--summary-export", dir.path(&format!("{name}-summary.json")).to_str().unwrap()])
+        .args(extra)
+        .arg(file)
+        .env("VOLLEY_EXPORTER_TOKEN", TOKEN)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path(&format!("{name}.log"))).unwrap())
+        .spawn()
+        .expect("start volley")
+}
+
+fn log_of(dir: &Scratch, name: &str) -> String {
+    std::fs::read_to_string(dir.path(&format!("{name}.log"))).unwrap_or_default()
+}
+
+/// Waits for a generator; returns its summary export and when it exited.
+fn finished(dir: &Scratch, name: &str, child: &mut Child) -> (Value, Instant) {
+    let status = child.wait().unwrap();
+    let ended = Instant::now();
+    assert_eq!(status.code(), Some(0), "{name}: {}", log_of(dir, name));
+    (read_json(&dir.path(&format!("{name}-summary.json"))), ended)
+}
+
+fn stats(health: &str) -> Value {
+    let (code, body) = curl(&[&format!("http://{health}/stats")]);
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn influx_sum(db: &Influxd, metric: &str, test_id: &str, scenario: &str) -> u64 {
+    db.scalar(&format!(
+        "SELECT sum(\"count\") FROM \"{metric}\" WHERE \"testid\" = '{test_id}' AND \"scenario\" = '{scenario}'"
+    )) as u64
+}
+
+#[test]
+fn four_segments_started_together_run_exactly_the_unsplit_test() {
+    let db = Influxd::start();
+    let target = Testbed::http();
+    let health = format!("127.0.0.1:{}", closed_port());
+    let mut exp =
+        Exporter::start(TOKEN, &["--out", &format!("influxdb={}/volley", db.url), "--health-listen", &health]);
+    let dir = Scratch::new("segments4");
+    let file = dir.write("plan.json", &plan(&target.url).to_string());
+
+    // The four generators become ready 0.6 s apart; none may start before
+    // the last is ready.
+    let launched = Instant::now();
+    let mut gens: Vec<Child> = Vec::new();
+    for (i, seg) in SEGMENTS.iter().enumerate() {
+        if i > 0 {
+            std::thread::sleep(Duration::from_millis(600));
+        }
+        gens.push(generator(
+            &dir,
+            &format!("g{i}"),
+            &file,
+            &[
+                "--test-id",
+                "seg4",
+                "--exporter",
+                &exp.url,
+                "--wait-for",
+                "4",
+                "--execution-segment",
+                seg,
+                "--execution-segment-sequence",
+                SEQUENCE,
+            ],
+        ));
+    }
+    let last_launch = launched.elapsed();
+    let results: Vec<(Value, Instant)> =
+        gens.iter_mut().enumerate().map(|(i, c)| finished(&dir, &format!("g{i}"), c)).collect();
+    let summaries: Vec<&Value> = results.iter().map(|(s, _)| s).collect();
+
+    // Started together: the first generator waited for the last one, and
+    // all ended within moments of each other, not 1.8 s apart.
+    let first_end = results.iter().map(|(_, t)| *t).min().unwrap();
+    let last_end = results.iter().map(|(_, t)| *t).max().unwrap();
+    assert!(first_end.duration_since(launched) > last_launch, "the first generator did not wait");
+    assert!(last_end.duration_since(first_end) < Duration::from_millis(1200), "ends {:?} apart", last_end - first_end);
+    for i in 0..4 {
+        let log = log_of(&dir, &format!("g{i}"));
+        assert!(log.contains("4 generators ready; starting together"), "g{i}: {log}");
+    }
+    let barrier = &stats(&health)["barriers"][0];
+    assert_eq!(barrier["test_id"], "seg4", "{barrier}");
+    assert_eq!((barrier["expected"].as_u64(), barrier["ready"].as_u64()), (Some(4), Some(4)), "{barrier}");
+    assert_eq!(barrier["late"], json!([]), "{barrier}");
+
+    // Each generator ran its own share, and together exactly the unsplit
+    // counts: 601 arrivals (200/s over 3 s, both ends) and 90 iterations.
+    let count = |s: &Value, key: &str| export_count(s, key);
+    let rate: Vec<u64> = summaries.iter().map(|s| count(s, "iterations{scenario:rate}")).collect();
+    let shared: Vec<u64> = summaries.iter().map(|s| count(s, "iterations{scenario:shared}")).collect();
+    assert_eq!(rate.iter().sum::<u64>(), 601, "{rate:?}");
+    assert_eq!(rate.iter().max().unwrap() - rate.iter().min().unwrap(), 1, "{rate:?}");
+    assert_eq!(shared.iter().sum::<u64>(), 90, "{shared:?}");
+    let dropped: u64 = summaries.iter().map(|s| count(s, "dropped_iterations")).sum();
+    assert_eq!(dropped, 0);
+
+    let log = exp.stop();
+    assert_eq!(influx_sum(&db, "iterations", "seg4", "rate"), 601, "{log}");
+    assert_eq!(influx_sum(&db, "iterations", "seg4", "shared"), 90, "{log}");
+    assert_eq!(influx_sum(&db, "http_reqs", "seg4", "rate") + influx_sum(&db, "http_reqs", "seg4", "shared"), 691);
+    assert!(log.contains("test seg4: 4 generators ready; they start together"), "{log}");
+
+    // The merged median comes from one sketch of every request of the four
+    // generators; a single process running the unsplit test against the
+    // same target sees the same latencies.
+    let merged_med = db.scalar(
+        "SELECT last(\"med\") FROM \"run_summary\" WHERE \"testid\" = 'seg4' AND \"metric\" = 'http_req_duration'",
+    );
+    let mut single = generator(&dir, "single", &file, &[]);
+    let (one, _) = finished(&dir, "single", &mut single);
+    let single_med = one["metrics"]["http_req_duration"]["med"].as_f64().unwrap();
+    assert!(
+        (merged_med - single_med).abs() / single_med < 0.1,
+        "merged median {merged_med} ms, single process {single_med} ms"
+    );
+    assert_eq!(export_count(&one, "iterations{scenario:rate}"), 601);
+}
+
+#[test]
+fn a_generator_ready_after_the_start_is_reported_late() {
+    let health = format!("127.0.0.1:{}", closed_port());
+    let mut exp = Exporter::start(TOKEN, &["--health-listen", &health]);
+    let dir = Scratch::new("late");
+    let doc = json!({
+        "options": {"scenarios": {"s": {"executor": "constant-vus", "vus": 1, "duration": "3s"}}},
+        "flows": {"default": {"type": "noop", "sleep": "50ms"}}
+    });
+    let file = dir.write("plan.json", &doc.to_string());
+    let flags = ["--test-id", "late", "--exporter", exp.url.as_str(), "--wait-for", "2"];
+    let mut on_time: Vec<Child> = (0..2).map(|i| generator(&dir, &format!("g{i}"), &file, &flags)).collect();
+    // Wait until the two have started, then add a third.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stats(&health)["barriers"][0]["started"] != json!(true) {
+        assert!(Instant::now() < deadline, "the two generators never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut late = generator(&dir, "g2", &file, &flags);
+    for (i, c) in on_time.iter_mut().enumerate() {
+        finished(&dir, &format!("g{i}"), c);
+    }
+    finished(&dir, "g2", &mut late);
+    let log = log_of(&dir, "g2");
+    assert!(log.contains("the other 2 generators started") && log.contains("this one starts now"), "{log}");
+    let barrier = &stats(&health)["barriers"][0];
+    let lateness = barrier["late"][0]["late_ms"].as_u64().unwrap_or(0);
+    assert_eq!(barrier["late"].as_array().map(Vec::len), Some(1), "{barrier}");
+    assert!(lateness >= 500, "{barrier}");
+    let exporter_log = exp.stop();
+    assert!(exporter_log.contains("after the synchronized start; its load starts late"), "{exporter_log}");
+}
+
+#[test]
+fn wait_for_without_an_exporter_is_refused() {
+    let dir = Scratch::new("waitfor-bad");
+    let doc = json!({"options": {"vus": 1, "iterations": 1}, "flows": {"default": {"type": "noop"}}});
+    let file = dir.write("plan.json", &doc.to_string());
+    let out = Command::new(binary("volley")).args(["run", "--quiet", "--wait-for", "3"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(104), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--wait-for: needs --exporter"), "{}", describe(&out));
+}
