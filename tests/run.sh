@@ -4,7 +4,8 @@
 # curl; influxd and VictoriaMetrics from Debian and rotel from PyPI for the
 # output tests; redis-server from Debian for the IM gateway and shared-token
 # tests; docker-compose from Debian to validate docker-compose.yml;
-# chromium from Debian to render the HTML report),
+# chromium from Debian to render the HTML report; kubectl from Debian's
+# kubernetes-client to render the Kubernetes manifests),
 # builds every binary, then runs every unit and end-to-end test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,7 @@ command -v curl >/dev/null || need_apt+=(curl)
 [ -x /usr/bin/redis-server ] || need_apt+=(redis-server)
 command -v docker-compose >/dev/null || need_apt+=(docker-compose)
 command -v chromium >/dev/null || need_apt+=(chromium)
+command -v kubectl >/dev/null || need_apt+=(kubernetes-client)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
   # Packaged services must not start on their default ports: tests start
