@@ -231,9 +231,12 @@ fn execution_segments_open_model_and_iterations() {
         Case {
             name: "seg4",
             options: json!({"scenarios": {
-                "car": {"executor": "constant-arrival-rate", "rate": 90, "timeUnit": "1s", "duration": "2s", "preAllocatedVUs": 3},
-                "rar": {"executor": "ramping-arrival-rate", "startRate": 10, "timeUnit": "1s", "preAllocatedVUs": 3,
+                "car": {"executor": "constant-arrival-rate", "rate": 90, "timeUnit": "1s", "duration": "2s", "preAllocatedVUs": 8},
+                "rar": {"executor": "ramping-arrival-rate", "startRate": 10, "timeUnit": "1s", "preAllocatedVUs": 8,
                         "stages": [{"duration": "1s", "target": 70}, {"duration": "1s", "target": 30}]},
+                // Three VUs over four segments: the arrivals follow the VUs,
+                // so the segment without a VU has nothing to start or drop.
+                "few_vus": {"executor": "constant-arrival-rate", "rate": 30, "timeUnit": "1s", "duration": "2s", "preAllocatedVUs": 3},
                 "shared": {"executor": "shared-iterations", "vus": 6, "iterations": 41},
                 "per_vu": {"executor": "per-vu-iterations", "vus": 7, "iterations": 3}
             }}),

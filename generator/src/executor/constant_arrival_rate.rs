@@ -27,9 +27,10 @@ pub struct Config {
     pub pre_allocated_vus: u64,
     /// Upper bound on VUs (default: `preAllocatedVUs`).
     pub max_vus: u64,
-    /// The iteration indices this generator starts (all of them unless the
-    /// test is split into execution segments).
-    pub share: Share,
+    /// The iteration indices this generator starts: all of them unless the
+    /// test is split into execution segments; `None` when its segment has
+    /// no VU for this scenario and so starts nothing (as in k6).
+    pub share: Option<Share>,
 }
 
 /// Reads `preAllocatedVUs` and `maxVUs` and checks them against each other.
@@ -84,7 +85,7 @@ impl Config {
             duration: duration.filter(|d| !d.is_zero())?,
             pre_allocated_vus,
             max_vus,
-            share: Share::full(),
+            share: Some(Share::full()),
         })
     }
 }
@@ -96,7 +97,8 @@ impl Config {
     /// shards. Without end: the dispatcher stops at the duration.
     pub fn schedule(&self, shard: usize, shards: usize) -> Stripe {
         let (rate, unit) = (self.rate, self.time_unit);
-        Box::new(self.share.indices().skip(shard).step_by(shards).map(move |i| constant_arrival_offset(i, rate, unit)))
+        let Some(share) = &self.share else { return Box::new(std::iter::empty()) };
+        Box::new(share.indices().skip(shard).step_by(shards).map(move |i| constant_arrival_offset(i, rate, unit)))
     }
 }
 
@@ -105,7 +107,8 @@ impl Executor for Config {
         "constant-arrival-rate"
     }
     fn describe(&self) -> String {
-        let rate = self.rate as f64 / self.time_unit.as_secs_f64() * self.share.segment().length().as_f64();
+        let rate = self.rate as f64 / self.time_unit.as_secs_f64()
+            * self.share.as_ref().map_or(0.0, |s| s.segment().length().as_f64());
         format!(
             "{:.2} iterations/s for {} (maxVUs: {}-{})",
             rate,

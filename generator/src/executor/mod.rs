@@ -181,8 +181,10 @@ impl ExecutorConfig {
     /// totals are scaled by the share; ramps and arrival schedules keep the
     /// whole test's timing and run only the VUs and iteration indices the
     /// share owns, so the segments of a sequence together run the unsplit
-    /// scenario exactly. shared-iterations splits its iterations the way its
-    /// VUs were split, so a segment without a VU gets no iteration.
+    /// scenario exactly. As in k6, shared-iterations splits its iterations
+    /// the way its VUs were split, and the arrival-rate executors their
+    /// arrivals the way `maxVUs` was split, so a segment without a VU gets no
+    /// work instead of work it can only drop.
     pub fn segmented(&self, share: &Share) -> ExecutorConfig {
         if share.is_full() {
             return self.clone();
@@ -201,13 +203,13 @@ impl ExecutorConfig {
             Self::ConstantArrivalRate(c) => Self::ConstantArrivalRate(constant_arrival_rate::Config {
                 pre_allocated_vus: scale(c.pre_allocated_vus),
                 max_vus: scale(c.max_vus),
-                share: share.clone(),
+                share: share.rescaled(c.max_vus),
                 ..c.clone()
             }),
             Self::RampingArrivalRate(c) => Self::RampingArrivalRate(ramping_arrival_rate::Config {
                 pre_allocated_vus: scale(c.pre_allocated_vus),
                 max_vus: scale(c.max_vus),
-                share: share.clone(),
+                share: share.rescaled(c.max_vus),
                 ..c.clone()
             }),
             Self::ExternallyControlled(c) => Self::ExternallyControlled(externally_controlled::Config {

@@ -27,9 +27,10 @@ pub struct Config {
     pub pre_allocated_vus: u64,
     /// Upper bound on VUs (default: `preAllocatedVUs`).
     pub max_vus: u64,
-    /// The iteration indices this generator starts (all of them unless the
-    /// test is split into execution segments).
-    pub share: Share,
+    /// The iteration indices this generator starts: all of them unless the
+    /// test is split into execution segments; `None` when its segment has
+    /// no VU for this scenario and so starts nothing (as in k6).
+    pub share: Option<Share>,
 }
 
 impl Config {
@@ -49,7 +50,7 @@ impl Config {
             return None;
         }
         let (pre_allocated_vus, max_vus) = vus?;
-        Some(Config { start_rate, time_unit, stages, pre_allocated_vus, max_vus, share: Share::full() })
+        Some(Config { start_rate, time_unit, stages, pre_allocated_vus, max_vus, share: Some(Share::full()) })
     }
 }
 
@@ -60,7 +61,8 @@ impl Config {
     /// dealt round-robin to the shards. Ends with the stages.
     pub fn schedule(&self, shard: usize, shards: usize) -> Stripe {
         let mut plan = RampingArrivals::new(self.start_rate, self.time_unit, &self.stages);
-        Box::new(self.share.indices().skip(shard).step_by(shards).map_while(move |i| plan.at(i)))
+        let Some(share) = &self.share else { return Box::new(std::iter::empty()) };
+        Box::new(share.indices().skip(shard).step_by(shards).map_while(move |i| plan.at(i)))
     }
 }
 
@@ -72,7 +74,8 @@ impl Executor for Config {
         let peak = self.stages.iter().map(|s| s.target).fold(self.start_rate, u64::max);
         format!(
             "Up to {:.2} iterations/s for {} over {} stages (maxVUs: {}-{})",
-            peak as f64 / self.time_unit.as_secs_f64() * self.share.segment().length().as_f64(),
+            peak as f64 / self.time_unit.as_secs_f64()
+                * self.share.as_ref().map_or(0.0, |s| s.segment().length().as_f64()),
             format_duration(self.duration()),
             self.stages.len(),
             self.pre_allocated_vus,
