@@ -211,3 +211,83 @@ fn wait_for_without_an_exporter_is_refused() {
     assert_eq!(out.status.code(), Some(104), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--wait-for: needs --exporter"), "{}", describe(&out));
 }
+
+#[test]
+fn a_generator_killed_mid_run_is_reported_and_the_others_lose_nothing() {
+    let db = Influxd::start();
+    let health = format!("127.0.0.1:{}", closed_port());
+    let mut exp = Exporter::start(
+        TOKEN,
+        &[
+            "--out",
+            &format!("influxdb={}/volley", db.url),
+            "--health-listen",
+            &health,
+            "--grace",
+            "1s",
+            "--late-horizon",
+            "3s",
+        ],
+    );
+    let dir = Scratch::new("killed");
+    let doc = json!({
+        "options": {"scenarios": {"s": {"executor": "constant-arrival-rate", "rate": 100, "duration": "6s",
+                                        "preAllocatedVUs": 8}}},
+        "flows": {"default": {"type": "noop", "sleep": "2ms"}}
+    });
+    let file = dir.write("plan.json", &doc.to_string());
+    let mut gens: Vec<Child> = SEGMENTS
+        .iter()
+        .enumerate()
+        .map(|(i, seg)| {
+            generator(
+                &dir,
+                &format!("g{i}"),
+                &file,
+                &[
+                    "--test-id",
+                    "killed",
+                    "--exporter",
+                    &exp.url,
+                    "--wait-for",
+                    "4",
+                    "--execution-segment",
+                    seg,
+                    "--execution-segment-sequence",
+                    SEQUENCE,
+                ],
+            )
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stats(&health)["barriers"][0]["started"] != json!(true) {
+        assert!(Instant::now() < deadline, "the generators never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Three seconds into the six: SIGKILL, no goodbye, no flush.
+    std::thread::sleep(Duration::from_millis(1000 + 3000));
+    gens[3].kill().unwrap();
+    gens[3].wait().unwrap();
+    let survivors: u64 = gens[..3]
+        .iter_mut()
+        .enumerate()
+        .map(|(i, c)| export_count(&finished(&dir, &format!("g{i}"), c).0, "iterations"))
+        .sum();
+    // The exporter declares it lost after the late horizon, then writes the
+    // windows and the run summary without waiting for it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stats(&health)["ingest"]["lost"] != json!(1) {
+        assert!(Instant::now() < deadline, "the killed generator was never reported: {}", stats(&health));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = exp.stop();
+    assert!(log.contains("is lost: it disconnected without a goodbye"), "{log}");
+    let written = db.scalar("SELECT sum(\"count\") FROM \"iterations\" WHERE \"testid\" = 'killed'") as u64;
+    // Everything the three survivors ran is there, plus what the killed one
+    // delivered before it died (some, but not its whole share of ~150).
+    assert!(written > survivors && written < survivors + 150, "written {written}, survivors {survivors}: {log}");
+    let summary = db
+        .scalar("SELECT last(\"count\") FROM \"run_summary\" WHERE \"testid\" = 'killed' AND \"metric\" = 'iterations'")
+        as u64;
+    assert_eq!(summary, written, "{log}");
+}

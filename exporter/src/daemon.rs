@@ -181,7 +181,14 @@ async fn serve(
         }
     };
     let token = Secret::new(args.token.clone());
-    let ingest = Ingest::new(pipeline.clone(), token, args.max_frame_bytes, tls.clone(), Arc::new(|m: String| log(&m)));
+    let ingest = Ingest::new(
+        pipeline.clone(),
+        token,
+        args.max_frame_bytes,
+        tls.clone(),
+        args.late_horizon,
+        Arc::new(|m: String| log(&m)),
+    );
     let _ = ingest_cell.set(ingest.clone());
 
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();

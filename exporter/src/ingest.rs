@@ -49,11 +49,14 @@ pub struct IngestStats {
     pub windows: AtomicU64,
     /// Acknowledgements that could not be queued.
     pub acks_dropped: AtomicU64,
+    /// Generators that disconnected without a goodbye and did not come back
+    /// within the late horizon: the test went on without them.
+    pub lost: AtomicU64,
 }
 
 impl IngestStats {
     /// A plain snapshot, for logs and tests.
-    pub fn snapshot(&self) -> [(&'static str, u64); 6] {
+    pub fn snapshot(&self) -> [(&'static str, u64); 7] {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         [
             ("connections", g(&self.connections)),
@@ -62,6 +65,7 @@ impl IngestStats {
             ("rejected", g(&self.rejected)),
             ("windows", g(&self.windows)),
             ("acks_dropped", g(&self.acks_dropped)),
+            ("lost", g(&self.lost)),
         ]
     }
 }
@@ -75,7 +79,12 @@ pub struct Ingest {
     max_frame: usize,
     tls: Option<tokio_rustls::TlsAcceptor>,
     conns: Mutex<HashMap<ConnKey, (u64, mpsc::Sender<ToGenerator>)>>,
+    /// The last connection of each generator, for telling a generator that
+    /// reconnected from one that is gone.
+    last_conn: Mutex<HashMap<ConnKey, u64>>,
     next_conn: AtomicU64,
+    /// How long a generator may be away without a goodbye before it is lost.
+    lost_after: Duration,
     /// Counters.
     pub stats: IngestStats,
     /// Synchronized starts (`--wait-for`).
@@ -91,6 +100,7 @@ impl Ingest {
         token: Secret,
         max_frame: usize,
         tls: Option<tokio_rustls::TlsAcceptor>,
+        lost_after: Duration,
         log: Arc<dyn Fn(String) + Send + Sync>,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -99,7 +109,9 @@ impl Ingest {
             max_frame,
             tls,
             conns: Mutex::new(HashMap::new()),
+            last_conn: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(0),
+            lost_after,
             stats: IngestStats::default(),
             barriers: Barriers::default(),
             log,
@@ -144,13 +156,42 @@ impl Ingest {
 
     async fn connection(self: Arc<Self>, tcp: TcpStream, shutdown: CancellationToken) {
         let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
-        match self.tls.clone() {
+        let vanished = match self.tls.clone() {
             Some(acceptor) => match tokio::time::timeout(HELLO_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => self.session(tls, &peer, shutdown).await,
-                _ => self.reject(&peer, "TLS handshake failed"),
+                Ok(Ok(tls)) => self.session(tls, &peer, shutdown.clone()).await,
+                _ => {
+                    self.reject(&peer, "TLS handshake failed");
+                    None
+                }
             },
-            None => self.session(tcp, &peer, shutdown).await,
+            None => self.session(tcp, &peer, shutdown.clone()).await,
+        };
+        if let Some((key, me)) = vanished {
+            if !shutdown.is_cancelled() {
+                tokio::spawn(self.clone().watch_return(key, me));
+            }
         }
+    }
+
+    /// A generator went away without a goodbye (killed, machine lost, or a
+    /// network break it will recover from). If it has not reconnected within
+    /// the late horizon — after which nothing it resends could be merged —
+    /// it is lost: logged, counted, and its windows are no longer waited for,
+    /// so the others' windows flush and the run summary is written when they
+    /// finish.
+    async fn watch_return(self: Arc<Self>, key: ConnKey, me: u64) {
+        tokio::time::sleep(self.lost_after).await;
+        let back = self.conns.lock().contains_key(&key) || self.last_conn.lock().get(&key) != Some(&me);
+        if back {
+            return;
+        }
+        self.stats.lost.fetch_add(1, Ordering::Relaxed);
+        let (test_id, generator) = key;
+        (self.log)(format!(
+            "test {test_id}: generator {generator} is lost: it disconnected without a goodbye and is not back after {} s; the test goes on without it",
+            self.lost_after.as_secs_f64()
+        ));
+        self.pipeline.finish_generator(&test_id, &generator);
     }
 
     fn reject(&self, peer: &str, why: &str) {
@@ -158,7 +199,14 @@ impl Ingest {
         (self.log)(format!("rejected {peer}: {why}"));
     }
 
-    async fn session<S: AsyncRead + AsyncWrite + Unpin>(&self, stream: S, peer: &str, shutdown: CancellationToken) {
+    /// Serves one connection. Returns the generator and connection when it
+    /// ended without a goodbye after a hello.
+    async fn session<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        stream: S,
+        peer: &str,
+        shutdown: CancellationToken,
+    ) -> Option<(ConnKey, u64)> {
         let token = self.token.clone();
         // The error type is tungstenite's; its size is not ours to choose.
         #[allow(clippy::result_large_err)]
@@ -187,27 +235,49 @@ impl Ingest {
             Ok(Err(WsError::Http(resp))) if resp.status() == 401 => {
                 self.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
                 (self.log)(format!("rejected {peer}: missing or wrong token"));
-                return;
+                return None;
             }
-            Ok(Err(e)) => return self.reject(peer, &format!("WebSocket handshake failed: {e}")),
-            Err(_) => return self.reject(peer, "no WebSocket handshake within 10 s"),
+            Ok(Err(e)) => {
+                self.reject(peer, &format!("WebSocket handshake failed: {e}"));
+                return None;
+            }
+            Err(_) => {
+                self.reject(peer, "no WebSocket handshake within 10 s");
+                return None;
+            }
         };
 
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, ws.next()).await {
             Ok(Some(Ok(Message::Binary(b)))) => match wire::decode::<ToExporter>(&b, self.max_frame) {
                 Ok(ToExporter::Hello(h)) => h,
-                Ok(_) => return self.close(ws, peer, CloseCode::Protocol, "the first message must be a hello").await,
-                Err(e) => return self.close(ws, peer, CloseCode::Policy, &e.to_string()).await,
+                Ok(_) => {
+                    self.close(ws, peer, CloseCode::Protocol, "the first message must be a hello").await;
+                    return None;
+                }
+                Err(e) => {
+                    self.close(ws, peer, CloseCode::Policy, &e.to_string()).await;
+                    return None;
+                }
             },
-            Ok(Some(Err(e))) => return self.reject(peer, &ws_error(&e)),
-            Ok(_) => {
-                return self.close(ws, peer, CloseCode::Protocol, "the first message must be a binary hello").await
+            Ok(Some(Err(e))) => {
+                self.reject(peer, &ws_error(&e));
+                return None;
             }
-            Err(_) => return self.close(ws, peer, CloseCode::Policy, "no hello within 10 s").await,
+            Ok(_) => {
+                self.close(ws, peer, CloseCode::Protocol, "the first message must be a binary hello").await;
+                return None;
+            }
+            Err(_) => {
+                self.close(ws, peer, CloseCode::Policy, "no hello within 10 s").await;
+                return None;
+            }
         };
         let Hello { generator, test_id, .. } = hello;
         if generator.is_empty() || test_id.is_empty() {
-            return self.close(ws, peer, CloseCode::Protocol, "hello without a generator id or test id").await;
+            return {
+                self.close(ws, peer, CloseCode::Protocol, "hello without a generator id or test id").await;
+                None
+            };
         }
         self.stats.sessions.fetch_add(1, Ordering::Relaxed);
         self.pipeline.register(&test_id, &generator);
@@ -215,11 +285,13 @@ impl Ingest {
         let (tx, mut rx) = mpsc::channel(ACK_QUEUE);
         let me = self.next_conn.fetch_add(1, Ordering::Relaxed);
         self.conns.lock().insert(key.clone(), (me, tx));
+        self.last_conn.lock().insert(key.clone(), me);
         let welcome = ToGenerator::Welcome { exporter: format!("volley-exporter {}", env!("CARGO_PKG_VERSION")) };
         if ws.send(Message::Binary(wire::encode(&welcome).into())).await.is_err() {
             self.unregister(&key, me);
-            return;
+            return Some((key, me));
         }
+        let mut said_goodbye = false;
         loop {
             tokio::select! {
                 msg = ws.next() => match msg {
@@ -227,7 +299,8 @@ impl Ingest {
                         Ok(ToExporter::Window(report)) => {
                             if report.generator != generator || report.test_id != test_id {
                                 self.unregister(&key, me);
-                                return self.close(ws, peer, CloseCode::Policy, "a window of another generator or test").await;
+                                self.close(ws, peer, CloseCode::Policy, "a window of another generator or test").await;
+                                return (!said_goodbye).then_some((key, me));
                             }
                             self.stats.windows.fetch_add(1, Ordering::Relaxed);
                             // Acknowledgements come back through the pipeline,
@@ -236,20 +309,26 @@ impl Ingest {
                                 (self.log)(format!("{generator}: a window arrived after its late horizon and is lost"));
                             }
                         }
-                        Ok(ToExporter::Goodbye { .. }) => self.pipeline.finish_generator(&test_id, &generator),
+                        Ok(ToExporter::Goodbye { .. }) => {
+                            said_goodbye = true;
+                            self.pipeline.finish_generator(&test_id, &generator);
+                        }
                         Ok(ToExporter::Ready { expected }) => self.ready(&test_id, &generator, expected),
                         Ok(ToExporter::Hello(_)) => {
                             self.unregister(&key, me);
-                            return self.close(ws, peer, CloseCode::Protocol, "a second hello").await;
+                            self.close(ws, peer, CloseCode::Protocol, "a second hello").await;
+                            return (!said_goodbye).then_some((key, me));
                         }
                         Err(e) => {
                             self.unregister(&key, me);
-                            return self.close(ws, peer, CloseCode::Policy, &e.to_string()).await;
+                            self.close(ws, peer, CloseCode::Policy, &e.to_string()).await;
+                            return (!said_goodbye).then_some((key, me));
                         }
                     },
                     Some(Ok(Message::Text(_))) => {
                         self.unregister(&key, me);
-                        return self.close(ws, peer, CloseCode::Unsupported, "text messages are not part of the protocol").await;
+                        self.close(ws, peer, CloseCode::Unsupported, "text messages are not part of the protocol").await;
+                        return (!said_goodbye).then_some((key, me));
                     }
                     Some(Ok(Message::Close(_))) | None => break,
                     Some(Ok(_)) => {} // ping/pong: answered by tungstenite
@@ -270,6 +349,7 @@ impl Ingest {
             }
         }
         self.unregister(&key, me);
+        (!said_goodbye).then_some((key, me))
     }
 
     /// A generator waits for the common start of its test.

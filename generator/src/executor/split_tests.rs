@@ -142,6 +142,12 @@ fn the_segments_of_a_sequence_together_run_the_unsplit_scenario() {
                     _ => unreachable!(),
                 };
                 assert_eq!(sum(&pre), pre(&whole), "preAllocatedVUs, {ctx}");
+                // A segment without a VU for the scenario gets no arrival.
+                for p in &parts {
+                    if max_vus(p) == 0 {
+                        assert!(schedule(p, 1).is_empty(), "arrivals without a VU, {ctx}");
+                    }
+                }
                 let want = schedule(&whole, 1);
                 let mut got: Vec<Duration> = parts.iter().flat_map(|p| schedule(p, rng.gen_range(1..4))).collect();
                 got.sort();
