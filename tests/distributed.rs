@@ -46,6 +46,30 @@ fn generator(dir: &Scratch, name: &str, file: &std::path::Path, extra: &[&str]) 
         .expect("start volley")
 }
 
+/// Generator `g{i}` running segment `seg` of [`SEQUENCE`], one of four that
+/// start together through the exporter.
+fn segment_generator(
+    dir: &Scratch,
+    i: usize,
+    seg: &str,
+    file: &std::path::Path,
+    test_id: &str,
+    exporter: &str,
+) -> Child {
+    let flags = ["--test-id", test_id, "--exporter", exporter, "--wait-for", "4"];
+    let split = ["--execution-segment", seg, "--execution-segment-sequence", SEQUENCE];
+    generator(dir, &format!("g{i}"), file, &[&flags[..], &split[..]].concat())
+}
+
+/// Waits until the exporter has agreed the first test's common start.
+fn wait_started(health: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stats(health)["barriers"][0]["started"] != json!(true) {
+        assert!(Instant::now() < deadline, "the generators never started: {}", stats(health));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn log_of(dir: &Scratch, name: &str) -> String {
     std::fs::read_to_string(dir.path(&format!("{name}.log"))).unwrap_or_default()
 }
@@ -88,23 +112,7 @@ fn four_segments_started_together_run_exactly_the_unsplit_test() {
         if i > 0 {
             std::thread::sleep(Duration::from_millis(600));
         }
-        gens.push(generator(
-            &dir,
-            &format!("g{i}"),
-            &file,
-            &[
-                "--test-id",
-                "seg4",
-                "--exporter",
-                &exp.url,
-                "--wait-for",
-                "4",
-                "--execution-segment",
-                seg,
-                "--execution-segment-sequence",
-                SEQUENCE,
-            ],
-        ));
+        gens.push(segment_generator(&dir, i, seg, &file, "seg4", &exp.url));
     }
     let last_launch = launched.elapsed();
     let results: Vec<(Value, Instant)> =
@@ -181,11 +189,7 @@ fn a_generator_ready_after_the_start_is_reported_late() {
     let flags = ["--test-id", "late", "--exporter", exp.url.as_str(), "--wait-for", "2"];
     let mut on_time: Vec<Child> = (0..2).map(|i| generator(&dir, &format!("g{i}"), &file, &flags)).collect();
     // Wait until the two have started, then add a third.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while stats(&health)["barriers"][0]["started"] != json!(true) {
-        assert!(Instant::now() < deadline, "the two generators never started");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_started(&health);
     std::thread::sleep(Duration::from_millis(1500));
     let mut late = generator(&dir, "g2", &file, &flags);
     for (i, c) in on_time.iter_mut().enumerate() {
@@ -239,31 +243,9 @@ fn a_generator_killed_mid_run_is_reported_and_the_others_lose_nothing() {
     let mut gens: Vec<Child> = SEGMENTS
         .iter()
         .enumerate()
-        .map(|(i, seg)| {
-            generator(
-                &dir,
-                &format!("g{i}"),
-                &file,
-                &[
-                    "--test-id",
-                    "killed",
-                    "--exporter",
-                    &exp.url,
-                    "--wait-for",
-                    "4",
-                    "--execution-segment",
-                    seg,
-                    "--execution-segment-sequence",
-                    SEQUENCE,
-                ],
-            )
-        })
+        .map(|(i, seg)| segment_generator(&dir, i, seg, &file, "killed", &exp.url))
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while stats(&health)["barriers"][0]["started"] != json!(true) {
-        assert!(Instant::now() < deadline, "the generators never started");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_started(&health);
     // Three seconds into the six: SIGKILL, no goodbye, no flush.
     std::thread::sleep(Duration::from_millis(1000 + 3000));
     gens[3].kill().unwrap();

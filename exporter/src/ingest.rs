@@ -79,8 +79,9 @@ pub struct Ingest {
     max_frame: usize,
     tls: Option<tokio_rustls::TlsAcceptor>,
     conns: Mutex<HashMap<ConnKey, (u64, mpsc::Sender<ToGenerator>)>>,
-    /// The last connection of each generator, for telling a generator that
-    /// reconnected from one that is gone.
+    /// The last connection of each generator that has not said goodbye, for
+    /// telling a generator that reconnected from one that is gone (entries
+    /// leave on the goodbye or when the generator is declared lost).
     last_conn: Mutex<HashMap<ConnKey, u64>>,
     next_conn: AtomicU64,
     /// How long a generator may be away without a goodbye before it is lost.
@@ -185,6 +186,7 @@ impl Ingest {
         if back {
             return;
         }
+        self.last_conn.lock().remove(&key);
         self.stats.lost.fetch_add(1, Ordering::Relaxed);
         let (test_id, generator) = key;
         (self.log)(format!(
@@ -311,6 +313,9 @@ impl Ingest {
                         }
                         Ok(ToExporter::Goodbye { .. }) => {
                             said_goodbye = true;
+                            // Nothing to watch for after a goodbye: the map
+                            // only holds generators that may come back.
+                            self.last_conn.lock().remove(&key);
                             self.pipeline.finish_generator(&test_id, &generator);
                         }
                         Ok(ToExporter::Ready { expected }) => self.ready(&test_id, &generator, expected),
