@@ -20,7 +20,7 @@ use crate::metrics::builtin::{THRESHOLD, VUS, VUS_MAX};
 use crate::metrics::Metrics;
 use crate::progress::Progress;
 use crate::summary::totals::RunTotals;
-use crate::threshold::Outcome;
+use crate::threshold::{Judge, Outcome};
 use parking_lot::Mutex;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -238,7 +238,8 @@ pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: i
             if tap.is_some() {
                 report.series.extend(threshold_series(&thresholds, &totals));
             }
-            let failing: Vec<Outcome> = thresholds.iter().flat_map(|t| t.aborting(&totals, totals.elapsed)).collect();
+            let failing: Vec<Outcome> =
+                thresholds.iter().flat_map(|t| t.aborting_on(&totals, totals.elapsed)).collect();
             if let Some(first) = failing.first() {
                 let mut aborted = aborted.lock();
                 if aborted.is_none() {
