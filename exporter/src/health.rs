@@ -9,6 +9,7 @@
 
 use crate::ingest::Ingest;
 use crate::pipeline::Pipeline;
+use crate::report::html::Verdict;
 use crate::report::Reports;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -79,7 +80,7 @@ impl Health {
             })
             .collect();
         format!(
-            "{{\"ready\":{},\"ingest\":{{{}}},\"merge\":{{\"received\":{},\"merged\":{},\"late\":{},\"duplicates\":{},\"too_late\":{},\"conflicts\":{},\"flushes\":{}}},\"outputs\":[{}],\"barriers\":[{}]}}",
+            "{{\"ready\":{},\"ingest\":{{{}}},\"merge\":{{\"received\":{},\"merged\":{},\"late\":{},\"duplicates\":{},\"too_late\":{},\"conflicts\":{},\"flushes\":{}}},\"outputs\":[{}],\"barriers\":[{}],\"thresholds\":{}}}",
             self.ready.load(Ordering::Relaxed),
             ingest.join(","),
             m.received,
@@ -90,7 +91,8 @@ impl Health {
             m.conflicts,
             m.flushes,
             outputs.join(","),
-            barriers.join(",")
+            barriers.join(","),
+            serde_json::Value::Array(self.ingest.thresholds.stats())
         )
     }
 }
@@ -117,7 +119,14 @@ fn report(health: &Health, query: &str) -> (StatusCode, String, &'static str) {
     match test {
         Some(id) => {
             let source = "volley-exporter, merged across generators".to_string();
-            match health.reports.render(&id, source, None, Vec::new()) {
+            // The fleet's verdict once the test is over.
+            let verdicts = health.ingest.thresholds.verdict(&id).map(|(outcomes, _)| {
+                outcomes
+                    .into_iter()
+                    .map(|o| Verdict { metric: o.key, expression: o.source, ok: o.ok, observed: o.observed })
+                    .collect()
+            });
+            match health.reports.render(&id, source, verdicts, Vec::new()) {
                 Some(page) => (StatusCode::OK, page, "text/html; charset=utf-8"),
                 None => (
                     StatusCode::NOT_FOUND,

@@ -14,6 +14,8 @@
 //! - [`ingest`]: the WebSocket server generators stream to (token, TLS,
 //!   frame checks, acknowledgements).
 //! - [`barrier`]: the common start of generators run with `--wait-for`.
+//! - [`thresholds`]: a test's thresholds judged on its fleet's merged data
+//!   (aborts and the final verdict sent back to the generators).
 //! - [`observe`]: in-process consumers of merged windows (alerts, report).
 //! - [`alert`]: alert rules on the merged data, posted to a webhook
 //!   (`--alert-rules`).
@@ -36,6 +38,7 @@ pub mod report;
 pub mod secret;
 pub mod selfmetrics;
 pub mod sink;
+pub mod thresholds;
 
 pub use out::OutSpec;
 pub use pipeline::{Pipeline, PipelineConfig, PipelineReport};

@@ -99,6 +99,7 @@ where
         ..RunOptions::default()
     };
     let trend_stats = plan.summary_trend_stats.clone();
+    let threshold_specs: Vec<_> = plan.thresholds.iter().map(|t| t.to_spec()).collect();
     let mut report: Option<Arc<Reports>> = None;
     let opts_test_id = opts.test_id.clone();
     report_connection_capacity(&plan, &console);
@@ -134,6 +135,7 @@ where
                     buffer: output.exporter_buffer,
                     insecure_tls: output.insecure_skip_tls_verify,
                     wait_for: output.wait_for,
+                    thresholds: threshold_specs.clone(),
                 };
                 let hello = Hello {
                     generator: opts.generator_id.clone(),
@@ -172,17 +174,41 @@ where
                 return Err(exit::INVALID_CONFIG);
             };
             if let Err(code) = synchronized_start(s, n, output.wait_timeout, &console).await {
-                s.finish(Duration::from_secs(2)).await;
+                s.finish(Duration::from_secs(2), Duration::ZERO).await;
                 return Err(code);
             }
         }
-        let outcome = engine::run(plan, opts, console.clone(), shutdown_signal(console.clone())).await;
+        // With an exporter, the thresholds are the fleet's: it judges them
+        // on the merged data and decides aborts and the verdict.
+        let fleet = streamer.clone().filter(|_| !threshold_specs.is_empty());
+        opts.fleet_thresholds = fleet.is_some();
+        let stop = {
+            let (console, fleet) = (console.clone(), fleet.clone());
+            async move {
+                tokio::select! {
+                    _ = shutdown_signal(console) => Abort::Signal,
+                    why = async { match &fleet { Some(s) => s.aborted().await, None => std::future::pending().await } } => {
+                        Abort::Threshold(format!("the exporter aborted the test: {why}"))
+                    }
+                }
+            }
+        };
+        let mut outcome = engine::run(plan, opts, console.clone(), stop).await;
         if let Some(s) = &streamer {
-            report_stream(
-                &console,
-                output.exporter.as_deref().unwrap_or_default(),
-                &s.finish(output.out_timeout).await,
-            );
+            let done = s.finish(output.out_timeout, output.verdict_timeout).await;
+            report_stream(&console, output.exporter.as_deref().unwrap_or_default(), &done);
+        }
+        if let Some(s) = &fleet {
+            match s.verdict() {
+                Some(v) => {
+                    outcome.thresholds = v.outcomes;
+                    outcome.fleet_generators = Some(v.generators);
+                }
+                None => console.warn(&format!(
+                    "the exporter sent no verdict on the fleet's thresholds within --verdict-timeout {}; the thresholds and exit code below judge this generator's own share",
+                    crate::config::duration::format_duration(output.verdict_timeout)
+                )),
+            }
         }
         if let Some(p) = pipeline {
             report_outputs(&console, &p.finish(output.out_timeout).await);
@@ -264,6 +290,7 @@ fn write_report(reports: &Reports, path: &std::path::Path, test_id: &str, outcom
     match &outcome.aborted {
         Some(Abort::Threshold(why)) => notes.push(format!("aborted: {why}")),
         Some(Abort::Signal) => notes.push("interrupted before the end of its schedule".to_string()),
+        Some(Abort::Operator(why)) => notes.push(format!("stopped: {why}")),
         None => {}
     }
     let source = format!("volley run, {}", crate::config::duration::format_duration(outcome.elapsed));
@@ -357,7 +384,7 @@ pub fn finish(outcome: &RunOutcome, output: &OutputArgs, trend_stats: &[crate::s
     }
     match (&outcome.aborted, outcome.thresholds_ok()) {
         (_, false) | (Some(Abort::Threshold(_)), _) => exit::THRESHOLDS_FAILED,
-        (Some(Abort::Signal), true) => exit::EXTERNAL_ABORT,
+        (Some(Abort::Signal | Abort::Operator(_)), true) => exit::EXTERNAL_ABORT,
         (None, true) => exit::OK,
     }
 }

@@ -188,6 +188,12 @@ pub struct OutputArgs {
     /// How long `--wait-for` waits for the others before giving up.
     #[arg(long, default_value = "10m", value_parser = duration_arg, value_name = "DURATION")]
     pub wait_timeout: Duration,
+    /// With `--exporter`, thresholds are the fleet's, judged by the exporter
+    /// on merged data: how long this generator waits after its own end for
+    /// the verdict (the others may still be running). Without one in time,
+    /// the exit code reflects this generator's own share, with a warning.
+    #[arg(long, default_value = "2m", value_parser = duration_arg, value_name = "DURATION")]
+    pub verdict_timeout: Duration,
     /// Unacknowledged windows kept for the exporter before the oldest is dropped.
     #[arg(long, default_value_t = 600, value_name = "WINDOWS")]
     pub exporter_buffer: usize,

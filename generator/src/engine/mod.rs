@@ -45,6 +45,9 @@ pub struct RunOptions {
     pub threads: usize,
     /// Receives every closed window (the embedded exporter pipeline).
     pub on_window: Option<WindowTap>,
+    /// The exporter judges the thresholds on the fleet's merged data and
+    /// decides aborts: this generator's own share does not abort the test.
+    pub fleet_thresholds: bool,
 }
 
 /// A consumer of closed windows. It runs on the window clock's task, so it
@@ -67,6 +70,7 @@ impl Default for RunOptions {
             generator_id: default_generator_id(),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             on_window: None,
+            fleet_thresholds: false,
         }
     }
 }
@@ -104,8 +108,22 @@ pub fn default_generator_id() -> String {
 pub enum Abort {
     /// Ctrl-C or SIGTERM.
     Signal,
-    /// A threshold with `abortOnFail` failed.
+    /// A threshold with `abortOnFail` failed (here, or on the fleet's
+    /// merged data as judged by the exporter).
     Threshold(String),
+    /// Stopped through the control API (this generator's or the fleet's).
+    Operator(String),
+}
+
+impl Abort {
+    /// Says why, for the stop message.
+    pub fn describe(&self) -> String {
+        match self {
+            Abort::Signal => "interrupted by signal".into(),
+            Abort::Threshold(why) => format!("{why} (abortOnFail)"),
+            Abort::Operator(why) => why.clone(),
+        }
+    }
 }
 
 /// Per-scenario results for the summary.
@@ -155,6 +173,9 @@ pub struct RunOutcome {
     pub segment: Option<String>,
     /// The first VU number, minus one (0 unless split).
     pub vu_offset: u64,
+    /// Set when `thresholds` is the exporter's verdict on the merged data
+    /// of this many generators, rather than this generator's own.
+    pub fleet_generators: Option<u32>,
 }
 
 impl RunOutcome {
@@ -166,7 +187,15 @@ impl RunOutcome {
 
 /// Runs `plan` until its scenarios end or `shutdown` resolves (then
 /// in-flight iterations are interrupted and the summary is still produced).
-pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: impl Future<Output = ()>) -> RunOutcome {
+///
+/// `shutdown` says why the run must stop early: a signal, the fleet's
+/// verdict, an operator.
+pub async fn run(
+    plan: TestPlan,
+    opts: RunOptions,
+    console: Console,
+    shutdown: impl Future<Output = Abort>,
+) -> RunOutcome {
     let warn_console = console.clone();
     let metrics = Metrics::new(opts.series_cap, move |w| warn_console.warn(&w));
     let stop_new = CancellationToken::new();
@@ -231,6 +260,7 @@ pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: i
             console.clone(),
         );
         let tap = opts.on_window.clone();
+        let local_aborts = !opts.fleet_thresholds;
         move |mut report: WindowReport| {
             let mut totals = totals.lock();
             totals.add_window(&report.series);
@@ -238,8 +268,11 @@ pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: i
             if tap.is_some() {
                 report.series.extend(threshold_series(&thresholds, &totals));
             }
-            let failing: Vec<Outcome> =
-                thresholds.iter().flat_map(|t| t.aborting_on(&totals, totals.elapsed)).collect();
+            let failing: Vec<Outcome> = if local_aborts {
+                thresholds.iter().flat_map(|t| t.aborting_on(&totals, totals.elapsed)).collect()
+            } else {
+                Vec::new()
+            };
             if let Some(first) = failing.first() {
                 let mut aborted = aborted.lock();
                 if aborted.is_none() {
@@ -315,9 +348,9 @@ pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: i
     tokio::pin!(shutdown);
     tokio::select! {
         _ = &mut all_done => {}
-        _ = &mut shutdown => {
-            console.warn("stopping: interrupted by signal; in-flight iterations are cut short, the summary follows");
-            aborted.lock().get_or_insert(Abort::Signal);
+        why = &mut shutdown => {
+            console.warn(&format!("stopping: {}; in-flight iterations are cut short, the summary follows", why.describe()));
+            aborted.lock().get_or_insert(why);
             stop_new.cancel();
             interrupt.cancel();
             all_done.await;
@@ -369,7 +402,17 @@ pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: i
     let aborted = aborted.lock().clone();
     // Every VU task has ended; the threads only hold idle connections.
     shards.shutdown();
-    RunOutcome { totals, thresholds, scenarios, elapsed, aborted, windows, segment, vu_offset: plan.vu_offset }
+    RunOutcome {
+        totals,
+        thresholds,
+        scenarios,
+        elapsed,
+        aborted,
+        windows,
+        segment,
+        vu_offset: plan.vu_offset,
+        fleet_generators: None,
+    }
 }
 
 fn rate_per_sec(executor: &crate::executor::ExecutorConfig) -> Option<f64> {
