@@ -8,6 +8,7 @@
 //! connection only; the exporter keeps serving the others.
 
 use crate::barrier::{Barriers, Decision};
+use crate::control::{Answers, FleetControl};
 use crate::merge::Ingest as Merged;
 use crate::pipeline::Pipeline;
 use crate::secret::Secret;
@@ -26,6 +27,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
+use volley_window::control::Command;
 use volley_window::wire::{self, Hello, ToExporter, ToGenerator};
 
 /// How long a client has to finish the handshake and say hello.
@@ -93,6 +95,8 @@ pub struct Ingest {
     pub barriers: Barriers,
     /// Fleet-wide thresholds (an observer of the pipeline).
     pub thresholds: Arc<FleetThresholds>,
+    /// Fleet control commands awaiting the generators' answers.
+    pub control: FleetControl,
     log: Arc<dyn Fn(String) + Send + Sync>,
 }
 
@@ -128,6 +132,7 @@ impl Ingest {
                 stats: IngestStats::default(),
                 barriers: Barriers::default(),
                 thresholds,
+                control: FleetControl::default(),
                 log,
             }
         })
@@ -350,6 +355,7 @@ impl Ingest {
                             self.pipeline.finish_generator(&test_id, &generator);
                         }
                         Ok(ToExporter::Ready { expected }) => self.ready(&test_id, &generator, expected),
+                        Ok(ToExporter::Status { id, result }) => self.control.answer(id, &generator, result),
                         Ok(ToExporter::Thresholds { sets }) => match self.thresholds.register(&test_id, &generator, &sets) {
                             Ok(None) => {}
                             Ok(Some(reason)) => self.tell_test_one(&key, ToGenerator::Abort { reason }),
@@ -424,6 +430,27 @@ impl Ingest {
                 tell(generator, ToGenerator::Start { in_ms, late_ms, ready });
             }
         }
+    }
+
+    /// Sends `command` to every connected generator of `test_id` and
+    /// waits (at most [`crate::control::ANSWER_TIMEOUT`]) for their answers.
+    pub async fn command(&self, test_id: &str, command: Command) -> Result<Answers, String> {
+        let targets: Vec<(String, mpsc::Sender<ToGenerator>)> = self
+            .conns
+            .lock()
+            .iter()
+            .filter(|((t, _), _)| t == test_id)
+            .map(|((_, g), (_, tx))| (g.clone(), tx.clone()))
+            .collect();
+        if targets.is_empty() {
+            return Err(format!("no generator of test {test_id:?} is connected"));
+        }
+        let id = self.control.open(targets.iter().map(|(g, _)| g.clone()).collect())?;
+        for (_, tx) in &targets {
+            // A full queue: that generator shows as unanswered.
+            let _ = tx.try_send(ToGenerator::Control { id, command: command.clone() });
+        }
+        Ok(self.control.collect(id, crate::control::ANSWER_TIMEOUT).await)
     }
 
     fn tell_test_one(&self, key: &ConnKey, msg: ToGenerator) {

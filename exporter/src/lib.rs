@@ -16,6 +16,8 @@
 //! - [`barrier`]: the common start of generators run with `--wait-for`.
 //! - [`thresholds`]: a test's thresholds judged on its fleet's merged data
 //!   (aborts and the final verdict sent back to the generators).
+//! - [`control`]: live control over HTTP (k6's `/v1/status`), for one
+//!   generator or, through the exporter, a whole test.
 //! - [`observe`]: in-process consumers of merged windows (alerts, report).
 //! - [`alert`]: alert rules on the merged data, posted to a webhook
 //!   (`--alert-rules`).
@@ -27,6 +29,7 @@
 
 pub mod alert;
 pub mod barrier;
+pub mod control;
 pub mod daemon;
 pub mod health;
 pub mod ingest;

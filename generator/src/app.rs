@@ -3,6 +3,7 @@
 use crate::cli::{Cli, Command, OutputArgs, RunArgs};
 use crate::config::{self, Overrides, TestPlan};
 use crate::console::Console;
+use crate::control::{self, Live, Scope};
 use crate::engine::{self, Abort, RunOptions, RunOutcome};
 use crate::exit;
 use crate::stream::{StreamConfig, StreamReport, Streamer};
@@ -30,6 +31,11 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
         Command::Demo(args) => crate::demo::run(args),
         Command::WsPing(args) => crate::preset::run(crate::preset::Preset::WsPing, args),
         Command::ImE2e(args) => crate::preset::run(crate::preset::Preset::ImE2e, args),
+        Command::Status(args) => control::client::run(control::client::Verb::Status, args),
+        Command::Pause(args) => control::client::run(control::client::Verb::Pause, args),
+        Command::Resume(args) => control::client::run(control::client::Verb::Resume, args),
+        Command::Stop(args) => control::client::run(control::client::Verb::Stop, args),
+        Command::Scale(args) => control::client::scale(args),
     }
 }
 
@@ -100,6 +106,8 @@ where
     };
     let trend_stats = plan.summary_trend_stats.clone();
     let threshold_specs: Vec<_> = plan.thresholds.iter().map(|t| t.to_spec()).collect();
+    let live = Live::new(&plan);
+    opts.live = Some(live.clone());
     let mut report: Option<Arc<Reports>> = None;
     let opts_test_id = opts.test_id.clone();
     report_connection_capacity(&plan, &console);
@@ -153,6 +161,29 @@ where
                 }
             }
         };
+        if let Some(s) = &streamer {
+            let live = live.clone();
+            s.set_control(Arc::new(move |c| live.apply(c, Scope::Fleet)));
+        }
+        let api_stop = tokio_util::sync::CancellationToken::new();
+        let _api_stop = api_stop.clone().drop_guard();
+        if let Some(addr) = &output.address {
+            let Some(token) = output.control_token.clone().filter(|t| !t.is_empty()) else {
+                eprintln!("ERROR invalid configuration (1 problem):\n  --address: the control API needs --control-token (or VOLLEY_CONTROL_TOKEN)");
+                return Err(exit::INVALID_CONFIG);
+            };
+            let listener = match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("ERROR invalid configuration (1 problem):\n  --address {addr}: {e}");
+                    return Err(exit::INVALID_CONFIG);
+                }
+            };
+            let bound = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| addr.clone());
+            console.info(&format!("control API on http://{bound}/v1/status"));
+            let secret = volley_exporter::secret::Secret::new(token);
+            tokio::spawn(control::api::serve(listener, live.clone(), secret, log.clone(), api_stop.clone()));
+        }
         if pipeline.is_some() || streamer.is_some() {
             let (p, s) = (pipeline.clone(), streamer.clone());
             opts.on_window = Some(engine::WindowTap(Arc::new(move |w| match (&p, &s) {

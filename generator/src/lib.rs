@@ -25,6 +25,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod console;
+pub mod control;
 pub mod demo;
 pub mod engine;
 pub mod executor;

@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
+use volley_window::control::{Command, Status};
 use volley_window::threshold::{Outcome, SetSpec};
 use volley_window::wire::{self, Hello, ToExporter, ToGenerator};
 use volley_window::WindowReport;
@@ -42,6 +43,9 @@ pub struct StreamConfig {
     /// acknowledgement until the exporter's verdict arrives.
     pub thresholds: Vec<SetSpec>,
 }
+
+/// Applies a fleet control command and returns the status after it.
+pub type ControlHandler = Arc<dyn Fn(&Command) -> Result<Status, String> + Send + Sync>;
 
 /// The exporter's verdict on the fleet's thresholds.
 #[derive(Clone, Debug, PartialEq)]
@@ -94,6 +98,8 @@ struct Shared {
     /// Why the exporter aborted the test (fleet `abortOnFail`), once.
     abort: tokio::sync::watch::Sender<Option<String>>,
     verdict: Mutex<Option<FleetVerdict>>,
+    /// Applies the exporter's fleet control commands.
+    control: std::sync::OnceLock<ControlHandler>,
     log: Arc<dyn Fn(String) + Send + Sync>,
 }
 
@@ -140,6 +146,7 @@ impl Streamer {
             start: tokio::sync::watch::channel(None).0,
             abort: tokio::sync::watch::channel(None).0,
             verdict: Mutex::new(None),
+            control: std::sync::OnceLock::new(),
             log,
         });
         let task = tokio::spawn(run(shared.clone()));
@@ -174,6 +181,11 @@ impl Streamer {
                 return std::future::pending().await;
             }
         }
+    }
+
+    /// Lets the exporter's fleet control commands reach this run.
+    pub fn set_control(&self, handler: ControlHandler) {
+        let _ = self.shared.control.set(handler);
     }
 
     /// Resolves with the reason when the exporter aborts the test (a fleet
@@ -397,6 +409,22 @@ async fn session(shared: &Shared, mut ws: Ws) -> SessionEnd {
                     }
                     Ok(ToGenerator::Verdict { outcomes, generators }) => {
                         *shared.verdict.lock() = Some(FleetVerdict { outcomes, generators });
+                    }
+                    Ok(ToGenerator::Control { id, command }) => {
+                        let result = match shared.control.get() {
+                            Some(apply) => apply(&command),
+                            None => Err("this generator takes no control commands".into()),
+                        };
+                        if command != Command::default() {
+                            let what = crate::control::api::describe(&command);
+                            (shared.log)(match &result {
+                                Ok(_) => format!("fleet control through the exporter: {what}"),
+                                Err(e) => format!("fleet control through the exporter: {what} refused: {e}"),
+                            });
+                        }
+                        if let Err(e) = send(&mut ws, &ToExporter::Status { id, result }).await {
+                            return SessionEnd::Lost(e);
+                        }
                     }
                     Ok(_) => {}
                     Err(e) => return SessionEnd::Lost(format!("bad message from the exporter: {e}")),

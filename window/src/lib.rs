@@ -18,9 +18,12 @@
 //! - [`threshold`]: k6 thresholds, judged on merged aggregates (by a
 //!   generator on its own run, by the exporter on a fleet's).
 //! - [`wire`]: the generator ↔ exporter protocol frames.
+//! - [`control`]: live control of a running test (pause, resume, scale,
+//!   stop) and its status.
 //! - [`duration`]: k6 duration strings, read the same way by every binary.
 
 pub mod aggregate;
+pub mod control;
 pub mod duration;
 pub mod report;
 pub mod series;

@@ -24,6 +24,7 @@
 //! is allocated, and bincode runs with the same limit, so a forged length
 //! prefix cannot make the receiver allocate more than the frame could hold.
 
+use crate::control::{Command, Status};
 use crate::report::WindowReport;
 use crate::threshold::{Outcome, SetSpec};
 use bincode::Options;
@@ -62,6 +63,14 @@ pub enum ToExporter {
     Thresholds {
         /// The scenario's thresholds, as written.
         sets: Vec<SetSpec>,
+    },
+    /// The answer to [`ToGenerator::Control`]: the generator's status after
+    /// applying the command, or why it refused it.
+    Status {
+        /// The command's id.
+        id: u64,
+        /// The status, or the refusal.
+        result: Result<Status, String>,
     },
 }
 
@@ -119,6 +128,14 @@ pub enum ToGenerator {
         outcomes: Vec<Outcome>,
         /// How many generators' data it covers.
         generators: u32,
+    },
+    /// A fleet control command (`PATCH /v1/status?testid=…` on the
+    /// exporter); answered with [`ToExporter::Status`].
+    Control {
+        /// Echoed in the answer.
+        id: u64,
+        /// What to change (nothing: a status query).
+        command: Command,
     },
 }
 

@@ -48,6 +48,9 @@ pub struct RunOptions {
     /// The exporter judges the thresholds on the fleet's merged data and
     /// decides aborts: this generator's own share does not abort the test.
     pub fleet_thresholds: bool,
+    /// Live control (the control API, the exporter's fleet commands); a
+    /// run without one builds its own, which nobody commands.
+    pub live: Option<Arc<crate::control::Live>>,
 }
 
 /// A consumer of closed windows. It runs on the window clock's task, so it
@@ -71,6 +74,7 @@ impl Default for RunOptions {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             on_window: None,
             fleet_thresholds: false,
+            live: None,
         }
     }
 }
@@ -78,9 +82,9 @@ impl Default for RunOptions {
 /// Every threshold's verdict on the totals so far, as [`THRESHOLD`] gauges:
 /// outputs see thresholds live, and a merged window's `min` is 0 when any
 /// generator's view fails.
-fn threshold_series(sets: &[crate::threshold::ThresholdSet], totals: &RunTotals) -> Vec<SeriesWindow> {
-    sets.iter()
-        .flat_map(|set| set.evaluate(totals))
+fn threshold_series(outcomes: Vec<Outcome>) -> Vec<SeriesWindow> {
+    outcomes
+        .into_iter()
         .map(|o| SeriesWindow {
             key: SeriesKey::new(THRESHOLD.name, Tags::from_pairs([("metric", o.key), ("threshold", o.source)])),
             unit: THRESHOLD.unit,
@@ -204,6 +208,7 @@ pub async fn run(
     let segment = (!plan.share.is_full()).then(|| plan.share.to_string());
     let shards = Arc::new(shards::Shards::start(opts.threads).expect("start the VU threads"));
     let test_tags = plan.tags.clone();
+    let live = opts.live.clone().unwrap_or_else(|| crate::control::Live::new(&plan));
 
     let scenarios: Vec<(Arc<ScenarioRun>, &crate::config::ScenarioPlan)> = plan
         .scenarios
@@ -228,11 +233,13 @@ pub async fn run(
                 &stop_new,
                 &interrupt,
             )
-            .with_console(console.clone());
+            .with_console(console.clone())
+            .with_live(live.clone());
             (Arc::new(run), s)
         })
         .collect();
     let runs: Vec<Arc<ScenarioRun>> = scenarios.iter().map(|(r, _)| r.clone()).collect();
+    live.attach(scenarios.iter().map(|(r, s)| (r.clone(), s.executor.executor().kind())).collect());
 
     let mut clock = WindowClock::new(opts.window, opts.generator_id.clone(), opts.test_id.clone());
     let t0 = clock.t0;
@@ -261,12 +268,15 @@ pub async fn run(
         );
         let tap = opts.on_window.clone();
         let local_aborts = !opts.fleet_thresholds;
+        let live = live.clone();
         move |mut report: WindowReport| {
             let mut totals = totals.lock();
             totals.add_window(&report.series);
             totals.elapsed = t0.elapsed();
+            let outcomes: Vec<Outcome> = thresholds.iter().flat_map(|t| t.evaluate(&totals)).collect();
+            live.set_tainted(outcomes.iter().any(|o| !o.ok));
             if tap.is_some() {
-                report.series.extend(threshold_series(&thresholds, &totals));
+                report.series.extend(threshold_series(outcomes));
             }
             let failing: Vec<Outcome> = if local_aborts {
                 thresholds.iter().flat_map(|t| t.aborting_on(&totals, totals.elapsed)).collect()
@@ -345,6 +355,15 @@ pub async fn run(
 
     let all_done = async { while tasks.join_next().await.is_some() {} };
     tokio::pin!(all_done);
+    let shutdown = {
+        let live = live.clone();
+        async move {
+            tokio::select! {
+                why = shutdown => why,
+                why = live.stop_requested() => Abort::Operator(why),
+            }
+        }
+    };
     tokio::pin!(shutdown);
     tokio::select! {
         _ = &mut all_done => {}
@@ -357,6 +376,7 @@ pub async fn run(
         }
     }
 
+    live.end();
     progress.stop().await;
     for flow in &token_managers {
         if let crate::flow::FlowDef::Token(t) = &**flow {

@@ -75,6 +75,7 @@ pub struct ScenarioRun {
     series: Series,
     vu_ids: Arc<AtomicU64>,
     started: OnceLock<Instant>,
+    live: Option<Arc<crate::control::Live>>,
 }
 
 #[derive(Clone, Copy)]
@@ -139,7 +140,19 @@ impl ScenarioRun {
             series,
             vu_ids,
             started: OnceLock::new(),
+            live: None,
         }
+    }
+
+    /// Lets the externally-controlled executor follow the control API.
+    pub fn with_live(mut self, live: Arc<crate::control::Live>) -> Self {
+        self.live = Some(live);
+        self
+    }
+
+    /// The run's live control, if any.
+    pub fn live(&self) -> Option<&Arc<crate::control::Live>> {
+        self.live.as_ref()
     }
 
     /// Reports the scenario's first failed iteration on `console`.
