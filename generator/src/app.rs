@@ -6,6 +6,7 @@ use crate::console::Console;
 use crate::control::{self, Live, Scope};
 use crate::engine::{self, Abort, RunOptions, RunOutcome};
 use crate::exit;
+use crate::start::{self, synchronized_start, Barrier, Meeting};
 use crate::stream::{StreamConfig, StreamReport, Streamer};
 use clap::Parser;
 use std::ffi::OsString;
@@ -104,6 +105,13 @@ where
         threads: output.threads.unwrap_or(RunOptions::default().threads),
         ..RunOptions::default()
     };
+    let meeting = match start::meeting(output, &opts.test_id) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("ERROR invalid configuration (1 problem):\n  {e}");
+            return exit::INVALID_CONFIG;
+        }
+    };
     let trend_stats = plan.summary_trend_stats.clone();
     let threshold_specs: Vec<_> = plan.thresholds.iter().map(|t| t.to_spec()).collect();
     let live = Live::new(&plan);
@@ -142,7 +150,11 @@ where
                     token: output.exporter_token.clone().unwrap_or_default(),
                     buffer: output.exporter_buffer,
                     insecure_tls: output.insecure_skip_tls_verify,
-                    wait_for: output.wait_for,
+                    // The exporter holds the barrier only when the start is agreed there.
+                    wait_for: match &meeting {
+                        Some((n, Meeting::Exporter)) => Some(*n),
+                        _ => None,
+                    },
                     thresholds: threshold_specs.clone(),
                 };
                 let hello = Hello {
@@ -199,13 +211,21 @@ where
             })));
         }
         before(runtime.handle()).await;
-        if let Some(n) = output.wait_for {
-            let Some(s) = &streamer else {
-                eprintln!("ERROR invalid configuration (1 problem):\n  --wait-for: needs --exporter, through which the generators agree on the start");
-                return Err(exit::INVALID_CONFIG);
+        if let Some((n, meeting)) = &meeting {
+            let barrier = match meeting {
+                Meeting::Exporter => Barrier::Exporter(streamer.as_ref().expect("an exporter meeting has a stream")),
+                Meeting::Redis(r) => {
+                    if streamer.is_some() {
+                        console
+                            .info("--wait-redis: the start is agreed in Redis; windows still stream to the exporter");
+                    }
+                    Barrier::Redis(r)
+                }
             };
-            if let Err(code) = synchronized_start(s, n, output.wait_timeout, &console).await {
-                s.finish(Duration::from_secs(2), Duration::ZERO).await;
+            if let Err(code) = synchronized_start(barrier, *n, output.wait_timeout, &console).await {
+                if let Some(s) = &streamer {
+                    s.finish(Duration::from_secs(2), Duration::ZERO).await;
+                }
                 return Err(code);
             }
         }
@@ -268,44 +288,6 @@ where
             }
         }
         Err(code) => code,
-    }
-}
-
-/// `--wait-for N`: waits until the exporter has agreed a common start with
-/// the other generators of the test, then until that start. A generator
-/// that became ready after the others had started starts at once and says
-/// how late it is. Ctrl-C or `--wait-timeout` end the wait without a test.
-async fn synchronized_start(s: &Streamer, n: u32, timeout: Duration, console: &Console) -> Result<(), i32> {
-    console.info(&format!("waiting for {n} generator{} to be ready at the exporter", if n == 1 { "" } else { "s" }));
-    let signal = tokio::select! {
-        signal = s.wait_start() => signal,
-        _ = tokio::time::sleep(timeout) => {
-            eprintln!(
-                "ERROR the exporter did not agree a start within --wait-timeout {}: fewer than {n} generators of this test became ready",
-                crate::config::duration::format_duration(timeout)
-            );
-            return Err(exit::EXTERNAL_ABORT);
-        }
-        _ = tokio::signal::ctrl_c() => {
-            eprintln!("stopped while waiting for the other generators; nothing ran");
-            return Err(exit::EXTERNAL_ABORT);
-        }
-    };
-    if signal.late.is_zero() {
-        console.info(&format!("{} generators ready; starting together", signal.ready));
-    } else {
-        console.warn(&format!(
-            "the other {} generators started {:.1} s ago; this one starts now, that much late",
-            signal.ready,
-            signal.late.as_secs_f64()
-        ));
-    }
-    tokio::select! {
-        _ = tokio::time::sleep_until(signal.at) => Ok(()),
-        _ = tokio::signal::ctrl_c() => {
-            eprintln!("stopped while waiting for the common start; nothing ran");
-            Err(exit::EXTERNAL_ABORT)
-        }
     }
 }
 

@@ -221,9 +221,15 @@ pub struct OutputArgs {
     #[arg(long, env = "VOLLEY_EXPORTER_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub exporter_token: Option<String>,
     /// Start together with N generators of the same test id: each says it is
-    /// ready to the exporter, which fixes one common start once N are.
+    /// ready to the exporter (or in Redis, with --wait-redis), and one common
+    /// start is fixed once N are.
     #[arg(long, value_name = "N")]
     pub wait_for: Option<u32>,
+    /// Agree the --wait-for start in this Redis (`redis://[:PASSWORD@]HOST:PORT[/DB]`)
+    /// instead of at the exporter; for runs without one. With --exporter too,
+    /// the start is agreed here and windows still stream to the exporter.
+    #[arg(long, env = "VOLLEY_WAIT_REDIS", hide_env_values = true, value_name = "URL")]
+    pub wait_redis: Option<String>,
     /// How long `--wait-for` waits for the others before giving up.
     #[arg(long, default_value = "10m", value_parser = duration_arg, value_name = "DURATION")]
     pub wait_timeout: Duration,

@@ -12,6 +12,7 @@
 //! - [`threshold`]: k6 threshold expressions, evaluated on merged totals.
 //! - [`summary`]: the text summary and k6's summary-export JSON.
 //! - [`stream`]: streaming mode, windows to a `volley-exporter`.
+//! - [`start`]: `--wait-for`, the synchronized start (through the exporter or Redis).
 //! - [`console`], [`progress`]: terminal output while a test runs.
 //! - [`preset`]: `volley ws-ping` / `volley im-e2e`, the IM presets.
 //! - [`demo`]: `volley demo`, a real test against in-process testbed targets.
@@ -33,6 +34,7 @@ pub mod flow;
 pub mod metrics;
 pub mod preset;
 pub mod progress;
+pub mod start;
 pub mod stream;
 pub mod summary;
 pub mod threshold;

@@ -10,6 +10,7 @@
 //! test: pushing a window never waits.
 
 use crate::flow::http::client::tls_connector;
+use crate::start::StartSignal;
 use futures_util::{SinkExt, StreamExt};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
@@ -54,18 +55,6 @@ pub struct FleetVerdict {
     pub outcomes: Vec<Outcome>,
     /// How many generators' data it covers.
     pub generators: u32,
-}
-
-/// When to start, as agreed by the exporter (`--wait-for`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StartSignal {
-    /// The common start on this machine's clock.
-    pub at: tokio::time::Instant,
-    /// How long ago the common start was when this generator became ready
-    /// (zero unless it joined late).
-    pub late: Duration,
-    /// Generators that were ready when the start was agreed.
-    pub ready: u32,
 }
 
 /// What streaming achieved.
