@@ -80,6 +80,7 @@ pub fn run(preset: Preset, args: ImPresetArgs) -> i32 {
         env: vec![(SECRET_ENV.into(), secret)],
         system_env: false,
         split: args.split.to_split(),
+        local_ips: args.local_ips.clone(),
         ..Overrides::default()
     };
     let plan = match config::load(&doc, &overrides) {

@@ -200,6 +200,10 @@ pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: i
                 &interrupt,
             )
             .with_console(console.clone());
+            let run = match &plan.local_ips {
+                Some(pool) => run.with_local_ips(pool.clone(), plan.vu_offset),
+                None => run,
+            };
             (Arc::new(run), s)
         })
         .collect();
