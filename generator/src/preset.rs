@@ -49,7 +49,7 @@ pub fn scenario(preset: Preset, a: &ImPresetArgs) -> Value {
     if !a.local_addrs.is_empty() {
         flow["localAddrs"] = a.local_addrs.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().into();
     }
-    json!({
+    let mut doc = json!({
         "options": {
             "scenarios": {
                 name: {
@@ -62,7 +62,13 @@ pub fn scenario(preset: Preset, a: &ImPresetArgs) -> Value {
             }
         },
         "flows": { name: flow }
-    })
+    });
+    // Shown by --print-scenario; the run takes it from the flag (so a
+    // problem is reported as --local-ips).
+    if let Some(ips) = &a.local_ips {
+        doc["options"]["localIPs"] = ips.clone().into();
+    }
+    doc
 }
 
 /// Runs a preset; returns the exit code.
