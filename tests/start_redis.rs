@@ -187,6 +187,40 @@ fn a_waiting_generator_joins_again_when_redis_restarts_empty() {
 }
 
 #[test]
+fn the_barrier_works_over_tls_with_a_verified_certificate() {
+    let dir = Scratch::new("redis-tls");
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let cert_path = dir.write("cert.pem", &cert.cert.pem());
+    let key_path = dir.write("key.pem", &cert.key_pair.serialize_pem());
+    let redis = Redis::start_tls(&cert_path, &key_path);
+    assert!(redis.url.starts_with("rediss://"), "{}", redis.url);
+    let file = short_plan(&dir);
+    let run_with_roots = |roots: &std::path::Path, test_id: &str| {
+        Command::new(binary("volley"))
+            .args(["run", "--quiet", "--no-summary", "--test-id", test_id, "--wait-for", "1"])
+            .args(["--wait-redis", &redis.url])
+            .arg(&file)
+            .env("SSL_CERT_FILE", roots)
+            .output()
+            .unwrap()
+    };
+    // The server's certificate is verified: unknown to the trust store, refused…
+    let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let out = run_with_roots(&dir.write("other.pem", &other.cert.pem()), "tls-refused");
+    assert_eq!(out.status.code(), Some(105), "{}", describe(&out));
+    assert!(describe(&out).contains("cannot join the start barrier"), "{}", describe(&out));
+    // …trusted, the barrier works as over plain TCP.
+    let out = run_with_roots(&cert_path, "tls");
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1 generator ready; starting together"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(redis.cli(&["GET", "volley:{tls}:ready"]), "1");
+}
+
+#[test]
 fn an_unreachable_redis_is_named_without_its_password() {
     let dir = Scratch::new("redis-down");
     let file = short_plan(&dir);

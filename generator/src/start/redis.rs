@@ -42,6 +42,8 @@
 //! Redis that comes back empty (a restart without persistence) has lost
 //! the count: a waiting generator that finds neither key joins again.
 //! Credentials never appear in messages: the URL is shown without them.
+//! `rediss://` is TLS, the server's certificate checked against the
+//! system's trust store (`SSL_CERT_FILE` / `SSL_CERT_DIR` override it).
 
 use super::clock::ClockReading;
 use super::StartSignal;
@@ -113,12 +115,7 @@ impl RedisBarrier {
         if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
             return Err(format!("--wait-redis {shown}: must be a redis:// or rediss:// URL"));
         }
-        let client = redis::Client::open(url).map_err(|e| match e.kind() {
-            redis::ErrorKind::InvalidClientConfig if url.starts_with("rediss://") => format!(
-                "--wait-redis {shown}: this build of volley speaks to Redis without TLS; use a redis:// URL (a TLS tunnel such as stunnel can carry it)"
-            ),
-            _ => format!("--wait-redis {shown}: {e}"),
-        })?;
+        let client = redis::Client::open(url).map_err(|e| format!("--wait-redis {shown}: {e}"))?;
         Ok(RedisBarrier {
             client,
             shown,
