@@ -285,3 +285,89 @@ fn a_generator_killed_mid_run_is_reported_and_the_others_lose_nothing() {
         as u64;
     assert_eq!(summary, written, "{log}");
 }
+
+/// Two halves of one test through the exporter, started together.
+fn half_generators(dir: &Scratch, file: &std::path::Path, test_id: &str, exporter: &str) -> Vec<Child> {
+    ["0:1/2", "1/2:1"]
+        .iter()
+        .enumerate()
+        .map(|(i, seg)| {
+            let flags = ["--test-id", test_id, "--exporter", exporter, "--wait-for", "2"];
+            let split = ["--execution-segment", seg, "--execution-segment-sequence", "0,1/2,1"];
+            generator(dir, &format!("g{i}"), file, &[&flags[..], &split[..]].concat())
+        })
+        .collect()
+}
+
+/// Each threshold here judges the merged data differently from either half:
+/// 200 iterations in all, 100 per generator. `count>=150` fails on a half
+/// and holds on the whole; `count<150` the reverse. Every generator takes
+/// the exporter's verdict, so both report the same outcomes and exit 99.
+#[test]
+fn fleet_thresholds_are_judged_on_the_merged_data() {
+    let mut exp = Exporter::start(TOKEN, &["--grace", "1s"]);
+    let dir = Scratch::new("fleet-verdict");
+    let doc = json!({
+        "options": {
+            "scenarios": {"s": {"executor": "shared-iterations", "vus": 4, "iterations": 200}},
+            "thresholds": {"iterations": ["count>=150"], "iterations{scenario:s}": ["count<150"]}
+        },
+        "flows": {"default": {"type": "noop", "sleep": "2ms"}}
+    });
+    let file = dir.write("plan.json", &doc.to_string());
+    let mut gens = half_generators(&dir, &file, "fleet", &exp.url);
+    for (i, g) in gens.iter_mut().enumerate() {
+        let status = g.wait().unwrap();
+        let name = format!("g{i}");
+        assert_eq!(status.code(), Some(99), "{name}: {}", log_of(&dir, &name));
+        let s = read_json(&dir.path(&format!("{name}-summary.json")));
+        assert_eq!(export_count(&s, "iterations"), 100, "{s}");
+        // The export marks a failed threshold `true`, as k6 does.
+        assert_eq!(s["metrics"]["iterations"]["thresholds"], json!({"count>=150": false}), "{s}");
+        assert_eq!(s["metrics"]["iterations{scenario:s}"]["thresholds"], json!({"count<150": true}), "{s}");
+    }
+    let log = exp.stop();
+    assert!(
+        log.contains("test fleet: thresholds on the merged data of 2 generators: 1 passed, 1 failed: count<150 on iterations{scenario:s} (observed 200.000)"),
+        "{log}"
+    );
+}
+
+/// `abortOnFail` on the fleet: the merged count reaches the bound when each
+/// generator has about half of it, so only the exporter can see it fail.
+/// It stops both, and both exit 99 saying why.
+#[test]
+fn a_fleet_threshold_with_abort_on_fail_stops_every_generator() {
+    let health = format!("127.0.0.1:{}", closed_port());
+    let mut exp = Exporter::start(TOKEN, &["--grace", "1s", "--health-listen", &health]);
+    let dir = Scratch::new("fleet-abort");
+    let doc = json!({
+        "options": {
+            "scenarios": {"s": {"executor": "constant-arrival-rate", "rate": 100, "duration": "30s",
+                                "preAllocatedVUs": 8}},
+            "thresholds": {"iterations": [{"threshold": "count<400", "abortOnFail": true}]}
+        },
+        "flows": {"default": {"type": "noop", "sleep": "2ms"}}
+    });
+    let file = dir.write("plan.json", &doc.to_string());
+    let mut gens = half_generators(&dir, &file, "fleet-abort", &exp.url);
+    for (i, g) in gens.iter_mut().enumerate() {
+        let status = g.wait().unwrap();
+        let name = format!("g{i}");
+        let log = log_of(&dir, &name);
+        assert_eq!(status.code(), Some(99), "{name}: {log}");
+        assert!(
+            log.contains("stopping: the exporter aborted the test: threshold count<400 on iterations failed on the merged data of 2 generators"),
+            "{name}: {log}"
+        );
+        // Stopped on the merged count: this half alone was far from 400.
+        let s = read_json(&dir.path(&format!("{name}-summary.json")));
+        let ran = export_count(&s, "iterations");
+        assert!((150..400).contains(&ran), "{name} ran {ran}");
+    }
+    let fleet = &stats(&health)["thresholds"][0];
+    assert_eq!(fleet["test_id"], "fleet-abort", "{fleet}");
+    assert_eq!(fleet["passed"], json!(false), "{fleet}");
+    let log = exp.stop();
+    assert!(log.contains("aborting every generator (abortOnFail)"), "{log}");
+}

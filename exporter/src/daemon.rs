@@ -83,6 +83,11 @@ pub struct Args {
     /// webhook (see the README's "Alert rules").
     #[arg(long, value_name = "FILE")]
     pub alert_rules: Option<PathBuf>,
+    /// Enables the fleet control API on `--health-listen`
+    /// (`GET`/`PATCH /v1/status?testid=…`: status, pause, resume, scale,
+    /// stop every generator of a test), for clients with this bearer token.
+    #[arg(long, env = "VOLLEY_CONTROL_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub control_token: Option<String>,
 }
 
 fn duration_arg(s: &str) -> Result<Duration, String> {
@@ -205,8 +210,13 @@ async fn serve(
         crate::alert::Alerts::start(r, cfg, Default::default(), &pipeline, Arc::new(|m: String| log(&m)))
     });
     let reports = pipeline.reports();
-    let health =
-        Arc::new(Health { ingest: ingest.clone(), pipeline: pipeline.clone(), ready: AtomicBool::new(true), reports });
+    let health = Arc::new(Health {
+        ingest: ingest.clone(),
+        pipeline: pipeline.clone(),
+        ready: AtomicBool::new(true),
+        reports,
+        control_token: args.control_token.clone().filter(|t| !t.is_empty()).map(Secret::new),
+    });
     if let Some(addr) = &args.health_listen {
         match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => {

@@ -7,10 +7,14 @@
 //! - `GET /report?testid=ID`: the HTML report of a test merged so far (during
 //!   or after it); without `testid`, the tests held, newest first.
 
+use crate::control::{authorized, error_document, fleet_status, parse_command, status_document};
 use crate::ingest::Ingest;
 use crate::pipeline::Pipeline;
+use crate::report::html::Verdict;
 use crate::report::Reports;
+use crate::secret::Secret;
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper::{Response, StatusCode};
@@ -20,6 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use volley_window::control::Command;
 
 /// What the endpoints report on.
 pub struct Health {
@@ -31,6 +36,8 @@ pub struct Health {
     pub ready: AtomicBool,
     /// Timelines of the most recent tests, for `/report`.
     pub reports: Arc<Reports>,
+    /// `--control-token`: enables the fleet control API (`/v1/status`).
+    pub control_token: Option<Secret>,
 }
 
 impl Health {
@@ -79,7 +86,7 @@ impl Health {
             })
             .collect();
         format!(
-            "{{\"ready\":{},\"ingest\":{{{}}},\"merge\":{{\"received\":{},\"merged\":{},\"late\":{},\"duplicates\":{},\"too_late\":{},\"conflicts\":{},\"flushes\":{}}},\"outputs\":[{}],\"barriers\":[{}]}}",
+            "{{\"ready\":{},\"ingest\":{{{}}},\"merge\":{{\"received\":{},\"merged\":{},\"late\":{},\"duplicates\":{},\"too_late\":{},\"conflicts\":{},\"flushes\":{}}},\"outputs\":[{}],\"barriers\":[{}],\"thresholds\":{}}}",
             self.ready.load(Ordering::Relaxed),
             ingest.join(","),
             m.received,
@@ -90,7 +97,8 @@ impl Health {
             m.conflicts,
             m.flushes,
             outputs.join(","),
-            barriers.join(",")
+            barriers.join(","),
+            serde_json::Value::Array(self.ingest.thresholds.stats())
         )
     }
 }
@@ -117,7 +125,14 @@ fn report(health: &Health, query: &str) -> (StatusCode, String, &'static str) {
     match test {
         Some(id) => {
             let source = "volley-exporter, merged across generators".to_string();
-            match health.reports.render(&id, source, None, Vec::new()) {
+            // The fleet's verdict once the test is over.
+            let verdicts = health.ingest.thresholds.verdict(&id).map(|(outcomes, _)| {
+                outcomes
+                    .into_iter()
+                    .map(|o| Verdict { metric: o.key, expression: o.source, ok: o.ok, observed: o.observed })
+                    .collect()
+            });
+            match health.reports.render(&id, source, verdicts, Vec::new()) {
                 Some(page) => (StatusCode::OK, page, "text/html; charset=utf-8"),
                 None => (
                     StatusCode::NOT_FOUND,
@@ -150,6 +165,77 @@ fn html_text(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
+/// `/v1/status?testid=…`: the fleet control API (see [`crate::control`]).
+async fn fleet_control(
+    health: &Health,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> (StatusCode, String, &'static str) {
+    const JSON: &str = "application/json";
+    let fail = |code: StatusCode, title: &str, detail: &str| (code, error_document(code.as_u16(), title, detail), JSON);
+    let Some(token) = &health.control_token else {
+        return fail(
+            StatusCode::NOT_FOUND,
+            "Control API off",
+            "start volley-exporter with --control-token (or VOLLEY_CONTROL_TOKEN) to control tests through it",
+        );
+    };
+    if !authorized(req.headers().get("authorization").and_then(|v| v.to_str().ok()), token) {
+        return fail(StatusCode::UNAUTHORIZED, "Unauthorized", "missing or wrong bearer token");
+    }
+    let query = req.uri().query().unwrap_or_default().to_string();
+    let Some(test) =
+        url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "testid").map(|(_, v)| v.into_owned())
+    else {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "Invalid request",
+            "testid: name the test to control (/v1/status?testid=…)",
+        );
+    };
+    let command = match req.method().as_str() {
+        "GET" => Command::default(),
+        "PATCH" => {
+            let body = match http_body_util::Limited::new(req.into_body(), 64 << 10).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => {
+                    return fail(StatusCode::BAD_REQUEST, "Invalid request", &format!("cannot read the body: {e}"))
+                }
+            };
+            match parse_command(&body) {
+                Ok(c) => c,
+                Err(e) => return fail(StatusCode::BAD_REQUEST, "Invalid data", &e),
+            }
+        }
+        other => {
+            return fail(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", &format!("{other}: use GET or PATCH"))
+        }
+    };
+    let answers = match health.ingest.command(&test, command).await {
+        Ok(a) => a,
+        Err(e) => return fail(StatusCode::NOT_FOUND, "Not found", &e),
+    };
+    let refused: Vec<String> =
+        answers.answered.iter().filter_map(|(g, r)| r.as_ref().err().map(|e| format!("{g}: {e}"))).collect();
+    if !refused.is_empty() {
+        return fail(StatusCode::CONFLICT, "Control error", &refused.join("; "));
+    }
+    let statuses: Vec<&volley_window::control::Status> =
+        answers.answered.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
+    let per_generator: Vec<serde_json::Value> = answers
+        .answered
+        .iter()
+        .filter_map(|(g, r)| {
+            let mut v = serde_json::to_value(r.as_ref().ok()?).ok()?;
+            v["generator"] = serde_json::Value::String(g.clone());
+            Some(v)
+        })
+        .collect();
+    let mut extra = serde_json::Map::new();
+    extra.insert("generators".into(), serde_json::Value::Array(per_generator));
+    extra.insert("unanswered".into(), serde_json::json!(answers.unanswered));
+    (StatusCode::OK, status_document(&fleet_status(&statuses), extra), JSON)
+}
+
 /// Serves the endpoints until `stop`.
 pub async fn serve(listener: TcpListener, health: Arc<Health>, stop: CancellationToken) {
     loop {
@@ -163,6 +249,7 @@ pub async fn serve(listener: TcpListener, health: Arc<Health>, stop: Cancellatio
                 let health = health.clone();
                 async move {
                     let (status, body, kind) = match req.uri().path() {
+                        "/v1/status" => fleet_control(&health, req).await,
                         "/report" => report(&health, req.uri().query().unwrap_or_default()),
                         "/ready" if health.ready.load(Ordering::Relaxed) => {
                             (StatusCode::OK, "ready\n".to_string(), "text/plain")

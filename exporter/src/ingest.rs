@@ -8,9 +8,11 @@
 //! connection only; the exporter keeps serving the others.
 
 use crate::barrier::{Barriers, Decision};
+use crate::control::{Answers, FleetControl};
 use crate::merge::Ingest as Merged;
 use crate::pipeline::Pipeline;
 use crate::secret::Secret;
+use crate::thresholds::{Decision as Fleet, FleetThresholds};
 use futures_util::{SinkExt, StreamExt};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -25,6 +27,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
+use volley_window::control::Command;
 use volley_window::wire::{self, Hello, ToExporter, ToGenerator};
 
 /// How long a client has to finish the handshake and say hello.
@@ -90,6 +93,10 @@ pub struct Ingest {
     pub stats: IngestStats,
     /// Synchronized starts (`--wait-for`).
     pub barriers: Barriers,
+    /// Fleet-wide thresholds (an observer of the pipeline).
+    pub thresholds: Arc<FleetThresholds>,
+    /// Fleet control commands awaiting the generators' answers.
+    pub control: FleetControl,
     log: Arc<dyn Fn(String) + Send + Sync>,
 }
 
@@ -104,19 +111,48 @@ impl Ingest {
         lost_after: Duration,
         log: Arc<dyn Fn(String) + Send + Sync>,
     ) -> Arc<Self> {
-        Arc::new(Self {
-            pipeline,
-            token,
-            max_frame,
-            tls,
-            conns: Mutex::new(HashMap::new()),
-            last_conn: Mutex::new(HashMap::new()),
-            next_conn: AtomicU64::new(0),
-            lost_after,
-            stats: IngestStats::default(),
-            barriers: Barriers::default(),
-            log,
+        Arc::new_cyclic(|me: &std::sync::Weak<Ingest>| {
+            let me = me.clone();
+            let notify: crate::thresholds::Notify = Arc::new(move |test_id: &str, decision: Fleet| {
+                if let Some(ingest) = me.upgrade() {
+                    ingest.tell_test(test_id, decision);
+                }
+            });
+            let thresholds = FleetThresholds::new(notify, log.clone());
+            pipeline.observe(thresholds.clone());
+            Self {
+                pipeline,
+                token,
+                max_frame,
+                tls,
+                conns: Mutex::new(HashMap::new()),
+                last_conn: Mutex::new(HashMap::new()),
+                next_conn: AtomicU64::new(0),
+                lost_after,
+                stats: IngestStats::default(),
+                barriers: Barriers::default(),
+                thresholds,
+                control: FleetControl::default(),
+                log,
+            }
         })
+    }
+
+    /// Sends a fleet decision to every connected generator of a test.
+    fn tell_test(&self, test_id: &str, decision: Fleet) {
+        let msg = match decision {
+            Fleet::Abort { reason } => ToGenerator::Abort { reason },
+            Fleet::Verdict { outcomes, generators } => ToGenerator::Verdict { outcomes, generators },
+        };
+        for ((test, generator), (_, tx)) in self.conns.lock().iter() {
+            // A full queue means a stuck connection; the generator then
+            // falls back to judging its own share, and says so.
+            if test == test_id && tx.try_send(msg.clone()).is_err() {
+                (self.log)(format!(
+                    "test {test_id}: could not tell {generator} the fleet's decision (its queue is full)"
+                ));
+            }
+        }
     }
 
     /// Sends an acknowledgement to the generators of stored reports.
@@ -319,6 +355,14 @@ impl Ingest {
                             self.pipeline.finish_generator(&test_id, &generator);
                         }
                         Ok(ToExporter::Ready { expected }) => self.ready(&test_id, &generator, expected),
+                        Ok(ToExporter::Status { id, result }) => self.control.answer(id, &generator, result),
+                        Ok(ToExporter::Thresholds { sets }) => match self.thresholds.register(&test_id, &generator, &sets) {
+                            Ok(None) => {}
+                            Ok(Some(reason)) => self.tell_test_one(&key, ToGenerator::Abort { reason }),
+                            Err(e) => (self.log)(format!(
+                                "test {test_id}: {generator} sent a threshold this exporter cannot judge ({e}); the fleet's thresholds are not judged"
+                            )),
+                        },
                         Ok(ToExporter::Hello(_)) => {
                             self.unregister(&key, me);
                             self.close(ws, peer, CloseCode::Protocol, "a second hello").await;
@@ -385,6 +429,33 @@ impl Ingest {
                 }
                 tell(generator, ToGenerator::Start { in_ms, late_ms, ready });
             }
+        }
+    }
+
+    /// Sends `command` to every connected generator of `test_id` and
+    /// waits (at most [`crate::control::ANSWER_TIMEOUT`]) for their answers.
+    pub async fn command(&self, test_id: &str, command: Command) -> Result<Answers, String> {
+        let targets: Vec<(String, mpsc::Sender<ToGenerator>)> = self
+            .conns
+            .lock()
+            .iter()
+            .filter(|((t, _), _)| t == test_id)
+            .map(|((_, g), (_, tx))| (g.clone(), tx.clone()))
+            .collect();
+        if targets.is_empty() {
+            return Err(format!("no generator of test {test_id:?} is connected"));
+        }
+        let id = self.control.open(targets.iter().map(|(g, _)| g.clone()).collect())?;
+        for (_, tx) in &targets {
+            // A full queue: that generator shows as unanswered.
+            let _ = tx.try_send(ToGenerator::Control { id, command: command.clone() });
+        }
+        Ok(self.control.collect(id, crate::control::ANSWER_TIMEOUT).await)
+    }
+
+    fn tell_test_one(&self, key: &ConnKey, msg: ToGenerator) {
+        if let Some((_, tx)) = self.conns.lock().get(key) {
+            let _ = tx.try_send(msg);
         }
     }
 

@@ -14,6 +14,10 @@
 //! - [`ingest`]: the WebSocket server generators stream to (token, TLS,
 //!   frame checks, acknowledgements).
 //! - [`barrier`]: the common start of generators run with `--wait-for`.
+//! - [`thresholds`]: a test's thresholds judged on its fleet's merged data
+//!   (aborts and the final verdict sent back to the generators).
+//! - [`control`]: live control over HTTP (k6's `/v1/status`), for one
+//!   generator or, through the exporter, a whole test.
 //! - [`observe`]: in-process consumers of merged windows (alerts, report).
 //! - [`alert`]: alert rules on the merged data, posted to a webhook
 //!   (`--alert-rules`).
@@ -25,6 +29,7 @@
 
 pub mod alert;
 pub mod barrier;
+pub mod control;
 pub mod daemon;
 pub mod health;
 pub mod ingest;
@@ -36,6 +41,7 @@ pub mod report;
 pub mod secret;
 pub mod selfmetrics;
 pub mod sink;
+pub mod thresholds;
 
 pub use out::OutSpec;
 pub use pipeline::{Pipeline, PipelineConfig, PipelineReport};

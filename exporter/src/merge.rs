@@ -100,6 +100,13 @@ pub enum Event {
         /// The reports.
         reports: Vec<(String, u64)>,
     },
+    /// The window is evicted: what was flushed last is final.
+    Settled {
+        /// Test run.
+        test_id: String,
+        /// Window start, ms since the Unix epoch.
+        start_unix_ms: u64,
+    },
 }
 
 /// What became of one report.
@@ -446,6 +453,7 @@ fn evict(test: &mut TestState, test_id: &str, start: u64, mut w: WindowState, ev
         }
     }
     push_stored(events, test_id, w.take_unacked());
+    events.push(Event::Settled { test_id: test_id.to_string(), start_unix_ms: start });
 }
 
 #[cfg(test)]
@@ -564,7 +572,11 @@ mod tests {
         assert_eq!((flushes(&ev).len(), stored(&ev)), (0, vec![r("a", 0)]));
         // After the horizon the window is evicted: a resend is still known,
         // an unseen report is too late; both are acknowledged.
-        assert!(m.poll(t0 + Duration::from_secs(11)).is_empty());
+        let ev = m.poll(t0 + Duration::from_secs(11));
+        assert!(
+            matches!(&ev[..], [Event::Settled { test_id, start_unix_ms: 1000 }] if test_id == "t"),
+            "only the window's settlement: {ev:?}"
+        );
         assert_eq!(m.open_windows(), 0);
         assert_eq!(m.ingest(report("a", 0, 1000, 10.0, &[1.0]), t1).0, Ingest::Duplicate);
         m.register("t", "c", t1);

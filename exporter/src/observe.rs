@@ -26,4 +26,12 @@ pub trait Observer: Send + Sync + 'static {
 
     /// A generator ended its part of a test cleanly (it will be silent).
     fn finished(&self, _test_id: &str, _generator: &str) {}
+
+    /// The window of `test_id` starting at `start_unix_ms` is final: no
+    /// late report can rewrite it any more (the merger evicted it).
+    fn settled(&self, _test_id: &str, _start_unix_ms: u64) {}
+
+    /// Every generator of `test_id` finished (or was lost), and every one of
+    /// its windows was handed over: the test is over.
+    fn ended(&self, _test_id: &str) {}
 }

@@ -185,6 +185,7 @@ impl Pipeline {
         if ended {
             let events = self.merger.lock().flush_test(test_id);
             self.deliver(events);
+            self.observers.read().iter().for_each(|o| o.ended(test_id));
             self.summarize(test_id);
         }
         self.poll();
@@ -251,6 +252,9 @@ impl Pipeline {
         for e in events {
             match e {
                 Event::Flush(w) => self.dispatch(Item::Window(Arc::new(w))),
+                Event::Settled { test_id, start_unix_ms } => {
+                    self.observers.read().iter().for_each(|o| o.settled(&test_id, start_unix_ms));
+                }
                 Event::Stored { test_id, reports } => {
                     if let Some(hook) = &self.on_stored {
                         let hook = hook.clone();

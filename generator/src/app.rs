@@ -3,6 +3,7 @@
 use crate::cli::{Cli, Command, OutputArgs, RunArgs};
 use crate::config::{self, Overrides, TestPlan};
 use crate::console::Console;
+use crate::control::{self, Live, Scope};
 use crate::engine::{self, Abort, RunOptions, RunOutcome};
 use crate::exit;
 use crate::start::{self, synchronized_start, Barrier, Meeting};
@@ -31,6 +32,11 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
         Command::Demo(args) => crate::demo::run(args),
         Command::WsPing(args) => crate::preset::run(crate::preset::Preset::WsPing, args),
         Command::ImE2e(args) => crate::preset::run(crate::preset::Preset::ImE2e, args),
+        Command::Status(args) => control::client::run(control::client::Verb::Status, args),
+        Command::Pause(args) => control::client::run(control::client::Verb::Pause, args),
+        Command::Resume(args) => control::client::run(control::client::Verb::Resume, args),
+        Command::Stop(args) => control::client::run(control::client::Verb::Stop, args),
+        Command::Scale(args) => control::client::scale(args),
     }
 }
 
@@ -108,6 +114,9 @@ where
         }
     };
     let trend_stats = plan.summary_trend_stats.clone();
+    let threshold_specs: Vec<_> = plan.thresholds.iter().map(|t| t.to_spec()).collect();
+    let live = Live::new(&plan);
+    opts.live = Some(live.clone());
     let mut report: Option<Arc<Reports>> = None;
     let opts_test_id = opts.test_id.clone();
     report_connection_capacity(&plan, &console);
@@ -147,6 +156,7 @@ where
                         Some((n, Meeting::Exporter)) => Some(*n),
                         _ => None,
                     },
+                    thresholds: threshold_specs.clone(),
                 };
                 let hello = Hello {
                     generator: opts.generator_id.clone(),
@@ -164,6 +174,29 @@ where
                 }
             }
         };
+        if let Some(s) = &streamer {
+            let live = live.clone();
+            s.set_control(Arc::new(move |c| live.apply(c, Scope::Fleet)));
+        }
+        let api_stop = tokio_util::sync::CancellationToken::new();
+        let _api_stop = api_stop.clone().drop_guard();
+        if let Some(addr) = &output.address {
+            let Some(token) = output.control_token.clone().filter(|t| !t.is_empty()) else {
+                eprintln!("ERROR invalid configuration (1 problem):\n  --address: the control API needs --control-token (or VOLLEY_CONTROL_TOKEN)");
+                return Err(exit::INVALID_CONFIG);
+            };
+            let listener = match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("ERROR invalid configuration (1 problem):\n  --address {addr}: {e}");
+                    return Err(exit::INVALID_CONFIG);
+                }
+            };
+            let bound = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| addr.clone());
+            console.info(&format!("control API on http://{bound}/v1/status"));
+            let secret = volley_exporter::secret::Secret::new(token);
+            tokio::spawn(control::api::serve(listener, live.clone(), secret, log.clone(), api_stop.clone()));
+        }
         if pipeline.is_some() || streamer.is_some() {
             let (p, s) = (pipeline.clone(), streamer.clone());
             opts.on_window = Some(engine::WindowTap(Arc::new(move |w| match (&p, &s) {
@@ -192,18 +225,42 @@ where
             };
             if let Err(code) = synchronized_start(barrier, *n, output.wait_timeout, &console).await {
                 if let Some(s) = &streamer {
-                    s.finish(Duration::from_secs(2)).await;
+                    s.finish(Duration::from_secs(2), Duration::ZERO).await;
                 }
                 return Err(code);
             }
         }
-        let outcome = engine::run(plan, opts, console.clone(), shutdown_signal(console.clone())).await;
+        // With an exporter, the thresholds are the fleet's: it judges them
+        // on the merged data and decides aborts and the verdict.
+        let fleet = streamer.clone().filter(|_| !threshold_specs.is_empty());
+        opts.fleet_thresholds = fleet.is_some();
+        let stop = {
+            let (console, fleet) = (console.clone(), fleet.clone());
+            async move {
+                tokio::select! {
+                    _ = shutdown_signal(console) => Abort::Signal,
+                    why = async { match &fleet { Some(s) => s.aborted().await, None => std::future::pending().await } } => {
+                        Abort::Threshold(format!("the exporter aborted the test: {why}"))
+                    }
+                }
+            }
+        };
+        let mut outcome = engine::run(plan, opts, console.clone(), stop).await;
         if let Some(s) = &streamer {
-            report_stream(
-                &console,
-                output.exporter.as_deref().unwrap_or_default(),
-                &s.finish(output.out_timeout).await,
-            );
+            let done = s.finish(output.out_timeout, output.verdict_timeout).await;
+            report_stream(&console, output.exporter.as_deref().unwrap_or_default(), &done);
+        }
+        if let Some(s) = &fleet {
+            match s.verdict() {
+                Some(v) => {
+                    outcome.thresholds = v.outcomes;
+                    outcome.fleet_generators = Some(v.generators);
+                }
+                None => console.warn(&format!(
+                    "the exporter sent no verdict on the fleet's thresholds within --verdict-timeout {}; the thresholds and exit code below judge this generator's own share",
+                    crate::config::duration::format_duration(output.verdict_timeout)
+                )),
+            }
         }
         if let Some(p) = pipeline {
             report_outputs(&console, &p.finish(output.out_timeout).await);
@@ -247,6 +304,7 @@ fn write_report(reports: &Reports, path: &std::path::Path, test_id: &str, outcom
     match &outcome.aborted {
         Some(Abort::Threshold(why)) => notes.push(format!("aborted: {why}")),
         Some(Abort::Signal) => notes.push("interrupted before the end of its schedule".to_string()),
+        Some(Abort::Operator(why)) => notes.push(format!("stopped: {why}")),
         None => {}
     }
     let source = format!("volley run, {}", crate::config::duration::format_duration(outcome.elapsed));
@@ -340,7 +398,7 @@ pub fn finish(outcome: &RunOutcome, output: &OutputArgs, trend_stats: &[crate::s
     }
     match (&outcome.aborted, outcome.thresholds_ok()) {
         (_, false) | (Some(Abort::Threshold(_)), _) => exit::THRESHOLDS_FAILED,
-        (Some(Abort::Signal), true) => exit::EXTERNAL_ABORT,
+        (Some(Abort::Signal | Abort::Operator(_)), true) => exit::EXTERNAL_ABORT,
         (None, true) => exit::OK,
     }
 }

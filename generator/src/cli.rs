@@ -26,6 +26,45 @@ pub enum Command {
     /// Single-chat end to end: even VUs send to the next VU, receivers count
     /// unique, duplicate, reordered and lost messages and the latency.
     ImE2e(ImPresetArgs),
+    /// Show a running test's status (through its control API).
+    Status(ControlArgs),
+    /// Pause a running test's externally-controlled VUs.
+    Pause(ControlArgs),
+    /// Resume them.
+    Resume(ControlArgs),
+    /// Change the VUs of a running externally-controlled scenario (up to maxVUs).
+    Scale(ScaleArgs),
+    /// Stop a running test (it exits 105 after its summary).
+    Stop(ControlArgs),
+}
+
+/// Where the control API of a running test is.
+#[derive(Args, Debug)]
+pub struct ControlArgs {
+    /// The generator's `--address`, or with `--test-id` the exporter's
+    /// `--health-listen`.
+    #[arg(long, short = 'a', value_name = "HOST:PORT")]
+    pub address: String,
+    /// Command every generator of this test, through the exporter at `--address`.
+    #[arg(long, value_name = "ID")]
+    pub test_id: Option<String>,
+    /// The control API's bearer token.
+    #[arg(long, env = "VOLLEY_CONTROL_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub control_token: Option<String>,
+}
+
+/// `volley scale`.
+#[derive(Args, Debug)]
+pub struct ScaleArgs {
+    /// Where the test is.
+    #[command(flatten)]
+    pub control: ControlArgs,
+    /// VUs to run (through the exporter: the whole fleet's, split by segment).
+    #[arg(long, short = 'u')]
+    pub vus: u64,
+    /// The externally-controlled scenario, when the test has several.
+    #[arg(long)]
+    pub scenario: Option<String>,
 }
 
 /// How the token travels besides the AUTH frame.
@@ -204,6 +243,12 @@ pub struct OutputArgs {
     /// How long `--wait-for` waits for the others before giving up.
     #[arg(long, default_value = "10m", value_parser = duration_arg, value_name = "DURATION")]
     pub wait_timeout: Duration,
+    /// With `--exporter`, thresholds are the fleet's, judged by the exporter
+    /// on merged data: how long this generator waits after its own end for
+    /// the verdict (the others may still be running). Without one in time,
+    /// the exit code reflects this generator's own share, with a warning.
+    #[arg(long, default_value = "2m", value_parser = duration_arg, value_name = "DURATION")]
+    pub verdict_timeout: Duration,
     /// Unacknowledged windows kept for the exporter before the oldest is dropped.
     #[arg(long, default_value_t = 600, value_name = "WINDOWS")]
     pub exporter_buffer: usize,
@@ -213,6 +258,13 @@ pub struct OutputArgs {
     /// How long to keep writing to the outputs after the test ends.
     #[arg(long, default_value = "30s", value_parser = duration_arg, value_name = "DURATION")]
     pub out_timeout: Duration,
+    /// Serve the control API (k6's `/v1/status`: status, pause, resume,
+    /// scale, stop) on this address; needs `--control-token`.
+    #[arg(long, short = 'a', value_name = "HOST:PORT")]
+    pub address: Option<String>,
+    /// The control API's bearer token.
+    #[arg(long, env = "VOLLEY_CONTROL_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub control_token: Option<String>,
 }
 
 /// `volley demo`.

@@ -26,6 +26,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod console;
+pub mod control;
 pub mod demo;
 pub mod engine;
 pub mod executor;

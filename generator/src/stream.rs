@@ -21,6 +21,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
+use volley_window::control::{Command, Status};
+use volley_window::threshold::{Outcome, SetSpec};
 use volley_window::wire::{self, Hello, ToExporter, ToGenerator};
 use volley_window::WindowReport;
 
@@ -37,6 +39,22 @@ pub struct StreamConfig {
     pub insecure_tls: bool,
     /// `--wait-for N`: say ready and wait for the exporter's common start.
     pub wait_for: Option<u32>,
+    /// The test's thresholds, judged by the exporter on the fleet's merged
+    /// data (empty: none). With any, the stream stays open after the last
+    /// acknowledgement until the exporter's verdict arrives.
+    pub thresholds: Vec<SetSpec>,
+}
+
+/// Applies a fleet control command and returns the status after it.
+pub type ControlHandler = Arc<dyn Fn(&Command) -> Result<Status, String> + Send + Sync>;
+
+/// The exporter's verdict on the fleet's thresholds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FleetVerdict {
+    /// Every threshold's outcome on the merged data.
+    pub outcomes: Vec<Outcome>,
+    /// How many generators' data it covers.
+    pub generators: u32,
 }
 
 /// What streaming achieved.
@@ -66,6 +84,11 @@ struct Shared {
     closing: AtomicBool,
     closing_now: Notify,
     start: tokio::sync::watch::Sender<Option<StartSignal>>,
+    /// Why the exporter aborted the test (fleet `abortOnFail`), once.
+    abort: tokio::sync::watch::Sender<Option<String>>,
+    verdict: Mutex<Option<FleetVerdict>>,
+    /// Applies the exporter's fleet control commands.
+    control: std::sync::OnceLock<ControlHandler>,
     log: Arc<dyn Fn(String) + Send + Sync>,
 }
 
@@ -110,6 +133,9 @@ impl Streamer {
             closing: AtomicBool::new(false),
             closing_now: Notify::new(),
             start: tokio::sync::watch::channel(None).0,
+            abort: tokio::sync::watch::channel(None).0,
+            verdict: Mutex::new(None),
+            control: std::sync::OnceLock::new(),
             log,
         });
         let task = tokio::spawn(run(shared.clone()));
@@ -146,17 +172,59 @@ impl Streamer {
         }
     }
 
+    /// Lets the exporter's fleet control commands reach this run.
+    pub fn set_control(&self, handler: ControlHandler) {
+        let _ = self.shared.control.set(handler);
+    }
+
+    /// Resolves with the reason when the exporter aborts the test (a fleet
+    /// threshold with `abortOnFail` failed on the merged data).
+    pub async fn aborted(&self) -> String {
+        let mut rx = self.shared.abort.subscribe();
+        loop {
+            if let Some(why) = rx.borrow_and_update().clone() {
+                return why;
+            }
+            if rx.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+
+    /// The exporter's verdict on the fleet's thresholds, once it came
+    /// (after [`Streamer::finish`]).
+    pub fn verdict(&self) -> Option<FleetVerdict> {
+        self.shared.verdict.lock().clone()
+    }
+
     /// Sends what is left and waits for its acknowledgement, for at most
-    /// `deadline`; then stops.
-    pub async fn finish(&self, deadline: Duration) -> StreamReport {
+    /// `deadline`; then, when everything was delivered and the exporter
+    /// judges the thresholds, for its verdict for at most `verdict_wait`
+    /// more; then stops.
+    pub async fn finish(&self, deadline: Duration, verdict_wait: Duration) -> StreamReport {
         self.shared.closing.store(true, Ordering::Release);
         self.shared.closing_now.notify_waiters();
         self.shared.new_window.notify_one();
         let task = self.task.lock().take();
         if let Some(mut task) = task {
-            if tokio::time::timeout(deadline, &mut task).await.is_err() {
-                task.abort();
-                let _ = task.await;
+            let until = tokio::time::Instant::now() + deadline;
+            let delivered = async {
+                while !self.shared.buf.lock().windows.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            };
+            let ended = tokio::select! {
+                _ = &mut task => true,
+                _ = tokio::time::timeout_at(until, delivered) => false,
+            };
+            if !ended {
+                let wait_verdict = !self.shared.cfg.thresholds.is_empty() && self.shared.buf.lock().windows.is_empty();
+                let rest = until.saturating_duration_since(tokio::time::Instant::now())
+                    + if wait_verdict { verdict_wait } else { Duration::ZERO };
+                if tokio::time::timeout(rest, &mut task).await.is_err() {
+                    task.abort();
+                    let _ = task.await;
+                }
             }
         }
         let b = self.shared.buf.lock();
@@ -264,6 +332,11 @@ async fn session(shared: &Shared, mut ws: Ws) -> SessionEnd {
         Ok(_) => return SessionEnd::Lost("no welcome from the exporter".into()),
         Err(_) => return SessionEnd::Lost("no welcome within 5 s".into()),
     }
+    if !shared.cfg.thresholds.is_empty() {
+        if let Err(e) = send(&mut ws, &ToExporter::Thresholds { sets: shared.cfg.thresholds.clone() }).await {
+            return SessionEnd::Lost(e);
+        }
+    }
     if let Some(expected) = shared.cfg.wait_for {
         if shared.start.borrow().is_none() {
             if let Err(e) = send(&mut ws, &ToExporter::Ready { expected }).await {
@@ -294,7 +367,8 @@ async fn session(shared: &Shared, mut ws: Ws) -> SessionEnd {
             }
             goodbye_sent = true;
         }
-        if closing && shared.buf.lock().windows.is_empty() {
+        let judged = shared.cfg.thresholds.is_empty() || shared.verdict.lock().is_some();
+        if closing && judged && shared.buf.lock().windows.is_empty() {
             let _ = ws.close(None).await;
             return SessionEnd::Done;
         }
@@ -318,6 +392,28 @@ async fn session(shared: &Shared, mut ws: Ws) -> SessionEnd {
                         // Only the first answer counts: a repeat after a
                         // reconnect must not move the start.
                         shared.start.send_if_modified(|s| s.is_none() && s.replace(signal).is_none());
+                    }
+                    Ok(ToGenerator::Abort { reason }) => {
+                        shared.abort.send_if_modified(|a| a.is_none() && a.replace(reason).is_none());
+                    }
+                    Ok(ToGenerator::Verdict { outcomes, generators }) => {
+                        *shared.verdict.lock() = Some(FleetVerdict { outcomes, generators });
+                    }
+                    Ok(ToGenerator::Control { id, command }) => {
+                        let result = match shared.control.get() {
+                            Some(apply) => apply(&command),
+                            None => Err("this generator takes no control commands".into()),
+                        };
+                        if command != Command::default() {
+                            let what = crate::control::api::describe(&command);
+                            (shared.log)(match &result {
+                                Ok(_) => format!("fleet control through the exporter: {what}"),
+                                Err(e) => format!("fleet control through the exporter: {what} refused: {e}"),
+                            });
+                        }
+                        if let Err(e) = send(&mut ws, &ToExporter::Status { id, result }).await {
+                            return SessionEnd::Lost(e);
+                        }
                     }
                     Ok(_) => {}
                     Err(e) => return SessionEnd::Lost(format!("bad message from the exporter: {e}")),

@@ -15,14 +15,20 @@
 //! - [`series`]: metric kinds, units, tags and the series key.
 //! - [`aggregate`]: what one series holds for one window, and how two merge.
 //! - [`report`]: the window report and the per-generator health record.
+//! - [`threshold`]: k6 thresholds, judged on merged aggregates (by a
+//!   generator on its own run, by the exporter on a fleet's).
 //! - [`wire`]: the generator ↔ exporter protocol frames.
+//! - [`control`]: live control of a running test (pause, resume, scale,
+//!   stop) and its status.
 //! - [`duration`]: k6 duration strings, read the same way by every binary.
 
 pub mod aggregate;
+pub mod control;
 pub mod duration;
 pub mod report;
 pub mod series;
 pub mod sketch;
+pub mod threshold;
 pub mod wire;
 
 pub use aggregate::{Aggregate, MergeError};

@@ -14,13 +14,19 @@
 //! and the exporter deduplicates. A generator started with `--wait-for N`
 //! sends [`ToExporter::Ready`] before its first window and waits for
 //! [`ToGenerator::Start`], which the exporter sends to all of them once N
-//! generators of the test are ready.
+//! generators of the test are ready. A generator with thresholds sends
+//! [`ToExporter::Thresholds`] after its hello: the exporter judges them on
+//! the merged data, sends [`ToGenerator::Abort`] to every generator of the
+//! test when one with `abortOnFail` fails, and [`ToGenerator::Verdict`] when
+//! the test is over.
 //!
 //! Decoding never trusts the input: the frame size is checked before anything
 //! is allocated, and bincode runs with the same limit, so a forged length
 //! prefix cannot make the receiver allocate more than the frame could hold.
 
+use crate::control::{Command, Status};
 use crate::report::WindowReport;
+use crate::threshold::{Outcome, SetSpec};
 use bincode::Options;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -51,6 +57,21 @@ pub enum ToExporter {
         /// How many generators the test waits for.
         expected: u32,
     },
+    /// With `--exporter`, a test's thresholds are the fleet's: the exporter
+    /// judges them on the merged data of every generator of the test. Sent
+    /// after the hello on every connection (the exporter keeps the first).
+    Thresholds {
+        /// The scenario's thresholds, as written.
+        sets: Vec<SetSpec>,
+    },
+    /// The answer to [`ToGenerator::Control`]: the generator's status after
+    /// applying the command, or why it refused it.
+    Status {
+        /// The command's id.
+        id: u64,
+        /// The status, or the refusal.
+        result: Result<Status, String>,
+    },
 }
 
 /// Who is connecting.
@@ -69,7 +90,7 @@ pub struct Hello {
 }
 
 /// Sent by the exporter.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ToGenerator {
     /// The hello was accepted.
     Welcome {
@@ -92,6 +113,29 @@ pub enum ToGenerator {
         late_ms: u64,
         /// Generators that were ready when the start was agreed.
         ready: u32,
+    },
+    /// Stop the test now: a fleet threshold with `abortOnFail` failed on
+    /// the merged data (or an operator stopped the fleet).
+    Abort {
+        /// Why, for the generator's log and summary.
+        reason: String,
+    },
+    /// The fleet's thresholds judged on the merged data of the whole test,
+    /// sent to every generator still connected once the last one finished:
+    /// it decides their exit codes.
+    Verdict {
+        /// Every threshold's outcome.
+        outcomes: Vec<Outcome>,
+        /// How many generators' data it covers.
+        generators: u32,
+    },
+    /// A fleet control command (`PATCH /v1/status?testid=…` on the
+    /// exporter); answered with [`ToExporter::Status`].
+    Control {
+        /// Echoed in the answer.
+        id: u64,
+        /// What to change (nothing: a status query).
+        command: Command,
     },
 }
 

@@ -216,6 +216,8 @@ fn verdicts_from_gauges(points: &[Point]) -> Vec<Verdict> {
 /// the point has none). Charts without any value are left out.
 fn charts(points: &[Point]) -> Vec<Value> {
     type Pick = Box<dyn Fn(&Point) -> Option<f64>>;
+    /// A chart: title, unit, and its lines.
+    type ChartDef<'a> = (&'a str, &'a str, Vec<(&'a str, Pick)>);
     let per_second = |metric: &'static str| -> Pick {
         Box::new(move |p: &Point| match p.metric(metric) {
             Some(Cell::Counter(c)) if p.covered_ms > 0 => Some(c * 1000.0 / p.covered_ms as f64),
@@ -248,7 +250,7 @@ fn charts(points: &[Point]) -> Vec<Value> {
     let load = |f: fn(&super::timeline::Load, u64) -> Option<f64>| -> Pick {
         Box::new(move |p: &Point| p.load.as_ref().and_then(|l| f(l, p.covered_ms)))
     };
-    let defs: Vec<(&str, &str, Vec<(&str, Pick)>)> = vec![
+    let defs: Vec<ChartDef> = vec![
         (
             "Requests and iterations per second",
             "/s",

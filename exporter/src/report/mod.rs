@@ -54,7 +54,7 @@ impl Reports {
     pub fn tests(&self) -> Vec<String> {
         let tests = self.tests.lock();
         let mut ids: Vec<(u64, String)> = tests.iter().map(|(k, (t, _))| (*t, k.clone())).collect();
-        ids.sort_by(|a, b| b.0.cmp(&a.0));
+        ids.sort_by_key(|b| std::cmp::Reverse(b.0));
         ids.into_iter().map(|(_, k)| k).collect()
     }
 

@@ -130,7 +130,7 @@ fn user_base_from_the_environment_must_be_set_and_a_number() {
         system_env: false,
         ..Overrides::default()
     };
-    let err = |base: &str, o: &Overrides| load(&doc(base), o).err().expect("an error").to_string();
+    let err = |base: &str, o: &Overrides| load(&doc(base), o).expect_err("an error").to_string();
     assert!(err("{{env.BASE}}", &with(&[]))
         .contains("flows.chat.userBase: uses {{env.BASE}}, which is not set (pass -e BASE=NUMBER)"));
     assert!(err("{{env.BASE}}", &with(&[("BASE", "ten")]))

@@ -20,7 +20,7 @@ use crate::metrics::builtin::{THRESHOLD, VUS, VUS_MAX};
 use crate::metrics::Metrics;
 use crate::progress::Progress;
 use crate::summary::totals::RunTotals;
-use crate::threshold::Outcome;
+use crate::threshold::{Judge, Outcome};
 use parking_lot::Mutex;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,6 +45,12 @@ pub struct RunOptions {
     pub threads: usize,
     /// Receives every closed window (the embedded exporter pipeline).
     pub on_window: Option<WindowTap>,
+    /// The exporter judges the thresholds on the fleet's merged data and
+    /// decides aborts: this generator's own share does not abort the test.
+    pub fleet_thresholds: bool,
+    /// Live control (the control API, the exporter's fleet commands); a
+    /// run without one builds its own, which nobody commands.
+    pub live: Option<Arc<crate::control::Live>>,
 }
 
 /// A consumer of closed windows. It runs on the window clock's task, so it
@@ -67,6 +73,8 @@ impl Default for RunOptions {
             generator_id: default_generator_id(),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             on_window: None,
+            fleet_thresholds: false,
+            live: None,
         }
     }
 }
@@ -74,9 +82,9 @@ impl Default for RunOptions {
 /// Every threshold's verdict on the totals so far, as [`THRESHOLD`] gauges:
 /// outputs see thresholds live, and a merged window's `min` is 0 when any
 /// generator's view fails.
-fn threshold_series(sets: &[crate::threshold::ThresholdSet], totals: &RunTotals) -> Vec<SeriesWindow> {
-    sets.iter()
-        .flat_map(|set| set.evaluate(totals))
+fn threshold_series(outcomes: Vec<Outcome>) -> Vec<SeriesWindow> {
+    outcomes
+        .into_iter()
         .map(|o| SeriesWindow {
             key: SeriesKey::new(THRESHOLD.name, Tags::from_pairs([("metric", o.key), ("threshold", o.source)])),
             unit: THRESHOLD.unit,
@@ -104,8 +112,22 @@ pub fn default_generator_id() -> String {
 pub enum Abort {
     /// Ctrl-C or SIGTERM.
     Signal,
-    /// A threshold with `abortOnFail` failed.
+    /// A threshold with `abortOnFail` failed (here, or on the fleet's
+    /// merged data as judged by the exporter).
     Threshold(String),
+    /// Stopped through the control API (this generator's or the fleet's).
+    Operator(String),
+}
+
+impl Abort {
+    /// Says why, for the stop message.
+    pub fn describe(&self) -> String {
+        match self {
+            Abort::Signal => "interrupted by signal".into(),
+            Abort::Threshold(why) => format!("{why} (abortOnFail)"),
+            Abort::Operator(why) => why.clone(),
+        }
+    }
 }
 
 /// Per-scenario results for the summary.
@@ -155,6 +177,9 @@ pub struct RunOutcome {
     pub segment: Option<String>,
     /// The first VU number, minus one (0 unless split).
     pub vu_offset: u64,
+    /// Set when `thresholds` is the exporter's verdict on the merged data
+    /// of this many generators, rather than this generator's own.
+    pub fleet_generators: Option<u32>,
 }
 
 impl RunOutcome {
@@ -166,7 +191,15 @@ impl RunOutcome {
 
 /// Runs `plan` until its scenarios end or `shutdown` resolves (then
 /// in-flight iterations are interrupted and the summary is still produced).
-pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: impl Future<Output = ()>) -> RunOutcome {
+///
+/// `shutdown` says why the run must stop early: a signal, the fleet's
+/// verdict, an operator.
+pub async fn run(
+    plan: TestPlan,
+    opts: RunOptions,
+    console: Console,
+    shutdown: impl Future<Output = Abort>,
+) -> RunOutcome {
     let warn_console = console.clone();
     let metrics = Metrics::new(opts.series_cap, move |w| warn_console.warn(&w));
     let stop_new = CancellationToken::new();
@@ -175,6 +208,7 @@ pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: i
     let segment = (!plan.share.is_full()).then(|| plan.share.to_string());
     let shards = Arc::new(shards::Shards::start(opts.threads).expect("start the VU threads"));
     let test_tags = plan.tags.clone();
+    let live = opts.live.clone().unwrap_or_else(|| crate::control::Live::new(&plan));
 
     let scenarios: Vec<(Arc<ScenarioRun>, &crate::config::ScenarioPlan)> = plan
         .scenarios
@@ -199,7 +233,8 @@ pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: i
                 &stop_new,
                 &interrupt,
             )
-            .with_console(console.clone());
+            .with_console(console.clone())
+            .with_live(live.clone());
             let run = match &plan.local_ips {
                 Some(pool) => run.with_local_ips(pool.clone(), plan.vu_offset),
                 None => run,
@@ -208,6 +243,7 @@ pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: i
         })
         .collect();
     let runs: Vec<Arc<ScenarioRun>> = scenarios.iter().map(|(r, _)| r.clone()).collect();
+    live.attach(scenarios.iter().map(|(r, s)| (r.clone(), s.executor.executor().kind())).collect());
 
     let mut clock = WindowClock::new(opts.window, opts.generator_id.clone(), opts.test_id.clone());
     let t0 = clock.t0;
@@ -235,14 +271,22 @@ pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: i
             console.clone(),
         );
         let tap = opts.on_window.clone();
+        let local_aborts = !opts.fleet_thresholds;
+        let live = live.clone();
         move |mut report: WindowReport| {
             let mut totals = totals.lock();
             totals.add_window(&report.series);
             totals.elapsed = t0.elapsed();
+            let outcomes: Vec<Outcome> = thresholds.iter().flat_map(|t| t.evaluate(&totals)).collect();
+            live.set_tainted(outcomes.iter().any(|o| !o.ok));
             if tap.is_some() {
-                report.series.extend(threshold_series(&thresholds, &totals));
+                report.series.extend(threshold_series(outcomes));
             }
-            let failing: Vec<Outcome> = thresholds.iter().flat_map(|t| t.aborting(&totals, totals.elapsed)).collect();
+            let failing: Vec<Outcome> = if local_aborts {
+                thresholds.iter().flat_map(|t| t.aborting_on(&totals, totals.elapsed)).collect()
+            } else {
+                Vec::new()
+            };
             if let Some(first) = failing.first() {
                 let mut aborted = aborted.lock();
                 if aborted.is_none() {
@@ -315,18 +359,28 @@ pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: i
 
     let all_done = async { while tasks.join_next().await.is_some() {} };
     tokio::pin!(all_done);
+    let shutdown = {
+        let live = live.clone();
+        async move {
+            tokio::select! {
+                why = shutdown => why,
+                why = live.stop_requested() => Abort::Operator(why),
+            }
+        }
+    };
     tokio::pin!(shutdown);
     tokio::select! {
         _ = &mut all_done => {}
-        _ = &mut shutdown => {
-            console.warn("stopping: interrupted by signal; in-flight iterations are cut short, the summary follows");
-            aborted.lock().get_or_insert(Abort::Signal);
+        why = &mut shutdown => {
+            console.warn(&format!("stopping: {}; in-flight iterations are cut short, the summary follows", why.describe()));
+            aborted.lock().get_or_insert(why);
             stop_new.cancel();
             interrupt.cancel();
             all_done.await;
         }
     }
 
+    live.end();
     progress.stop().await;
     for flow in &token_managers {
         if let crate::flow::FlowDef::Token(t) = &**flow {
@@ -372,7 +426,17 @@ pub async fn run(plan: TestPlan, opts: RunOptions, console: Console, shutdown: i
     let aborted = aborted.lock().clone();
     // Every VU task has ended; the threads only hold idle connections.
     shards.shutdown();
-    RunOutcome { totals, thresholds, scenarios, elapsed, aborted, windows, segment, vu_offset: plan.vu_offset }
+    RunOutcome {
+        totals,
+        thresholds,
+        scenarios,
+        elapsed,
+        aborted,
+        windows,
+        segment,
+        vu_offset: plan.vu_offset,
+        fleet_generators: None,
+    }
 }
 
 fn rate_per_sec(executor: &crate::executor::ExecutorConfig) -> Option<f64> {

@@ -78,6 +78,7 @@ pub struct ScenarioRun {
     /// `--local-ips` and the VU number before this process's first VU.
     local_ips: Option<(Arc<IpPool>, u64)>,
     started: OnceLock<Instant>,
+    live: Option<Arc<crate::control::Live>>,
 }
 
 #[derive(Clone, Copy)]
@@ -143,7 +144,19 @@ impl ScenarioRun {
             vu_ids,
             local_ips: None,
             started: OnceLock::new(),
+            live: None,
         }
+    }
+
+    /// Lets the externally-controlled executor follow the control API.
+    pub fn with_live(mut self, live: Arc<crate::control::Live>) -> Self {
+        self.live = Some(live);
+        self
+    }
+
+    /// The run's live control, if any.
+    pub fn live(&self) -> Option<&Arc<crate::control::Live>> {
+        self.live.as_ref()
     }
 
     /// Reports the scenario's first failed iteration on `console`.

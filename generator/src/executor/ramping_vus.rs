@@ -117,7 +117,7 @@ impl Config {
         let mut steps: Vec<VuStep> = Vec::new();
         for step in vu_steps(self.start_vus, &self.stages) {
             let vus = self.share.scale(step.vus);
-            if steps.last().map_or(true, |last| last.vus != vus) {
+            if steps.last().is_none_or(|last| last.vus != vus) {
                 steps.push(VuStep { at: step.at, vus });
             }
         }

@@ -343,7 +343,7 @@ impl Share {
         if value == 0 {
             return None;
         }
-        if value % self.striping.cycle == 0 {
+        if value.is_multiple_of(self.striping.cycle) {
             return Some(self.clone());
         }
         let mut segments = Vec::new();

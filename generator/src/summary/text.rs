@@ -20,7 +20,7 @@ pub fn render(outcome: &RunOutcome, trend_stats: &[TrendStat]) -> String {
     }
     scenarios_header(&mut out, &outcome.scenarios);
     dropped_advice(&mut out, outcome);
-    thresholds(&mut out, &outcome.thresholds);
+    thresholds(&mut out, &outcome.thresholds, outcome.fleet_generators);
     totals(&mut out, outcome, trend_stats);
     per_scenario(&mut out, outcome, trend_stats);
     match &outcome.aborted {
@@ -29,6 +29,9 @@ pub fn render(outcome: &RunOutcome, trend_stats: &[TrendStat]) -> String {
         }
         Some(Abort::Threshold(why)) => {
             let _ = writeln!(out, "  The test was aborted: {why}.");
+        }
+        Some(Abort::Operator(why)) => {
+            let _ = writeln!(out, "  The test was stopped after {}: {why}.", format_duration(outcome.elapsed));
         }
         None => {}
     }
@@ -112,11 +115,22 @@ fn dropped_advice(out: &mut String, outcome: &RunOutcome) {
     }
 }
 
-fn thresholds(out: &mut String, outcomes: &[Outcome]) {
+fn thresholds(out: &mut String, outcomes: &[Outcome], fleet: Option<u32>) {
     if outcomes.is_empty() {
         return;
     }
-    let _ = writeln!(out, "  █ THRESHOLDS\n");
+    match fleet {
+        Some(n) => {
+            let _ = writeln!(
+                out,
+                "  █ THRESHOLDS (judged by the exporter on the merged data of {n} generator{})\n",
+                if n == 1 { "" } else { "s" }
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  █ THRESHOLDS\n");
+        }
+    }
     let mut last_key = "";
     for o in outcomes {
         if o.key != last_key {

@@ -1,8 +1,8 @@
 //! One threshold expression in k6 syntax: `p(95)<300`, `rate>0.99`,
 //! `count >= 10`, `avg<200`, `value<5`.
 
+use crate::MetricKind;
 use std::fmt;
-use volley_window::MetricKind;
 
 /// Which statistic of the metric is compared.
 #[derive(Clone, Copy, Debug, PartialEq)]
