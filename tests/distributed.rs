@@ -47,7 +47,8 @@ fn generator(dir: &Scratch, name: &str, file: &std::path::Path, extra: &[&str]) 
 }
 
 /// Generator `g{i}` running segment `seg` of [`SEQUENCE`], one of four that
-/// start together through the exporter.
+/// start together through the exporter. Each connects from its own source
+/// address, 127.0.0.(2+i), so the target sees four distinct hosts.
 fn segment_generator(
     dir: &Scratch,
     i: usize,
@@ -56,7 +57,8 @@ fn segment_generator(
     test_id: &str,
     exporter: &str,
 ) -> Child {
-    let flags = ["--test-id", test_id, "--exporter", exporter, "--wait-for", "4"];
+    let source = format!("127.0.0.{}", 2 + i);
+    let flags = ["--test-id", test_id, "--exporter", exporter, "--wait-for", "4", "--local-ips", &source];
     let split = ["--execution-segment", seg, "--execution-segment-sequence", SEQUENCE];
     generator(dir, &format!("g{i}"), file, &[&flags[..], &split[..]].concat())
 }
@@ -148,6 +150,16 @@ fn four_segments_started_together_run_exactly_the_unsplit_test() {
     assert_eq!(rate.iter().max().unwrap() - rate.iter().min().unwrap(), 1, "{rate:?}");
     assert_eq!(shared.iter().sum::<u64>(), 90, "{shared:?}");
     let started: u64 = summaries.iter().map(|s| count(s, "iterations{scenario:rate}")).sum();
+
+    // The target saw four hosts, one per generator: each connected from its
+    // own address, and nothing of the test came from anywhere else (the
+    // test's own /stats requests come from 127.0.0.1).
+    let peers = target.stats()["peers"].clone();
+    let hosts: Vec<&String> = peers.as_object().unwrap().keys().filter(|ip| *ip != "127.0.0.1").collect();
+    assert_eq!(hosts, ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"], "{peers}");
+    for ip in hosts {
+        assert!(peers[ip]["connections"].as_u64().unwrap() > 0, "{peers}");
+    }
 
     let log = exp.stop();
     assert_eq!(influx_sum(&db, "iterations", "seg4", "rate"), started, "{log}");

@@ -138,6 +138,88 @@ fn too_few_generators_time_out_with_105_and_take_their_count_back() {
     assert_eq!(redis.cli(&["EXISTS", "volley:{few}:start"]), "0");
 }
 
+/// Waits until Redis counts `n` generators ready for `test_id`.
+fn wait_ready(redis: &Redis, test_id: &str, n: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while redis.cli(&["GET", &format!("volley:{{{test_id}}}:ready")]) != n {
+        assert!(Instant::now() < deadline, "{what}: never {n} ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn ctrl_c_while_waiting_exits_105_and_takes_the_count_back() {
+    let redis = Redis::start();
+    let dir = Scratch::new("redis-sigint");
+    let file = short_plan(&dir);
+    let mut g = generator(&dir, "g", &file, &["--test-id", "int", "--wait-for", "2", "--wait-redis", &redis.url]);
+    wait_ready(&redis, "int", "1", &log_of(&dir, "g"));
+    let killed = Command::new("kill").args(["-INT", &g.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    assert_eq!(g.wait().unwrap().code(), Some(105), "{}", log_of(&dir, "g"));
+    let log = log_of(&dir, "g");
+    assert!(log.contains("stopped while waiting for the other generators; nothing ran"), "{log}");
+    assert_eq!(redis.cli(&["GET", "volley:{int}:ready"]), "0");
+}
+
+#[test]
+fn a_waiting_generator_joins_again_when_redis_restarts_empty() {
+    let mut redis = Redis::start();
+    let dir = Scratch::new("redis-restart");
+    let file = short_plan(&dir);
+    let url = redis.url.clone();
+    let flags = ["--test-id", "again", "--wait-for", "2", "--wait-timeout", "60s", "--wait-redis", url.as_str()];
+    let mut first = generator(&dir, "g0", &file, &flags);
+    wait_ready(&redis, "again", "1", &log_of(&dir, "g0"));
+    // Redis restarts without persistence: the count is gone, and comes
+    // back only because the waiting generator joins again.
+    redis.restart(Duration::from_millis(300));
+    wait_ready(&redis, "again", "1", &log_of(&dir, "g0"));
+    let mut second = generator(&dir, "g1", &file, &flags);
+    finished(&dir, "g0", &mut first);
+    finished(&dir, "g1", &mut second);
+    let log = log_of(&dir, "g0");
+    assert!(log.contains("no longer holds the start barrier of this test (restarted?); joining it again"), "{log}");
+    for name in ["g0", "g1"] {
+        let log = log_of(&dir, name);
+        assert!(log.contains("2 generators ready; starting together"), "{name}: {log}");
+    }
+}
+
+#[test]
+fn the_barrier_works_over_tls_with_a_verified_certificate() {
+    let dir = Scratch::new("redis-tls");
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let cert_path = dir.write("cert.pem", &cert.cert.pem());
+    let key_path = dir.write("key.pem", &cert.key_pair.serialize_pem());
+    let redis = Redis::start_tls(&cert_path, &key_path);
+    assert!(redis.url.starts_with("rediss://"), "{}", redis.url);
+    let file = short_plan(&dir);
+    let run_with_roots = |roots: &std::path::Path, test_id: &str| {
+        Command::new(binary("volley"))
+            .args(["run", "--quiet", "--no-summary", "--test-id", test_id, "--wait-for", "1"])
+            .args(["--wait-redis", &redis.url])
+            .arg(&file)
+            .env("SSL_CERT_FILE", roots)
+            .output()
+            .unwrap()
+    };
+    // The server's certificate is verified: unknown to the trust store, refused…
+    let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let out = run_with_roots(&dir.write("other.pem", &other.cert.pem()), "tls-refused");
+    assert_eq!(out.status.code(), Some(105), "{}", describe(&out));
+    assert!(describe(&out).contains("cannot join the start barrier"), "{}", describe(&out));
+    // …trusted, the barrier works as over plain TCP.
+    let out = run_with_roots(&cert_path, "tls");
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1 generator ready; starting together"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(redis.cli(&["GET", "volley:{tls}:ready"]), "1");
+}
+
 #[test]
 fn an_unreachable_redis_is_named_without_its_password() {
     let dir = Scratch::new("redis-down");

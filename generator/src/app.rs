@@ -48,6 +48,7 @@ fn run_command(args: RunArgs) -> i32 {
         env: args.env.clone(),
         system_env: !args.no_system_env,
         split: args.split.to_split(),
+        local_ips: args.local_ips.clone(),
     };
     let plan = match config::load_file(&args.file, &overrides) {
         Ok(plan) => plan,

@@ -111,6 +111,10 @@ pub struct ImPresetArgs {
     /// Source addresses to spread connections over (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub local_addrs: Vec<std::net::IpAddr>,
+    /// Source addresses in k6's --local-ips syntax: addresses, ranges
+    /// (`10.0.0.1-10.0.0.9`) and CIDR blocks, comma-separated.
+    #[arg(long, value_name = "IPS", conflicts_with = "local_addrs")]
+    pub local_ips: Option<String>,
     /// Print the scenario file this preset runs and exit.
     #[arg(long)]
     pub print_scenario: bool,
@@ -142,6 +146,12 @@ pub struct RunArgs {
     /// Do not expose the process environment to templates.
     #[arg(long)]
     pub no_system_env: bool,
+    /// Source addresses of the VUs' connections, as k6's --local-ips:
+    /// addresses, ranges and CIDR blocks, comma-separated
+    /// (`10.0.0.1,10.0.0.5-10.0.0.9,192.168.0.0/30`); VUs take them round
+    /// robin. Wins over `options.localIPs`.
+    #[arg(long, value_name = "IPS")]
+    pub local_ips: Option<String>,
     #[command(flatten)]
     /// How the test is split across generators.
     pub split: SplitArgs,

@@ -49,7 +49,7 @@ pub fn scenario(preset: Preset, a: &ImPresetArgs) -> Value {
     if !a.local_addrs.is_empty() {
         flow["localAddrs"] = a.local_addrs.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().into();
     }
-    json!({
+    let mut doc = json!({
         "options": {
             "scenarios": {
                 name: {
@@ -62,7 +62,13 @@ pub fn scenario(preset: Preset, a: &ImPresetArgs) -> Value {
             }
         },
         "flows": { name: flow }
-    })
+    });
+    // Shown by --print-scenario; the run takes it from the flag (so a
+    // problem is reported as --local-ips).
+    if let Some(ips) = &a.local_ips {
+        doc["options"]["localIPs"] = ips.clone().into();
+    }
+    doc
 }
 
 /// Runs a preset; returns the exit code.
@@ -80,6 +86,7 @@ pub fn run(preset: Preset, args: ImPresetArgs) -> i32 {
         env: vec![(SECRET_ENV.into(), secret)],
         system_env: false,
         split: args.split.to_split(),
+        local_ips: args.local_ips.clone(),
         ..Overrides::default()
     };
     let plan = match config::load(&doc, &overrides) {

@@ -4,6 +4,7 @@
 
 use super::{binary, closed_port, Scratch};
 use std::io::{BufRead, Read};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -11,9 +12,10 @@ use std::time::{Duration, Instant};
 pub struct Redis {
     child: Child,
     port: u16,
-    /// `redis://127.0.0.1:PORT`
+    /// `redis://127.0.0.1:PORT` (`rediss://` over TLS)
     pub url: String,
     exe: &'static str,
+    tls: Option<(PathBuf, PathBuf)>,
     _dir: Scratch,
 }
 
@@ -21,18 +23,30 @@ impl Redis {
     /// Starts redis-server and waits until it accepts connections; a port
     /// lost to another test between choosing and binding is retried.
     pub fn start() -> Redis {
+        Self::start_with(None)
+    }
+
+    /// Starts redis-server accepting only TLS, with this certificate and
+    /// key (PEM files); clients need no certificate of their own.
+    pub fn start_tls(cert: &Path, key: &Path) -> Redis {
+        Self::start_with(Some((cert.to_path_buf(), key.to_path_buf())))
+    }
+
+    fn start_with(tls: Option<(PathBuf, PathBuf)>) -> Redis {
         let exe = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
             .expect("redis-server is not installed: apt-get install redis-server (tests/run.sh does)");
         let dir = Scratch::new("redis");
+        let scheme = if tls.is_some() { "rediss" } else { "redis" };
         for _ in 0..5 {
             let port = closed_port();
-            let mut child = spawn_redis(exe, port, &dir);
+            let mut child = spawn_redis(exe, port, &dir, tls.as_ref());
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
                 if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Redis { child, port, url: format!("redis://127.0.0.1:{port}"), exe, _dir: dir };
+                    let url = format!("{scheme}://127.0.0.1:{port}");
+                    return Redis { child, port, url, exe, tls, _dir: dir };
                 }
                 if child.try_wait().ok().flatten().is_some() {
                     break;
@@ -46,11 +60,12 @@ impl Redis {
 
     /// Runs `redis-cli` against the server; returns its output, trimmed.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("run redis-cli (Debian redis-tools, a dependency of redis-server)");
+        let mut cmd = Command::new("redis-cli");
+        cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
+        if let Some((cert, _)) = &self.tls {
+            cmd.arg("--tls").arg("--cacert").arg(cert);
+        }
+        let out = cmd.args(args).output().expect("run redis-cli (Debian redis-tools, a dependency of redis-server)");
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
@@ -62,7 +77,7 @@ impl Redis {
         std::thread::sleep(down);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            self.child = spawn_redis(self.exe, self.port, &self._dir);
+            self.child = spawn_redis(self.exe, self.port, &self._dir, self.tls.as_ref());
             let up = Instant::now() + Duration::from_secs(2);
             while Instant::now() < up {
                 if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
@@ -80,9 +95,18 @@ impl Redis {
     }
 }
 
-fn spawn_redis(exe: &str, port: u16, dir: &Scratch) -> Child {
-    Command::new(exe)
-        .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+fn spawn_redis(exe: &str, port: u16, dir: &Scratch, tls: Option<&(PathBuf, PathBuf)>) -> Child {
+    let mut cmd = Command::new(exe);
+    match tls {
+        None => cmd.args(["--port", &port.to_string()]),
+        Some((cert, key)) => cmd
+            .args(["--port", "0", "--tls-port", &port.to_string(), "--tls-auth-clients", "no"])
+            .arg("--tls-cert-file")
+            .arg(cert)
+            .arg("--tls-key-file")
+            .arg(key),
+    };
+    cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .arg("--dir")
         .arg(&dir.0)
         .stdout(Stdio::null())

@@ -3,12 +3,14 @@
 //!
 //! # Layout
 //! - [`duration`]: k6 duration strings.
+//! - [`local_ips`]: k6's `--local-ips` / `localIPs` source address pool.
 //! - [`reader`]: the validating reader that reports every problem with its
 //!   field path.
 //! - this file: the document's top level, `options` and the cross-checks
 //!   between scenarios, flows and environment.
 
 pub mod duration;
+pub mod local_ips;
 pub mod reader;
 
 use crate::executor::segment::{self, Segment, Share};
@@ -61,6 +63,9 @@ pub struct TestPlan {
     /// sequence number, so VU numbers (and the user ids built from them)
     /// never collide across generators.
     pub vu_offset: u64,
+    /// Source addresses of the VUs' connections (`--local-ips`,
+    /// `options.localIPs`), checked to be usable on this machine.
+    pub local_ips: Option<Arc<local_ips::IpPool>>,
 }
 
 /// Command-line settings that shape the plan.
@@ -78,6 +83,8 @@ pub struct Overrides {
     pub system_env: bool,
     /// How the test is split across generators.
     pub split: Split,
+    /// `--local-ips`: the VUs' source addresses (wins over `options.localIPs`).
+    pub local_ips: Option<String>,
 }
 
 /// `--execution-segment`, `--execution-segment-sequence` and `--vu-offset`.
@@ -103,6 +110,7 @@ const OPTION_FIELDS: &[&str] = &[
     "stages",
     "executionSegment",
     "executionSegmentSequence",
+    "localIPs",
 ];
 
 /// Reads and validates a scenario file (`.json`, `.yaml` or `.yml`).
@@ -182,7 +190,11 @@ fn read_plan(doc: &Value, overrides: &Overrides, report: &Report) -> Option<Test
     // k6 takes the split from the options too; the command line wins.
     let mut segment = overrides.split.segment.clone().map(|s| ("--execution-segment".to_string(), s));
     let mut sequence = overrides.split.sequence.clone().map(|s| ("--execution-segment-sequence".to_string(), s));
+    let mut local_ips = overrides.local_ips.clone().map(|s| ("--local-ips".to_string(), s));
     if let Some(options) = options {
+        if let Some(text) = options.string("localIPs") {
+            local_ips.get_or_insert((options.path_of("localIPs"), text));
+        }
         if segment.is_none() {
             segment = options.string("executionSegment").map(|s| (options.path_of("executionSegment"), s));
         }
@@ -278,6 +290,7 @@ fn read_plan(doc: &Value, overrides: &Overrides, report: &Report) -> Option<Test
             }
         }
     }
+    let local_ips = local_ips.and_then(|(path, text)| read_local_ips(&path, &text, report));
     let share = read_share(segment, sequence, report).unwrap_or_default();
     let vu_offset = overrides
         .split
@@ -309,7 +322,27 @@ fn read_plan(doc: &Value, overrides: &Overrides, report: &Report) -> Option<Test
         token_managers: used_managers,
         share,
         vu_offset,
+        local_ips,
     })
+}
+
+/// Parses the source address pool and checks that this machine can send
+/// from each address: an address it does not have would fail every
+/// connection, so it is refused before anything starts.
+fn read_local_ips(path: &str, text: &str, report: &Report) -> Option<Arc<local_ips::IpPool>> {
+    match local_ips::IpPool::parse(text) {
+        Ok(pool) => match pool.unusable() {
+            None => Some(Arc::new(pool)),
+            Some((ip, e)) => {
+                report.error(path, format!("{ip} cannot be a source address on this machine: {e}"));
+                None
+            }
+        },
+        Err(e) => {
+            report.error(path, e);
+            None
+        }
+    }
 }
 
 /// Reads the execution segment and its sequence, each with where it came

@@ -235,6 +235,10 @@ pub async fn run(
             )
             .with_console(console.clone())
             .with_live(live.clone());
+            let run = match &plan.local_ips {
+                Some(pool) => run.with_local_ips(pool.clone(), plan.vu_offset),
+                None => run,
+            };
             (Arc::new(run), s)
         })
         .collect();

@@ -2,8 +2,9 @@
 //! the scenario's metric series and its two stop signals.
 
 use super::shards::{ShardedCounter, Shards};
+use crate::config::local_ips::IpPool;
 use crate::executor::BaseConfig;
-use crate::flow::{FlowDef, FlowScenario, FlowVu, IterCtx};
+use crate::flow::{FlowDef, FlowScenario, FlowVu, IterCtx, VuIdentity};
 use crate::metrics::builtin::{DROPPED_ITERATIONS, ITERATIONS, ITERATION_DURATION, ITERATION_START_LAG};
 use crate::metrics::registry::SeriesId;
 use crate::metrics::Metrics;
@@ -74,6 +75,8 @@ pub struct ScenarioRun {
     error_reported: AtomicBool,
     series: Series,
     vu_ids: Arc<AtomicU64>,
+    /// `--local-ips` and the VU number before this process's first VU.
+    local_ips: Option<(Arc<IpPool>, u64)>,
     started: OnceLock<Instant>,
     live: Option<Arc<crate::control::Live>>,
 }
@@ -139,6 +142,7 @@ impl ScenarioRun {
             error_reported: AtomicBool::new(false),
             series,
             vu_ids,
+            local_ips: None,
             started: OnceLock::new(),
             live: None,
         }
@@ -161,11 +165,21 @@ impl ScenarioRun {
         self
     }
 
+    /// Gives the VUs source addresses from `pool` (`--local-ips`): this
+    /// process's n-th VU (global number `vu_offset + n`) takes address
+    /// `(n - 1) % len`, as k6 assigns them by local VU id.
+    pub fn with_local_ips(mut self, pool: Arc<IpPool>, vu_offset: u64) -> Self {
+        self.local_ips = Some((pool, vu_offset));
+        self
+    }
+
     /// A new VU with a fresh global id and flow state.
     pub fn new_vu(&self) -> Vu {
         let index = self.stats.allocated.fetch_add(1, Ordering::Relaxed);
         let id = self.vu_ids.fetch_add(1, Ordering::Relaxed) + 1;
-        let state = self.flow.new_vu(&self.flow_scenario, id, index, &self.tags, &self.metrics);
+        let local = self.local_ips.as_ref().map(|(pool, offset)| pool.for_vu(id.saturating_sub(offset + 1)));
+        let who = VuIdentity { number: id, index, local };
+        let state = self.flow.new_vu(&self.flow_scenario, who, &self.tags, &self.metrics);
         Vu { id, iterations: 0, state }
     }
 

@@ -11,11 +11,13 @@
 //! - [`ws`]: `ws-ping` and `im-e2e`, WebSocket IM scenarios.
 //! - [`token`]: `token-manager`, the shared auth token, and the `{{token}}`
 //!   every other flow can read.
+//! - [`net`]: TCP connections from a chosen source address (`--local-ips`).
 //! - [`template`]: `{{vu}}`-style placeholders, compiled once.
 //! - [`jsonpath`]: dotted JSON paths for checks and frame recognisers.
 
 pub mod http;
 pub mod jsonpath;
+pub mod net;
 pub mod noop;
 pub mod template;
 pub mod token;
@@ -48,6 +50,17 @@ pub struct IterCtx<'a> {
     /// The VU's copies of the shared tokens its templates read (filled by
     /// the flow, made ready before anything is rendered).
     pub tokens: &'a [token::TokenCache],
+}
+
+/// Who a new VU is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VuIdentity {
+    /// Global VU number, from 1.
+    pub number: u64,
+    /// The VU's position in its scenario, from 0.
+    pub index: u64,
+    /// The source address of its connections (`--local-ips`), if set.
+    pub local: Option<std::net::IpAddr>,
 }
 
 /// Why an iteration ended with an error (it still counts as an iteration).
@@ -169,17 +182,19 @@ impl FlowDef {
     }
 
     /// Fresh per-VU state for VU number `vu`, the `index`-th of its
-    /// scenario, whose metrics carry `tags`.
-    pub fn new_vu(&self, scenario: &FlowScenario, vu: u64, index: u64, tags: &Tags, metrics: &Metrics) -> FlowVu {
+    /// scenario, whose metrics carry `tags` and whose connections come
+    /// from the source address `local` when given (`--local-ips`).
+    pub fn new_vu(&self, scenario: &FlowScenario, vu: VuIdentity, tags: &Tags, metrics: &Metrics) -> FlowVu {
+        let VuIdentity { number, index, local } = vu;
         match (self, scenario) {
             (FlowDef::Noop(_), _) => FlowVu::Noop,
-            (FlowDef::Http(f), _) => FlowVu::Http(Box::new(f.new_vu(tags, metrics))),
-            (FlowDef::Ws(f), FlowScenario::Ws(s)) => FlowVu::Ws(Box::new(f.new_vu(s, vu, index))),
+            (FlowDef::Http(f), _) => FlowVu::Http(Box::new(f.new_vu(tags, metrics, local))),
+            (FlowDef::Ws(f), FlowScenario::Ws(s)) => FlowVu::Ws(Box::new(f.new_vu(s, number, index, local))),
             (FlowDef::Ws(f), FlowScenario::None) => {
                 let s = f.new_scenario(index + 1, tags, metrics);
-                FlowVu::Ws(Box::new(f.new_vu(&s, vu, index)))
+                FlowVu::Ws(Box::new(f.new_vu(&s, number, index, local)))
             }
-            (FlowDef::Token(f), _) => FlowVu::Token(Box::new(f.new_vu(tags, metrics))),
+            (FlowDef::Token(f), _) => FlowVu::Token(Box::new(f.new_vu(tags, metrics, local))),
         }
     }
 

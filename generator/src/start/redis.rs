@@ -38,8 +38,12 @@
 //! generator joins ends the wait at once (exit 105, like a wait that times
 //! out: the configuration may be right, the run did not happen). Once
 //! joined, a failed poll is retried until `--wait-timeout`: the count is in
-//! Redis already and the start will be there when it answers again.
+//! Redis already and the start will be there when it answers again. A
+//! Redis that comes back empty (a restart without persistence) has lost
+//! the count: a waiting generator that finds neither key joins again.
 //! Credentials never appear in messages: the URL is shown without them.
+//! `rediss://` is TLS, the server's certificate checked against the
+//! system's trust store (`SSL_CERT_FILE` / `SSL_CERT_DIR` override it).
 
 use super::clock::ClockReading;
 use super::StartSignal;
@@ -111,12 +115,7 @@ impl RedisBarrier {
         if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
             return Err(format!("--wait-redis {shown}: must be a redis:// or rediss:// URL"));
         }
-        let client = redis::Client::open(url).map_err(|e| match e.kind() {
-            redis::ErrorKind::InvalidClientConfig if url.starts_with("rediss://") => format!(
-                "--wait-redis {shown}: this build of volley speaks to Redis without TLS; use a redis:// URL (a TLS tunnel such as stunnel can carry it)"
-            ),
-            _ => format!("--wait-redis {shown}: {e}"),
-        })?;
+        let client = redis::Client::open(url).map_err(|e| format!("--wait-redis {shown}: {e}"))?;
         Ok(RedisBarrier {
             client,
             shown,
@@ -149,29 +148,7 @@ impl RedisBarrier {
     /// Joins the barrier and waits until the start is known. Errors end
     /// the wait (Redis unreachable when joining).
     pub async fn wait(&self, console: &Console) -> Result<StartSignal, String> {
-        let mut conn = self.connect().await.map_err(|e| self.unreachable(&e))?;
-        let ttl_ms = self.ttl.as_millis().min(i64::MAX as u128) as i64;
-        let sent = Instant::now();
-        let joined: (u32, u64, u64, Option<String>) = call(
-            "join",
-            redis::cmd("EVAL")
-                .arg(JOIN)
-                .arg(2)
-                .arg(&self.ready_key)
-                .arg(&self.start_key)
-                .arg(self.expected)
-                .arg(ttl_ms)
-                .arg(START_LEAD.as_millis() as u64)
-                .query_async(&mut conn),
-        )
-        .await
-        .map_err(|e| self.unreachable(&e))?;
-        let received = Instant::now();
-        self.joined.store(true, Ordering::Relaxed);
-        let (count, secs, micros, start) = joined;
-        self.seen.store(count, Ordering::Relaxed);
-        *self.conn.lock() = Some(conn);
-        let reading = ClockReading::from_time(sent, received, secs, micros);
+        let (start, reading) = self.join().await.map_err(|e| self.unreachable(&e))?;
         if let Some(start) = start {
             return self.signal(&start, reading);
         }
@@ -180,7 +157,21 @@ impl RedisBarrier {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            match self.look().await {
+            let looked = match self.look().await {
+                // No count and no start: Redis restarted empty (or the keys
+                // were deleted). Count this generator again, so the fleet
+                // still reaches N.
+                Ok((None, None, _)) => {
+                    console.warn(&format!(
+                        "Redis at {} no longer holds the start barrier of this test (restarted?); joining it again",
+                        self.shown
+                    ));
+                    self.join().await
+                }
+                Ok((start, _, reading)) => Ok((start, reading)),
+                Err(e) => Err(e),
+            };
+            match looked {
                 Ok((Some(start), reading)) => return self.signal(&start, reading),
                 Ok((None, _)) => warned = false,
                 Err(e) => {
@@ -199,17 +190,38 @@ impl RedisBarrier {
         }
     }
 
+    /// Counts this generator (fixing the start if it is the N-th); returns
+    /// the start if one is fixed, and the server's clock.
+    async fn join(&self) -> Result<(Option<String>, ClockReading), String> {
+        let mut conn = self.connection().await?;
+        let ttl_ms = self.ttl.as_millis().min(i64::MAX as u128) as i64;
+        let sent = Instant::now();
+        let (count, secs, micros, start): (u32, u64, u64, Option<String>) = call(
+            "join",
+            redis::cmd("EVAL")
+                .arg(JOIN)
+                .arg(2)
+                .arg(&self.ready_key)
+                .arg(&self.start_key)
+                .arg(self.expected)
+                .arg(ttl_ms)
+                .arg(START_LEAD.as_millis() as u64)
+                .query_async(&mut conn),
+        )
+        .await?;
+        let received = Instant::now();
+        self.joined.store(true, Ordering::Relaxed);
+        self.seen.store(count, Ordering::Relaxed);
+        Ok((start, ClockReading::from_time(sent, received, secs, micros)))
+    }
+
     /// Gives up waiting (timeout, Ctrl-C): takes this generator's count
     /// back unless the start was fixed. Best effort, bounded.
     pub async fn leave(&self) {
         if !self.joined.load(Ordering::Relaxed) || self.started.load(Ordering::Relaxed) {
             return;
         }
-        let conn = self.conn.lock().clone();
-        let Ok(mut conn) = (match conn {
-            Some(c) => Ok(c),
-            None => self.connect().await,
-        }) else {
+        let Ok(mut conn) = self.connection().await else {
             return;
         };
         let mut leave = redis::cmd("EVAL");
@@ -218,16 +230,8 @@ impl RedisBarrier {
     }
 
     /// One look: the start if fixed, the ready count, and the clock.
-    async fn look(&self) -> Result<(Option<String>, ClockReading), String> {
-        let existing = self.conn.lock().clone();
-        let mut conn = match existing {
-            Some(c) => c,
-            None => {
-                let c = self.connect().await?;
-                *self.conn.lock() = Some(c.clone());
-                c
-            }
-        };
+    async fn look(&self) -> Result<(Option<String>, Option<u32>, ClockReading), String> {
+        let mut conn = self.connection().await?;
         let sent = Instant::now();
         let (start, ready, (secs, micros)): (Option<String>, Option<u32>, (u64, u64)) = call(
             "GET the start",
@@ -244,7 +248,20 @@ impl RedisBarrier {
         if let Some(n) = ready {
             self.seen.store(n, Ordering::Relaxed);
         }
-        Ok((start, ClockReading::from_time(sent, received, secs, micros)))
+        Ok((start, ready, ClockReading::from_time(sent, received, secs, micros)))
+    }
+
+    /// The open connection, or a new one.
+    async fn connection(&self) -> Result<MultiplexedConnection, String> {
+        let existing = self.conn.lock().clone();
+        match existing {
+            Some(c) => Ok(c),
+            None => {
+                let c = self.connect().await?;
+                *self.conn.lock() = Some(c.clone());
+                Ok(c)
+            }
+        }
     }
 
     fn signal(&self, start: &str, reading: ClockReading) -> Result<StartSignal, String> {

@@ -2,7 +2,9 @@
 //!
 //! hyper's HTTP/1.1 server with keep-alive, one task per connection on the
 //! caller's runtime. Every answered request is counted by status code, so
-//! tests can compare what the generator reports with what the server saw.
+//! tests can compare what the generator reports with what the server saw;
+//! connections are counted per client address, and `/peer` answers the
+//! client's address (see [`crate::peers`]).
 
 pub mod auth;
 mod routes;
@@ -13,6 +15,7 @@ pub use auth::AuthConfig;
 pub use routes::{Route, JSON_DOC};
 pub use stats::HttpStats;
 
+use crate::peers::PeerCounts;
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -41,11 +44,12 @@ pub struct HttpTestbed {
 struct Shared {
     counters: Counters,
     auth: auth::Auth,
+    peers: PeerCounts,
 }
 
 impl Shared {
     fn snapshot(&self) -> HttpStats {
-        HttpStats { auth: self.auth.counters.snapshot(), ..self.counters.snapshot() }
+        HttpStats { auth: self.auth.counters.snapshot(), peers: self.peers.snapshot(), ..self.counters.snapshot() }
     }
 }
 
@@ -87,7 +91,11 @@ impl HttpTestbed {
     ) -> std::io::Result<HttpTestbed> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared { counters: Counters::default(), auth: auth::Auth::new(&auth) });
+        let shared = Arc::new(Shared {
+            counters: Counters::default(),
+            auth: auth::Auth::new(&auth),
+            peers: PeerCounts::default(),
+        });
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
         let scheme = if tls.is_some() { "https" } else { "http" };
@@ -126,7 +134,7 @@ async fn accept_loop(
     tasks: TaskTracker,
 ) {
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 // Out of file descriptors and the like: keep serving the others.
@@ -138,15 +146,16 @@ async fn accept_loop(
             _ = stop.cancelled() => return,
         };
         let _ = stream.set_nodelay(true);
+        shared.peers.connected(peer.ip());
         let (shared, stop, tls) = (shared.clone(), stop.clone(), tls.clone());
         tasks.spawn(async move {
             match tls {
-                None => serve(stream, shared, stop).await,
+                None => serve(stream, peer, shared, stop).await,
                 Some(acceptor) => {
                     // A failed handshake (a client that rejects the
                     // certificate) just closes this connection.
                     if let Ok(stream) = acceptor.accept(stream).await {
-                        serve(stream, shared, stop).await;
+                        serve(stream, peer, shared, stop).await;
                     }
                 }
             }
@@ -155,11 +164,11 @@ async fn accept_loop(
 }
 
 /// Serves one connection until the client closes it or the server stops.
-async fn serve<S>(stream: S, shared: Arc<Shared>, stop: CancellationToken)
+async fn serve<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>, stop: CancellationToken)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |req| handle(req, shared.clone()));
+    let service = service_fn(move |req| handle(req, peer, shared.clone()));
     let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     tokio::select! {
@@ -171,7 +180,11 @@ where
     }
 }
 
-async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let counters = &shared.counters;
     let resp = match route(req.method(), req.uri().path()) {
         Route::Root => routes::text(StatusCode::OK, "ok"),
@@ -203,6 +216,11 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<
             r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
             // Not counted: reading the stats must not change them.
             return Ok(r);
+        }
+        Route::Peer => {
+            shared.peers.requested(peer.ip());
+            let body = serde_json::json!({"ip": peer.ip().to_string(), "port": peer.port()}).to_string();
+            json_answer((200, body))
         }
         Route::Login => {
             let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();

@@ -31,6 +31,8 @@ pub enum Route {
     Echo,
     /// `/stats`
     Stats,
+    /// `/peer`: the client's address and port, as the server sees them.
+    Peer,
     /// `POST /auth/login`
     Login,
     /// `POST /auth/refresh`
@@ -65,6 +67,7 @@ pub fn route(method: &Method, path: &str) -> Route {
         ("json", None) if method == Method::GET || method == Method::HEAD => Route::Json,
         ("echo", None) => Route::Echo,
         ("stats", None) => Route::Stats,
+        ("peer", None) => Route::Peer,
         ("auth", Some("login")) if method == Method::POST => Route::Login,
         ("auth", Some("refresh")) if method == Method::POST => Route::Refresh,
         ("api", _) => Route::Api,
@@ -113,6 +116,7 @@ mod tests {
         assert_eq!(route(&get, "/json"), Route::Json);
         assert_eq!(route(&Method::POST, "/echo"), Route::Echo);
         assert_eq!(route(&get, "/stats"), Route::Stats);
+        assert_eq!(route(&get, "/peer"), Route::Peer);
         assert_eq!(route(&get, "/nope"), Route::NotFound);
         assert_eq!(route(&Method::POST, "/auth/login"), Route::Login);
         assert_eq!(route(&get, "/auth/login"), Route::NotFound);

@@ -37,7 +37,12 @@ impl Counters {
                 (n > 0).then(|| (code.to_string(), n))
             })
             .collect();
-        HttpStats { requests: self.requests.load(Ordering::Relaxed), by_status, auth: Default::default() }
+        HttpStats {
+            requests: self.requests.load(Ordering::Relaxed),
+            by_status,
+            auth: Default::default(),
+            peers: Default::default(),
+        }
     }
 }
 
@@ -50,4 +55,6 @@ pub struct HttpStats {
     pub by_status: BTreeMap<String, u64>,
     /// Tokens issued and refused by the auth endpoints.
     pub auth: super::auth::AuthStats,
+    /// Connections and `/peer` requests per client address.
+    pub peers: BTreeMap<String, crate::peers::PeerStats>,
 }

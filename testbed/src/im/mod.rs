@@ -8,7 +8,8 @@
 //! - Injects faults into deliveries and counts each one exactly ([`faults`],
 //!   [`stats`]), so tests can check the generator's dup / reorder / lost
 //!   counts against what really happened.
-//! - `GET /stats` on the same port answers the counters as JSON.
+//! - `GET /stats` on the same port answers the counters as JSON, with the
+//!   WebSocket connections per client address under `peers`.
 //!
 //! Connections use small WebSocket buffers (4 KiB) so one process holds
 //! tens of thousands; several processes can share a port (`SO_REUSEPORT`).
@@ -22,8 +23,10 @@ pub mod stats;
 pub use faults::FaultPlan;
 pub use stats::ImStats;
 
+use crate::peers::{PeerCounts, PeerStats};
 use router::Router;
 use stats::Counters;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -64,6 +67,8 @@ pub struct Shared {
     faults: FaultPlan,
     ws_config: WebSocketConfig,
     stop: CancellationToken,
+    /// WebSocket connections per client address (this gateway's own).
+    peers: PeerCounts,
 }
 
 /// A running gateway.
@@ -113,6 +118,7 @@ impl ImGateway {
                 .max_message_size(Some(1 << 20))
                 .max_frame_size(Some(1 << 20)),
             stop: CancellationToken::new(),
+            peers: PeerCounts::default(),
         });
         let tasks = TaskTracker::new();
         let seed = (config.instance_id as u64) << 40;
@@ -133,6 +139,11 @@ impl ImGateway {
     /// The counters so far (shared with siblings).
     pub fn stats(&self) -> ImStats {
         self.shared.counters.snapshot()
+    }
+
+    /// WebSocket connections per client address, on this gateway.
+    pub fn peers(&self) -> BTreeMap<String, PeerStats> {
+        self.shared.peers.snapshot()
     }
 
     /// Closes every connection and waits for their tasks.
@@ -162,10 +173,10 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tasks: TaskTrac
             a = listener.accept() => a,
         };
         match accepted {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 let seed = seed + conn_seq.fetch_add(1, Ordering::Relaxed);
-                tasks.spawn(dispatch(stream, shared.clone(), seed));
+                tasks.spawn(dispatch(stream, peer, shared.clone(), seed));
             }
             // Out of file descriptors: back off instead of spinning.
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -174,7 +185,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tasks: TaskTrac
 }
 
 /// `GET /stats` gets the counters; anything else is a WebSocket handshake.
-async fn dispatch(stream: TcpStream, shared: Arc<Shared>, seed: u64) {
+async fn dispatch(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, seed: u64) {
     const STATS: &[u8] = b"GET /stats";
     let mut head = [0u8; 11];
     for _ in 0..200 {
@@ -193,6 +204,7 @@ async fn dispatch(stream: TcpStream, shared: Arc<Shared>, seed: u64) {
             }
         }
     }
+    shared.peers.connected(peer.ip());
     conn::serve(stream, shared, seed).await;
 }
 
@@ -205,7 +217,9 @@ async fn serve_stats(mut stream: TcpStream, shared: &Shared) {
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
-    let body = serde_json::to_string(&shared.counters.snapshot()).expect("stats serialize");
+    let mut stats = serde_json::to_value(shared.counters.snapshot()).expect("stats serialize");
+    stats["peers"] = serde_json::to_value(shared.peers.snapshot()).expect("peers serialize");
+    let body = stats.to_string();
     let response = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()

@@ -10,13 +10,13 @@ use http_body_util::Full;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
 /// Where a connection goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,10 +108,15 @@ pub struct ConnectTimings {
     pub tls: Duration,
 }
 
-/// Opens a connection to `origin`.
-pub async fn connect(origin: &Origin, tls: &tokio_rustls::TlsConnector) -> io::Result<(Connection, ConnectTimings)> {
+/// Opens a connection to `origin`, from the source address `local` when
+/// given (`--local-ips`).
+pub async fn connect(
+    origin: &Origin,
+    tls: &tokio_rustls::TlsConnector,
+    local: Option<IpAddr>,
+) -> io::Result<(Connection, ConnectTimings)> {
     let start = Instant::now();
-    let tcp = TcpStream::connect((origin.host.as_str(), origin.port)).await?;
+    let tcp = crate::flow::net::connect(&origin.host, origin.port, local).await?;
     tcp.set_nodelay(true)?;
     let connected = Instant::now();
     let counts = Arc::new(ByteCounts::default());

@@ -25,6 +25,7 @@ pub use config::FIELDS;
 use http::header::{HeaderValue, HOST};
 use http::Uri;
 use http_body_util::{BodyExt, Full};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use volley_window::Tags;
@@ -64,6 +65,8 @@ pub struct HttpVu {
 /// A VU's connections and cached series.
 struct VuIo {
     conns: Vec<Connection>,
+    /// The source address of its connections (`--local-ips`), if set.
+    local: Option<IpAddr>,
     /// Per step: the parsed URL, when it is the same for every iteration.
     targets: Vec<Option<Arc<Target>>>,
     metrics: Metrics,
@@ -152,8 +155,9 @@ impl HttpFlow {
     }
 
     /// Per-VU state; check and data series are resolved here, request
-    /// series on first use of each status code.
-    pub fn new_vu(&self, tags: &Tags, metrics: &Metrics) -> HttpVu {
+    /// series on first use of each status code. The VU's connections come
+    /// from `local` when given.
+    pub fn new_vu(&self, tags: &Tags, metrics: &Metrics, local: Option<IpAddr>) -> HttpVu {
         let checks = self
             .steps
             .iter()
@@ -172,6 +176,7 @@ impl HttpFlow {
             .collect();
         let io = VuIo {
             conns: Vec::new(),
+            local,
             targets: vec![None; self.steps.len()],
             metrics: metrics.clone(),
             tags: tags.clone(),
@@ -249,7 +254,9 @@ impl HttpFlow {
             let idx = match reused {
                 Some(i) => i,
                 // Boxed: connecting (TLS included) is rare and its state is large.
-                None => match tokio::time::timeout(r.timeout, Box::pin(client::connect(origin, &self.tls))).await {
+                None => match tokio::time::timeout(r.timeout, Box::pin(client::connect(origin, &self.tls, vu.local)))
+                    .await
+                {
                     Ok(Ok((conn, t))) => {
                         timings = t;
                         vu.conns.push(conn);
@@ -397,7 +404,7 @@ mod tests {
         let obj = crate::config::reader::Obj::new(&doc, "f", &report).unwrap();
         let flow = super::HttpFlow::parse(&obj).unwrap();
         let metrics = crate::metrics::Metrics::new(10, |_| {});
-        let mut vu = flow.new_vu(&volley_window::Tags::new(), &metrics);
+        let mut vu = flow.new_vu(&volley_window::Tags::new(), &metrics, None);
         let env = std::collections::HashMap::new();
         let ctx = crate::flow::IterCtx { vu: 1, iter: 0, scenario: "s", env: &env, stopping: None, tokens: &[] };
         let fut = flow.iterate(&mut vu, &ctx);

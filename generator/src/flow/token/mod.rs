@@ -179,8 +179,9 @@ impl TokenManagerFlow {
         }
     }
 
-    /// Per-VU state for a VU whose metrics carry `tags`.
-    pub fn new_vu(&self, tags: &Tags, metrics: &Metrics) -> ManagerVu {
+    /// Per-VU state for a VU whose metrics carry `tags` and whose
+    /// requests go out from `local` when given (`--local-ips`).
+    pub fn new_vu(&self, tags: &Tags, metrics: &Metrics, local: Option<std::net::IpAddr>) -> ManagerVu {
         let mut t = tags.clone();
         t.insert("token", self.cfg.name.clone());
         let (ok, fail) = (metrics.series(TOKEN_REFRESH_OK, t.clone()), metrics.series(TOKEN_REFRESH_FAIL, t));
@@ -189,8 +190,8 @@ impl TokenManagerFlow {
         metrics.add(ok, 0.0);
         metrics.add(fail, 0.0);
         ManagerVu {
-            login: self.login.new_vu(tags, metrics),
-            refresh: self.refresh.as_ref().map(|r| r.new_vu(tags, metrics)),
+            login: self.login.new_vu(tags, metrics, local),
+            refresh: self.refresh.as_ref().map(|r| r.new_vu(tags, metrics, local)),
             ok,
             fail,
             metrics: metrics.clone(),

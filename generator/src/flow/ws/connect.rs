@@ -1,17 +1,16 @@
-//! Opening one WebSocket connection: TCP from a chosen source address,
-//! TLS for `wss://`, the handshake with the token in a header or the query.
+//! Opening one WebSocket connection: TCP from a chosen source address
+//! ([`crate::flow::net`]), TLS for `wss://`, the handshake with the token in
+//! a header or the query.
 //!
 //! Sized for many idle connections: small tungstenite buffers (it keeps
-//! its whole read buffer resident once a frame arrived), and
-//! `IP_BIND_ADDRESS_NO_PORT` when binding a source address, so the kernel
-//! picks the port at connect time per destination instead of reserving
-//! one of ~28k ephemeral ports per address at bind time.
+//! its whole read buffer resident once a frame arrived), and source
+//! addresses bound without reserving a port.
 
 use super::config::AuthMode;
-use std::net::{IpAddr, SocketAddr};
+use crate::flow::net;
+use std::net::IpAddr;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::WebSocketStream;
@@ -87,8 +86,8 @@ pub async fn connect(dial: &Dial<'_>) -> Result<WsStream, ConnectError> {
             .map_err(|_| fail("the token has characters not allowed in a header".into()))?;
         request.headers_mut().insert("authorization", value);
     }
-    let addr = resolve(&host, port).await.map_err(fail)?;
-    let tcp = tcp_connect(addr, dial.local).await.map_err(|e| fail(format!("cannot connect to {addr}: {e}")))?;
+    let addr = net::resolve(&host, port, dial.local).await.map_err(fail)?;
+    let tcp = net::connect_addr(addr, dial.local).await.map_err(|e| fail(format!("cannot connect to {addr}: {e}")))?;
     let _ = tcp.set_nodelay(true);
     let io: Box<dyn Io> = if tls {
         let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| fail(e.to_string()))?;
@@ -104,53 +103,6 @@ pub async fn connect(dial: &Dial<'_>) -> Result<WsStream, ConnectError> {
         }
         Err(e) => Err(fail(format!("WebSocket handshake failed: {e}"))),
     }
-}
-
-async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
-    if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, port));
-    }
-    tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{host} has no address"))
-}
-
-async fn tcp_connect(addr: SocketAddr, local: Option<IpAddr>) -> std::io::Result<TcpStream> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
-    if let Some(ip) = local {
-        bind_no_port(&socket)?;
-        socket.bind(SocketAddr::new(ip, 0))?;
-    }
-    socket.connect(addr).await
-}
-
-#[cfg(target_os = "linux")]
-fn bind_no_port(socket: &TcpSocket) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    const IP_BIND_ADDRESS_NO_PORT: libc::c_int = 24;
-    let one: libc::c_int = 1;
-    // SAFETY: a plain setsockopt on a socket we own, with a valid int.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            IP_BIND_ADDRESS_NO_PORT,
-            &one as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn bind_no_port(_socket: &TcpSocket) -> std::io::Result<()> {
-    Ok(())
 }
 
 /// Waits at most `d` for `fut`.

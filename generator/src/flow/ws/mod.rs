@@ -41,6 +41,7 @@ use dedup::{Dedup, Seen};
 use futures_util::{SinkExt, StreamExt};
 use pairs::Pairs;
 use protocol::{Incoming, Vars};
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -186,8 +187,10 @@ impl WsFlow {
         }
     }
 
-    /// A VU's state: its role, user id and gateway URL are fixed here.
-    pub fn new_vu(&self, scenario: &Arc<ScenarioState>, vu: u64, index: u64) -> WsVu {
+    /// A VU's state: its role, user id, gateway URL and source address are
+    /// fixed here. The flow's own `localAddrs` win over the test's
+    /// `--local-ips` (`local`).
+    pub fn new_vu(&self, scenario: &Arc<ScenarioState>, vu: u64, index: u64, local: Option<IpAddr>) -> WsVu {
         let c = &self.config;
         let role = match (c.kind, index % 2) {
             (Kind::Ping, _) => Role::Pinger,
@@ -199,7 +202,8 @@ impl WsFlow {
         }
         let url =
             if c.role_pinned { (index % 2) as usize % c.urls.len() } else { rand::random::<usize>() % c.urls.len() };
-        let local = (!c.local_addrs.is_empty()).then(|| c.local_addrs[(vu as usize) % c.local_addrs.len()]);
+        let local =
+            if c.local_addrs.is_empty() { local } else { Some(c.local_addrs[(vu as usize) % c.local_addrs.len()]) };
         WsVu {
             conn: None,
             scenario: scenario.clone(),
