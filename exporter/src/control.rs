@@ -61,6 +61,38 @@ pub fn parse_command(body: &[u8]) -> Result<Command, String> {
     Ok(c)
 }
 
+/// Largest request body read.
+pub const MAX_BODY: usize = 64 << 10;
+
+/// A refused request: the HTTP status and k6's error document.
+pub type Refusal = (hyper::StatusCode, String);
+
+/// The refusal for `code`.
+pub fn refuse(code: hyper::StatusCode, title: &str, detail: &str) -> Refusal {
+    (code, error_document(code.as_u16(), title, detail))
+}
+
+/// The command of a request: none for `GET` (a status query), the body's
+/// for `PATCH`; anything else is refused.
+pub async fn read_command(req: hyper::Request<hyper::body::Incoming>) -> Result<Command, Refusal> {
+    use http_body_util::BodyExt;
+    use hyper::StatusCode;
+    match req.method().as_str() {
+        "GET" => Ok(Command::default()),
+        "PATCH" => {
+            let body = http_body_util::Limited::new(req.into_body(), MAX_BODY)
+                .collect()
+                .await
+                .map_err(|e| refuse(StatusCode::BAD_REQUEST, "Invalid request", &format!("cannot read the body: {e}")))?
+                .to_bytes();
+            parse_command(&body).map_err(|e| refuse(StatusCode::BAD_REQUEST, "Invalid data", &e))
+        }
+        other => {
+            Err(refuse(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", &format!("{other}: use GET or PATCH")))
+        }
+    }
+}
+
 /// The status as k6's JSON:API document, with `extra` attributes added.
 pub fn status_document(status: &Status, extra: Map<String, Value>) -> String {
     let mut attrs = match serde_json::to_value(status) {

@@ -7,14 +7,13 @@
 //! - `GET /report?testid=ID`: the HTML report of a test merged so far (during
 //!   or after it); without `testid`, the tests held, newest first.
 
-use crate::control::{authorized, error_document, fleet_status, parse_command, status_document};
+use crate::control::{authorized, error_document, fleet_status, read_command, status_document};
 use crate::ingest::Ingest;
 use crate::pipeline::Pipeline;
 use crate::report::html::Verdict;
 use crate::report::Reports;
 use crate::secret::Secret;
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper::{Response, StatusCode};
@@ -24,7 +23,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use volley_window::control::Command;
 
 /// What the endpoints report on.
 pub struct Health {
@@ -192,23 +190,9 @@ async fn fleet_control(
             "testid: name the test to control (/v1/status?testid=…)",
         );
     };
-    let command = match req.method().as_str() {
-        "GET" => Command::default(),
-        "PATCH" => {
-            let body = match http_body_util::Limited::new(req.into_body(), 64 << 10).collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(e) => {
-                    return fail(StatusCode::BAD_REQUEST, "Invalid request", &format!("cannot read the body: {e}"))
-                }
-            };
-            match parse_command(&body) {
-                Ok(c) => c,
-                Err(e) => return fail(StatusCode::BAD_REQUEST, "Invalid data", &e),
-            }
-        }
-        other => {
-            return fail(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", &format!("{other}: use GET or PATCH"))
-        }
+    let command = match read_command(req).await {
+        Ok(c) => c,
+        Err((code, doc)) => return (code, doc, JSON),
     };
     let answers = match health.ingest.command(&test, command).await {
         Ok(a) => a,

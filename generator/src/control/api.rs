@@ -8,7 +8,7 @@
 
 use super::{Live, Scope};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -16,12 +16,9 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use volley_exporter::control::{authorized, error_document, parse_command, status_document};
+use volley_exporter::control::{authorized, error_document, read_command, status_document};
 use volley_exporter::secret::Secret;
 use volley_window::control::Command;
-
-/// Largest request body read.
-const MAX_BODY: usize = 64 << 10;
 
 /// Serves the API on `listener` until `stop`. `log` hears every change.
 pub async fn serve(
@@ -68,23 +65,9 @@ async fn handle(
     if !authorized(req.headers().get("authorization").and_then(|v| v.to_str().ok()), token) {
         return fail(StatusCode::UNAUTHORIZED, "Unauthorized", "missing or wrong bearer token");
     }
-    let command = match req.method().as_str() {
-        "GET" => Command::default(),
-        "PATCH" => {
-            let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(e) => {
-                    return fail(StatusCode::BAD_REQUEST, "Invalid request", &format!("cannot read the body: {e}"))
-                }
-            };
-            match parse_command(&body) {
-                Ok(c) => c,
-                Err(e) => return fail(StatusCode::BAD_REQUEST, "Invalid data", &e),
-            }
-        }
-        other => {
-            return fail(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", &format!("{other}: use GET or PATCH"))
-        }
+    let command = match read_command(req).await {
+        Ok(c) => c,
+        Err(refused) => return refused,
     };
     match live.apply(&command, Scope::Local) {
         Ok(status) => {
