@@ -3,7 +3,7 @@
 //! into one real InfluxDB.
 
 use serde_json::{json, Value};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 use volley_tests::exporter::Exporter;
 use volley_tests::servers::{curl, Influxd};
@@ -32,18 +32,10 @@ fn plan(target: &str) -> Value {
     })
 }
 
-/// `volley run` in the background with `extra` flags; stderr to `<name>.log`.
+/// `volley run` in the background with `extra` flags, streaming with the
+/// exporter token; stderr to `<name>.log`.
 fn generator(dir: &Scratch, name: &str, file: &std::path::Path, extra: &[&str]) -> Child {
-    Command::new(binary("volley"))
-        .args(["run", "--quiet", "--no-summary"])
-        .args(["--summary-export", dir.path(&format!("{name}-summary.json")).to_str().unwrap()])
-        .args(extra)
-        .arg(file)
-        .env("VOLLEY_EXPORTER_TOKEN", TOKEN)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path(&format!("{name}.log"))).unwrap())
-        .spawn()
-        .expect("start volley")
+    spawn_run(dir, name, file, extra, &[("VOLLEY_EXPORTER_TOKEN", TOKEN)])
 }
 
 /// Generator `g{i}` running segment `seg` of [`SEQUENCE`], one of four that
@@ -70,10 +62,6 @@ fn wait_started(health: &str) {
         assert!(Instant::now() < deadline, "the generators never started: {}", stats(health));
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn log_of(dir: &Scratch, name: &str) -> String {
-    std::fs::read_to_string(dir.path(&format!("{name}.log"))).unwrap_or_default()
 }
 
 /// Waits for a generator; returns its summary export and when it exited.

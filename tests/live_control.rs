@@ -3,7 +3,7 @@
 //! scale|stop` as a user would.
 
 use serde_json::{json, Value};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 use volley_tests::exporter::Exporter;
 use volley_tests::*;
@@ -33,21 +33,7 @@ fn wait_status(args: &[&str], what: &str, ok: impl Fn(&Value) -> bool) -> Value 
 
 fn start(dir: &Scratch, name: &str, doc: &Value, extra: &[&str]) -> Child {
     let file = dir.write(&format!("{name}.json"), &doc.to_string());
-    Command::new(binary("volley"))
-        .args(["run", "--quiet", "--no-summary"])
-        .args(["--summary-export", dir.path(&format!("{name}-summary.json")).to_str().unwrap()])
-        .args(extra)
-        .arg(file)
-        .env("VOLLEY_CONTROL_TOKEN", CONTROL)
-        .env("VOLLEY_EXPORTER_TOKEN", INGEST)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path(&format!("{name}.log"))).unwrap())
-        .spawn()
-        .unwrap()
-}
-
-fn log_of(dir: &Scratch, name: &str) -> String {
-    std::fs::read_to_string(dir.path(&format!("{name}.log"))).unwrap_or_default()
+    spawn_run(dir, name, &file, extra, &[("VOLLEY_CONTROL_TOKEN", CONTROL), ("VOLLEY_EXPORTER_TOKEN", INGEST)])
 }
 
 /// An externally-controlled scenario beside a short constant-vus one.

@@ -2,7 +2,7 @@
 //! without an exporter start together through a real redis-server.
 
 use serde_json::json;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 use volley_tests::im::Redis;
 use volley_tests::*;
@@ -20,19 +20,7 @@ fn short_plan(dir: &Scratch) -> std::path::PathBuf {
 
 /// `volley run` in the background; stderr to `<name>.log`.
 fn generator(dir: &Scratch, name: &str, file: &std::path::Path, extra: &[&str]) -> Child {
-    Command::new(binary("volley"))
-        .args(["run", "--quiet", "--no-summary"])
-        .args(["--summary-export", dir.path(&format!("{name}-summary.json")).to_str().unwrap()])
-        .args(extra)
-        .arg(file)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path(&format!("{name}.log"))).unwrap())
-        .spawn()
-        .expect("start volley")
-}
-
-fn log_of(dir: &Scratch, name: &str) -> String {
-    std::fs::read_to_string(dir.path(&format!("{name}.log"))).unwrap_or_default()
+    spawn_run(dir, name, file, extra, &[])
 }
 
 /// Waits for a generator to exit 0; returns when it exited.

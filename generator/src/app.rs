@@ -334,7 +334,7 @@ fn report_connection_capacity(plan: &TestPlan, console: &Console) {
             let line = format!("open-files limit {soft}: this process can hold about {capacity} WebSocket connections; the scenarios need up to {wanted}");
             if wanted > capacity {
                 console.warn(&format!(
-                    "{line}. Split the VUs over several volley processes (with --local-addrs to spread source addresses) streaming to one volley-exporter"
+                    "{line}. Split the VUs over several volley processes (with --local-ips to spread source addresses) streaming to one volley-exporter"
                 ));
             } else {
                 console.info(&line);

@@ -8,7 +8,7 @@ pub mod im;
 pub mod servers;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Directory holding the workspace's built binaries (`target/<profile>`).
@@ -185,4 +185,25 @@ pub fn run_scenario(doc: &serde_json::Value, extra: &[&str]) -> (Output, serde_j
     let out = volley(&args);
     let summary = if export.exists() { read_json(&export) } else { serde_json::Value::Null };
     (out, summary)
+}
+
+/// `volley run --quiet --no-summary FILE` in the background, with `extra`
+/// flags and `env` set: its summary export goes to `DIR/NAME-summary.json`,
+/// its stderr to `DIR/NAME.log` (see [`log_of`]).
+pub fn spawn_run(dir: &Scratch, name: &str, file: &Path, extra: &[&str], env: &[(&str, &str)]) -> Child {
+    Command::new(binary("volley"))
+        .args(["run", "--quiet", "--no-summary"])
+        .args(["--summary-export", dir.path(&format!("{name}-summary.json")).to_str().unwrap()])
+        .args(extra)
+        .arg(file)
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path(&format!("{name}.log"))).unwrap())
+        .spawn()
+        .expect("start volley")
+}
+
+/// What a [`spawn_run`] generator wrote to stderr so far.
+pub fn log_of(dir: &Scratch, name: &str) -> String {
+    std::fs::read_to_string(dir.path(&format!("{name}.log"))).unwrap_or_default()
 }
