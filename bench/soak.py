@@ -55,18 +55,27 @@ def sample(pid, last):
     return (rss, pct), (now, cpu)
 
 
-def growth(samples, warmup_s):
-    """RSS growth after warm-up: (first, max, percent, slope MB/h) over samples past warmup_s."""
+def growth(samples, warmup_s, span_s=300):
+    """RSS after warm-up, robust to the load-driven ups and downs of a busy
+    process: the median of the first `span_s` past `warmup_s` against the
+    median of the last `span_s` (growth), the least-squares trend over
+    everything past warm-up (as a percentage of the start level over that
+    time), and the peak. None with too few samples."""
     late = [(t, rss) for t, rss in samples if t >= warmup_s]
-    if len(late) < 2:
+    if len(late) < 4:
         return None
-    first = late[0][1]
-    peak = max(r for _, r in late)
+    median = lambda xs: sorted(xs)[len(xs) // 2]
+    t_end = late[-1][0]
+    first = median([r for t, r in late if t < warmup_s + span_s])
+    last = median([r for t, r in late if t > t_end - span_s])
     n = len(late)
     mt = sum(t for t, _ in late) / n
     mr = sum(r for _, r in late) / n
     slope = sum((t - mt) * (r - mr) for t, r in late) / max(sum((t - mt) ** 2 for t, _ in late), 1e-9)
-    return first, peak, 100 * (peak - first) / first, slope * 3600 / 1e6
+    peak = max(r for _, r in late)
+    return {"first": first, "last": last, "growth_pct": 100 * (last - first) / first,
+            "trend_pct": 100 * slope * (t_end - late[0][0]) / first, "slope_mb_h": slope * 3600 / 1e6,
+            "peak": peak, "peak_pct": 100 * (peak - first) / first}
 
 
 def chart(path, series, title):
@@ -104,8 +113,11 @@ def main():
     ap.add_argument("--warmup", default="5m", help="RSS growth is measured after this")
     ap.add_argument("--name", default="soak", help="file name stem under bench/results/")
     ap.add_argument("--no-alerts", action="store_true", help="run without the exporter's alert rules")
+    ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                    help="set for the generator and the exporter only (e.g. MALLOC_CONF=...), repeatable")
     args = ap.parse_args()
     duration, warmup = parse_duration(args.duration), parse_duration(args.warmup)
+    extra_env = dict(e.split("=", 1) for e in args.env)
     sh("cargo build --release --locked -p volley -p volley-testbed -p volley-exporter", cwd=ROOT)
     bin_dir = os.path.join(ROOT, "target", "release")
     work = tempfile.mkdtemp(prefix="volley-bench-soak-")
@@ -136,7 +148,8 @@ rules:
                                  "--out", f"influxdb=http://127.0.0.1:{db_port}/volley",
                                  "--health-listen", f"127.0.0.1:{health}", "--stats-interval", "60s"]
                                 + ([] if args.no_alerts else ["--alert-rules", rules]),
-                                stdout=subprocess.PIPE, stderr=open(os.path.join(work, "exporter.log"), "w"), text=True)
+                                stdout=subprocess.PIPE, stderr=open(os.path.join(work, "exporter.log"), "w"), text=True,
+                                env={**os.environ, **extra_env})
     exporter_url = exporter.stdout.readline().split()[-1]
     scenario = write(os.path.join(work, "soak.json"), json.dumps({
         "options": {"scenarios": {"soak": {
@@ -150,7 +163,7 @@ rules:
     gen = subprocess.Popen([os.path.join(bin_dir, "volley"), "run", "--quiet", "--test-id", "soak",
                             "--exporter", exporter_url, "--summary-export", export,
                             "--report", os.path.join(RESULTS, f"{args.name}-report.html"), scenario],
-                           env={**os.environ, "VOLLEY_EXPORTER_TOKEN": token},
+                           env={**os.environ, **extra_env, "VOLLEY_EXPORTER_TOKEN": token},
                            stdout=subprocess.DEVNULL, stderr=open(gen_log, "w"))
     t0 = time.monotonic()
     series = {"generator": [], "exporter": [], "testbed": [], "influxd": []}
@@ -187,16 +200,19 @@ rules:
     count = lambda k: int(summary["metrics"].get(k, {}).get("count", 0))
     print()
     print(f"generator exit {code}; {gen_text.strip().splitlines()[-1] if gen_text.strip() else ''}")
-    rows = []
+    rows, growths = [], {}
     for name in ["generator", "exporter", "testbed", "influxd"]:
         pts = series[name]
         g = growth([(t, r) for t, r, _ in pts], warmup)
         cpus = [c for t, _, c in pts if c is not None and t >= warmup]
         if g:
-            rows.append([name, f"{g[0] / 1e6:.1f}", f"{g[1] / 1e6:.1f}", f"{g[2]:+.2f}%", f"{g[3]:+.2f}",
+            growths[name] = g
+            rows.append([name, f"{g['first'] / 1e6:.1f}", f"{g['last'] / 1e6:.1f}", f"{g['growth_pct']:+.2f}%",
+                         f"{g['trend_pct']:+.2f}%", f"{g['peak'] / 1e6:.1f} ({g['peak_pct']:+.1f}%)",
                          f"{sum(cpus) / max(len(cpus), 1):.1f}%"])
-    table(rows, ["process", f"RSS at {warmup // 60} min MB", "max RSS after MB", "growth", "slope MB/h",
-                 "mean CPU after warm-up"])
+    m = warmup // 60
+    table(rows, ["process", f"median RSS min {m}-{m + 5} MB", "median RSS last 5 min MB", "growth",
+                 f"trend after min {m}", "peak after warm-up MB", "mean CPU after warm-up"])
     print()
     table([[m, count(m), stored[m], "yes" if count(m) == stored[m] else "NO"] for m in stored],
           ["metric", "summary", "InfluxDB", "equal"])
@@ -207,7 +223,7 @@ rules:
     print(f"alert notifications: {len(alerts)} {alerts[:10]}")
     print(f"achieved rate: {count('iterations') / duration:.0f}/s; dropped {count('dropped_iterations')}")
     out = {"args": vars(args), "series": series, "summary_counts": {m: count(m) for m in stored}, "influx": stored,
-           "exporter_stats": stats, "alerts": len(alerts), "generator_exit": code,
+           "exporter_stats": stats, "growth": growths, "alerts": len(alerts), "generator_exit": code,
            "windows_line": [l for l in gen_text.splitlines() if "windows" in l][-1:]}
     json.dump(out, open(os.path.join(RESULTS, f"{args.name}.json"), "w"))
     chart(os.path.join(RESULTS, f"{args.name}.png"), {k: series[k] for k in ["generator", "exporter"]},

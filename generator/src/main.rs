@@ -1,5 +1,8 @@
 //! `volley`: the generator CLI. All logic lives in the library.
 
+// jemalloc, so that RSS over a long run follows the load (see `volley_window::allocator`).
+volley_window::jemalloc!();
+
 fn main() {
     std::process::exit(volley::app::main(std::env::args_os()));
 }

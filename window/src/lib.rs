@@ -21,8 +21,10 @@
 //! - [`control`]: live control of a running test (pause, resume, scale,
 //!   stop) and its status.
 //! - [`duration`]: k6 duration strings, read the same way by every binary.
+//! - [`allocator`]: jemalloc for the long-running binaries ([`jemalloc!`]).
 
 pub mod aggregate;
+pub mod allocator;
 pub mod control;
 pub mod duration;
 pub mod report;
