@@ -289,11 +289,7 @@ impl Encoder {
             let old = previous.get(&s.key);
             let mut attrs: Vec<KeyValue> = s.key.tags.iter().map(|(k, v)| kv(k, v)).collect();
             attrs.push(kv("testid", &w.test_id));
-            let unit = match s.unit {
-                Unit::Time => "ms",
-                Unit::Data => "By",
-                Unit::None => "1",
-            };
+            let unit = unit_of(&s.key.metric, s.unit);
             let running = self.running.entry((w.test_id.clone(), s.key.clone())).or_insert_with(|| Running {
                 start_ns: start,
                 counter: 0.0,
@@ -377,6 +373,23 @@ impl Encoder {
     }
 }
 
+/// The OTLP unit of a series (UCUM). Trends and data are `ms` and `By`; a
+/// fraction (the rate gauges) and a plain count are `1`. A gauge that counts
+/// things or states gets an annotation in braces instead: Prometheus
+/// translation drops that, where it would turn `1` on a gauge into a
+/// `_ratio` suffix (`vus_ratio` for a number of VUs).
+fn unit_of(metric: &str, unit: Unit) -> &'static str {
+    match unit {
+        Unit::Time => "ms",
+        Unit::Data => "By",
+        Unit::None => match metric {
+            "vus" | "vus_max" => "{vu}",
+            "threshold" => "{status}",
+            _ => "1",
+        },
+    }
+}
+
 fn health(h: &HealthPoint, out: &mut BTreeMap<String, MetricPoints>) {
     let start = h.start_unix_ms * MS;
     let end = (h.start_unix_ms + h.len_ms.max(1)) * MS;
@@ -385,10 +398,10 @@ fn health(h: &HealthPoint, out: &mut BTreeMap<String, MetricPoints>) {
     let mut fields: Vec<(&str, &'static str, f64)> = vec![
         ("rss_bytes", "By", r.rss_bytes as f64),
         ("cpu_seconds", "s", r.cpu_seconds),
-        ("active_vus", "1", r.active_vus as f64),
-        ("dropped_iterations", "1", r.dropped_iterations as f64),
-        ("windows_buffered", "1", r.windows_buffered as f64),
-        ("windows_dropped", "1", r.windows_dropped as f64),
+        ("active_vus", "{vu}", r.active_vus as f64),
+        ("dropped_iterations", "{iteration}", r.dropped_iterations as f64),
+        ("windows_buffered", "{window}", r.windows_buffered as f64),
+        ("windows_dropped", "{window}", r.windows_dropped as f64),
     ];
     if let Some(lag) = r.start_lag_p99_ms {
         fields.push(("start_lag_p99", "ms", lag));
@@ -404,7 +417,7 @@ fn health(h: &HealthPoint, out: &mut BTreeMap<String, MetricPoints>) {
 mod tests {
     use super::*;
     use std::sync::Arc;
-    use volley_window::{SeriesWindow, Sketch, Tags};
+    use volley_window::{HealthRecord, SeriesWindow, Sketch, Tags};
 
     fn window(start: u64, iterations: f64, samples: &[f64]) -> Item {
         let mut sk = Sketch::new();
@@ -493,5 +506,71 @@ mod tests {
         );
         let h = hist(&r3, "iteration_duration");
         assert_eq!((h.count, h.start_time_unix_nano, h.time_unix_nano), (1, 2000 * MS, 3000 * MS));
+    }
+
+    #[test]
+    fn gauges_of_counted_things_carry_an_annotation_not_the_ratio_unit() {
+        let tags = Tags::from_pairs([("scenario", "s")]);
+        let gauge = |metric: &str, unit| SeriesWindow {
+            key: SeriesKey::new(metric, tags.clone()),
+            unit,
+            value: Aggregate::Gauge { value: 3.0, min: 3.0, max: 3.0 },
+        };
+        let w = Item::Window(Arc::new(MergedWindow {
+            test_id: "t".into(),
+            start_unix_ms: 1000,
+            len_ms: 1000,
+            series: vec![
+                gauge("vus", Unit::None),
+                gauge("vus_max", Unit::None),
+                gauge("threshold", Unit::None),
+                gauge("queue_depth", Unit::None),
+                gauge("payload", Unit::Data),
+                SeriesWindow {
+                    key: SeriesKey::new("http_req_failed", tags.clone()),
+                    unit: Unit::None,
+                    value: Aggregate::Rate { passes: 1, fails: 3 },
+                },
+                SeriesWindow {
+                    key: SeriesKey::new("iterations", tags),
+                    unit: Unit::None,
+                    value: Aggregate::Counter(2.0),
+                },
+            ],
+            reporters: 1,
+        }));
+        let h = Item::Health(Arc::new(HealthPoint {
+            test_id: "t".into(),
+            generator: "g".into(),
+            start_unix_ms: 1000,
+            len_ms: 1000,
+            health: HealthRecord { start_lag_p99_ms: Some(1.0), ..Default::default() },
+        }));
+        let (req, _) = Encoder::new(Temporality::Cumulative).encode(&[w, h]);
+        let units: BTreeMap<&str, &str> = req.resource_metrics[0].scope_metrics[0]
+            .metrics
+            .iter()
+            .map(|m| (m.name.as_str(), m.unit.as_str()))
+            .collect();
+        let expected = [
+            ("vus", "{vu}"),
+            ("vus_max", "{vu}"),
+            ("threshold", "{status}"),
+            ("queue_depth", "1"),
+            ("payload", "By"),
+            ("http_req_failed", "1"),
+            ("http_req_failed.passes", "1"),
+            ("iterations", "1"),
+            ("generator_health.rss_bytes", "By"),
+            ("generator_health.cpu_seconds", "s"),
+            ("generator_health.active_vus", "{vu}"),
+            ("generator_health.dropped_iterations", "{iteration}"),
+            ("generator_health.windows_buffered", "{window}"),
+            ("generator_health.windows_dropped", "{window}"),
+            ("generator_health.start_lag_p99", "ms"),
+        ];
+        for (name, unit) in expected {
+            assert_eq!(units.get(name).copied(), Some(unit), "{name} in {units:?}");
+        }
     }
 }
