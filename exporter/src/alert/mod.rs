@@ -21,9 +21,12 @@
 //!   `<=`, `==`, `!=`; a number may end in `%` (`1%` = 0.01).
 //! - Silence: a generator that joined or sent health and has neither
 //!   finished cleanly nor sent anything for the duration (exporter's clock).
-//! - Growth: a generator's RSS now against its RSS `duration` ago, as a
-//!   fraction (`10%`); known only once the generator has reported for the
-//!   whole duration, so warm-up is not growth.
+//! - Growth: a generator's RSS floor now against its floor `duration` ago,
+//!   as a fraction (`10%`): the lowest RSS of the newest tenth of the
+//!   duration against the lowest of the tenth that ended where it begins, so
+//!   the ups and downs of the load are not growth; known only once the
+//!   generator has reported for the whole duration, so warm-up is not
+//!   growth either.
 //!
 //! Every rule is evaluated per test id (and per generator for silence and
 //! growth), with the states of Prometheus alerts: inactive → pending →

@@ -127,24 +127,30 @@ impl Range {
 
 /// One generator's RSS over a range, for `growth of generator rss`.
 ///
-/// Keeps the samples inside the range plus the newest one at or before its
-/// start (the anchor growth is measured from); growth is known only once a
-/// sample that old exists, so a generator's warm-up never counts as growth
-/// before it has run for the whole range.
+/// Growth is measured between floors: the lowest RSS of the newest tenth of
+/// the range against the lowest of the tenth that ended where the range
+/// begins. A busy generator's RSS rises and falls with the iterations in
+/// flight (±10 % at a steady 50k requests/s); memory that is never given
+/// back raises the floor, a burst of load does not. Growth is known only
+/// once samples reach back over the whole range, so a generator's warm-up
+/// never counts as growth before it has run that long.
 pub struct RssRange {
     range_ms: u64,
+    /// The length of each of the two spans whose floors are compared.
+    span_ms: u64,
     samples: VecDeque<(u64, u64)>,
 }
 
 impl RssRange {
     /// An empty range of `range`.
     pub fn new(range: Duration) -> Self {
-        Self { range_ms: range.as_millis() as u64, samples: VecDeque::new() }
+        let range_ms = range.as_millis() as u64;
+        Self { range_ms, span_ms: range_ms / 10, samples: VecDeque::new() }
     }
 
-    /// Adds a sample taken at `at_ms` (window end); returns the growth since
-    /// the anchor as a fraction (0.1 = 10 %), `None` before the range is
-    /// covered or without a usable anchor.
+    /// Adds a sample taken at `at_ms` (window end); returns the growth of
+    /// the floor as a fraction (0.1 = 10 %), `None` before the range is
+    /// covered or without a usable starting floor.
     pub fn add(&mut self, at_ms: u64, rss: u64) -> Option<f64> {
         if self.samples.back().is_some_and(|&(t, _)| t >= at_ms) {
             // A resend or rewrite of an older window: RSS is a point in time,
@@ -152,7 +158,9 @@ impl RssRange {
             return self.growth();
         }
         self.samples.push_back((at_ms, rss));
-        let from = at_ms.saturating_sub(self.range_ms);
+        // Kept: the starting span, and the newest sample before it (the
+        // starting floor when that span has no sample of its own).
+        let from = at_ms.saturating_sub(self.range_ms + self.span_ms);
         while self.samples.len() > 1 && self.samples[1].0 <= from {
             self.samples.pop_front();
         }
@@ -163,8 +171,14 @@ impl RssRange {
     }
 
     fn growth(&self) -> Option<f64> {
-        let (&(t0, first), &(t1, last)) = (self.samples.front()?, self.samples.back()?);
-        (t0 + self.range_ms <= t1 && first > 0).then(|| (last as f64 - first as f64) / first as f64)
+        let (&(t0, _), &(now, _)) = (self.samples.front()?, self.samples.back()?);
+        let start = now.checked_sub(self.range_ms).filter(|s| t0 <= *s)?;
+        let lo = start.saturating_sub(self.span_ms);
+        let rss = |&(_, r): &(u64, u64)| r;
+        let in_span = self.samples.iter().filter(|(t, _)| (lo..=start).contains(t)).map(rss).min();
+        let base = in_span.or_else(|| self.samples.iter().filter(|(t, _)| *t < lo).map(rss).next_back())?;
+        let floor = self.samples.iter().rev().take_while(|(t, _)| *t + self.span_ms >= now).map(rss).min()?;
+        (base > 0).then(|| (floor as f64 - base as f64) / base as f64)
     }
 }
 
@@ -276,11 +290,32 @@ mod tests {
         assert_eq!(r.add(6000, 150), None);
         // 10 s after the first sample: measured from it.
         assert_eq!(r.add(11_000, 120), Some(0.2));
-        // The anchor moves on: the newest sample at or before 12 s - 10 s = 2 s is still t=1 s.
-        assert_eq!(r.add(12_000, 130), Some(0.3));
-        // At 16 s the anchor is the 6 s sample (150).
+        // The starting span (1–2 s) still holds only the 1 s sample; the
+        // newest (11–12 s) holds 120 and 130, so its floor is 120.
+        assert_eq!(r.add(12_000, 130), Some(0.2));
+        // At 16 s the starting span (5–6 s) has the 6 s sample (150).
         assert_eq!(r.add(16_000, 135), Some(-0.1));
         // An older window sent again changes nothing.
         assert_eq!(r.add(12_000, 999), Some(-0.1));
+    }
+
+    #[test]
+    fn rss_growth_compares_floors_so_a_burst_is_not_growth() {
+        // 10 s range: floors over 1 s spans, one sample per 500 ms.
+        let mut r = RssRange::new(Duration::from_secs(10));
+        let mut growth = None;
+        for i in 0..=20u64 {
+            // Steady at 100 with a 150 burst every other sample.
+            growth = r.add(1000 + i * 500, if i % 2 == 1 { 150 } else { 100 });
+        }
+        assert_eq!(growth, Some(0.0), "bursts leave the floor where it was");
+        // The newest sample alone jumps: the span's floor is still 100.
+        assert_eq!(r.add(11_500, 180), Some(0.0));
+        // Memory that stays: once every sample of the newest span (its ends
+        // included) is higher, so is the floor.
+        assert_eq!(r.add(12_000, 130), Some(0.0));
+        assert_eq!(r.add(12_500, 130), Some(0.3));
+        // The starting span moved to 1.5–2.5 s, still 100 at its lowest.
+        assert_eq!(r.add(13_000, 125), Some(0.25));
     }
 }

@@ -60,7 +60,8 @@ pub enum Condition {
         /// Silence that fires.
         after: Duration,
     },
-    /// `growth of generator rss over <range> <op> <bound>` (bound a fraction).
+    /// `growth of generator rss over <range> <op> <bound>` (bound a fraction;
+    /// growth of the RSS floor, see [`super::range::RssRange`]).
     RssGrowth(Comparison),
 }
 
