@@ -38,6 +38,6 @@ macro_rules! jemalloc {
         #[cfg(not(target_env = "msvc"))]
         #[allow(non_upper_case_globals)]
         #[export_name = "_rjem_malloc_conf"]
-        pub static malloc_conf: &[u8; 44] = $crate::allocator::MALLOC_CONF;
+        pub static malloc_conf: &[u8; $crate::allocator::MALLOC_CONF.len()] = $crate::allocator::MALLOC_CONF;
     };
 }
