@@ -13,10 +13,19 @@ pub enum MergeError {
     /// A sketch was built with another bucket configuration.
     #[error("cannot merge sketches with different configurations")]
     SketchConfig,
+    /// The merged count or sum would not fit: refused rather than wrapped.
+    #[error("the merged count or sum would overflow")]
+    Overflow,
 }
 
 /// One series' summary over a window (or over many merged windows).
+///
+/// Invariants, checked when one is deserialized and kept by every merge:
+/// a counter is finite and not negative; a gauge's value is finite and its
+/// extremes are either both infinite (empty) or finite and ordered; a
+/// rate's `passes + fails` fits in 64 bits, so sums of the two never wrap.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(try_from = "Unchecked")]
 pub enum Aggregate {
     /// Sum of increments.
     Counter(f64),
@@ -70,10 +79,12 @@ impl Aggregate {
     /// and sketches add up; a gauge takes the later value and widens min/max.
     pub fn merge(&mut self, later: &Aggregate) -> Result<(), MergeError> {
         match (self, later) {
-            (Aggregate::Counter(a), Aggregate::Counter(b)) => *a += b,
+            (Aggregate::Counter(a), Aggregate::Counter(b)) => *a = (*a + b).min(f64::MAX),
             (Aggregate::Rate { passes, fails }, Aggregate::Rate { passes: p, fails: f }) => {
-                *passes += p;
-                *fails += f;
+                // Saturates so that `passes + fails` still fits: a total of
+                // 2^64 samples is out of reach of honest generators.
+                *passes = passes.saturating_add(*p);
+                *fails = fails.saturating_add(*f).min(u64::MAX - *passes);
             }
             (Aggregate::Trend(a), Aggregate::Trend(b)) => a.merge(b)?,
             (Aggregate::Gauge { value, min, max }, Aggregate::Gauge { value: v, min: lo, max: hi }) => {
@@ -89,7 +100,9 @@ impl Aggregate {
     /// The share of passes for a rate, `None` for other kinds or no samples.
     pub fn rate(&self) -> Option<f64> {
         match self {
-            Aggregate::Rate { passes, fails } if passes + fails > 0 => Some(*passes as f64 / (passes + fails) as f64),
+            Aggregate::Rate { passes, fails } if passes + fails > 0 => {
+                Some(*passes as f64 / (*passes as f64 + *fails as f64))
+            }
             _ => None,
         }
     }
@@ -101,6 +114,61 @@ impl Aggregate {
             Aggregate::Gauge { min, .. } => min.is_infinite(),
             Aggregate::Rate { passes, fails } => passes + fails == 0,
             Aggregate::Trend(s) => s.is_empty(),
+        }
+    }
+}
+
+/// An aggregate as read, before its invariants are checked.
+#[derive(Deserialize)]
+#[serde(rename = "Aggregate")]
+enum Unchecked {
+    Counter(f64),
+    Gauge { value: f64, min: f64, max: f64 },
+    Rate { passes: u64, fails: u64 },
+    Trend(Sketch),
+}
+
+/// Why an aggregate read from the wire was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {kind}: {why}")]
+pub struct InvalidAggregate {
+    kind: MetricKind,
+    why: String,
+}
+
+impl TryFrom<Unchecked> for Aggregate {
+    type Error = InvalidAggregate;
+
+    fn try_from(u: Unchecked) -> Result<Self, InvalidAggregate> {
+        let (agg, problem) = match u {
+            Unchecked::Counter(v) => (
+                Aggregate::Counter(v),
+                (!(v.is_finite() && v >= 0.0)).then(|| format!("count {v} is not a finite, non-negative number")),
+            ),
+            Unchecked::Gauge { value, min, max } => {
+                let empty = min == f64::INFINITY && max == f64::NEG_INFINITY;
+                let ordered = min.is_finite() && max.is_finite() && min <= max;
+                let problem = if !value.is_finite() {
+                    Some(format!("value {value} is not finite"))
+                } else if !(empty || ordered) {
+                    Some(format!("min {min} and max {max} are not an ordered pair of finite numbers"))
+                } else {
+                    None
+                };
+                (Aggregate::Gauge { value, min, max }, problem)
+            }
+            Unchecked::Rate { passes, fails } => {
+                let problem = passes
+                    .checked_add(fails)
+                    .is_none()
+                    .then(|| format!("{passes} passes and {fails} fails overflow 64 bits"));
+                (Aggregate::Rate { passes, fails }, problem)
+            }
+            Unchecked::Trend(sketch) => (Aggregate::Trend(sketch), None),
+        };
+        match problem {
+            None => Ok(agg),
+            Some(why) => Err(InvalidAggregate { kind: agg.kind(), why }),
         }
     }
 }
@@ -123,6 +191,40 @@ mod tests {
         g.merge(&Aggregate::gauge(4.0)).unwrap();
         g.merge(&Aggregate::gauge(6.0)).unwrap();
         assert!(matches!(g, Aggregate::Gauge { value, min, max } if value == 6.0 && min == 4.0 && max == 10.0));
+    }
+
+    #[test]
+    fn merges_saturate_instead_of_wrapping() {
+        let mut r = Aggregate::Rate { passes: u64::MAX - 1, fails: 0 };
+        r.merge(&Aggregate::Rate { passes: 5, fails: 7 }).unwrap();
+        assert!(matches!(r, Aggregate::Rate { passes: u64::MAX, fails: 0 }));
+        let mut r = Aggregate::Rate { passes: 10, fails: u64::MAX - 20 };
+        r.merge(&Aggregate::Rate { passes: 5, fails: 100 }).unwrap();
+        assert!(matches!(r, Aggregate::Rate { passes: 15, fails } if fails == u64::MAX - 15));
+        let mut c = Aggregate::Counter(f64::MAX);
+        c.merge(&Aggregate::Counter(f64::MAX)).unwrap();
+        assert!(matches!(c, Aggregate::Counter(v) if v == f64::MAX));
+    }
+
+    #[test]
+    fn invalid_aggregates_do_not_deserialize() {
+        let bad = [
+            Unchecked::Counter(f64::NAN),
+            Unchecked::Counter(-1.0),
+            Unchecked::Counter(f64::INFINITY),
+            Unchecked::Gauge { value: f64::NAN, min: 0.0, max: 1.0 },
+            Unchecked::Gauge { value: 1.0, min: 2.0, max: 1.0 },
+            Unchecked::Gauge { value: 1.0, min: f64::NEG_INFINITY, max: 1.0 },
+            Unchecked::Rate { passes: u64::MAX, fails: 1 },
+        ];
+        for u in bad {
+            assert!(Aggregate::try_from(u).is_err());
+        }
+        let err = Aggregate::try_from(Unchecked::Counter(-2.0)).unwrap_err();
+        assert_eq!(err.to_string(), "invalid counter: count -2 is not a finite, non-negative number");
+        assert!(
+            Aggregate::try_from(Unchecked::Gauge { value: 0.0, min: f64::INFINITY, max: f64::NEG_INFINITY }).is_ok()
+        );
     }
 
     #[test]

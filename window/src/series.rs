@@ -42,9 +42,23 @@ pub enum Unit {
 }
 
 /// A series' tags: sorted by name, names unique. Sorted so that equal tag sets
-/// compare and hash equal whatever order they were given in.
+/// compare and hash equal whatever order they were given in; a tag set read
+/// from the wire that is not in that order is refused, since lookups rely on
+/// it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "Vec<(String, String)>")]
 pub struct Tags(Vec<(String, String)>);
+
+impl TryFrom<Vec<(String, String)>> for Tags {
+    type Error = String;
+
+    fn try_from(pairs: Vec<(String, String)>) -> Result<Self, String> {
+        match pairs.windows(2).find(|w| w[0].0 >= w[1].0) {
+            None => Ok(Self(pairs)),
+            Some(w) => Err(format!("tags are not sorted by unique name ({:?} before {:?})", w[0].0, w[1].0)),
+        }
+    }
+}
 
 impl Tags {
     /// An empty tag set.

@@ -6,6 +6,10 @@
 //! OpenTelemetry exponential histogram bucket at scale 6, which lets the
 //! exporter emit histograms without re-bucketing (relative accuracy ≈ 0.54%).
 
+mod raw;
+
+use raw::RawSketch;
+pub use raw::SketchError;
 use serde::{Deserialize, Serialize};
 use sketches_ddsketch::{Config, DDSketch};
 
@@ -35,9 +39,19 @@ fn config() -> Config {
 }
 
 /// A mergeable quantile summary of one trend series.
-#[derive(Clone, Serialize, Deserialize)]
+///
+/// Serialized in the crate's own layout; deserializing checks it first (see
+/// [`raw`]), so a sketch that exists is one every operation can trust.
+#[derive(Clone, Deserialize)]
+#[serde(try_from = "RawSketch")]
 pub struct Sketch {
     inner: DDSketch,
+}
+
+impl Serialize for Sketch {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.inner.serialize(serializer)
+    }
 }
 
 impl std::fmt::Debug for Sketch {
@@ -62,16 +76,22 @@ impl Sketch {
         Self { inner: DDSketch::new(config()) }
     }
 
-    /// Records one value.
+    /// Records one value. A NaN or an infinity has no bucket and no place
+    /// in a sum, so it is not recorded (callers validate their inputs).
     #[inline]
     pub fn add(&mut self, value: f64) {
-        self.inner.add(value);
+        if value.is_finite() {
+            self.inner.add(value);
+        }
     }
 
     /// Folds `other` into `self`. Exact: the result equals the sketch of the
-    /// union of both inputs. Fails only for a sketch built with another
-    /// configuration (for example one decoded from an incompatible peer).
+    /// union of both inputs. Refused, leaving `self` unchanged, when the
+    /// total count or the sum would overflow (only forged input gets there).
     pub fn merge(&mut self, other: &Sketch) -> Result<(), crate::MergeError> {
+        if self.count().checked_add(other.count()).is_none() || !(self.sum() + other.sum()).is_finite() {
+            return Err(crate::MergeError::Overflow);
+        }
         self.inner.merge(&other.inner).map_err(|_| crate::MergeError::SketchConfig)
     }
 
@@ -123,19 +143,20 @@ impl Sketch {
     /// `(γ^k, γ^(k+1)]`; the two differ only for values exactly on a power
     /// of γ). Values below [`MIN_VALUE`] are in `zero_count`.
     pub fn buckets(&self) -> Buckets {
-        // sketches-ddsketch keeps its store private; its serde form (pinned
-        // to =0.4.2 with the rest of the wire format) carries it.
-        let bytes = bincode::serialize(&self.inner).expect("a sketch serializes");
-        let raw: RawSketch = bincode::deserialize(&bytes).expect("the sketch layout of sketches-ddsketch 0.4.2");
+        let raw = RawSketch::of(&self.inner);
         let store = raw.store;
-        let (offset, counts) = if store.count == 0 || store.min_key > store.max_key {
-            (0, Vec::new())
-        } else {
-            let from = (store.min_key - store.offset) as usize;
-            let to = (store.max_key - store.offset) as usize;
-            (store.min_key, store.bins[from..=to].to_vec())
+        // Validation put both ends inside the bins; `get` keeps even a
+        // broken invariant from panicking.
+        let index = |key: i32| usize::try_from(key as i64 - store.offset as i64).ok();
+        let range = match (index(store.min_key), index(store.max_key)) {
+            (Some(from), Some(to)) if store.count > 0 && from <= to => store.bins.get(from..=to),
+            _ => None,
         };
-        Buckets { zero_count: raw.zero_count + raw.negative_store.count, offset, counts }
+        let (offset, counts) = match range {
+            Some(counts) => (store.min_key, counts.to_vec()),
+            None => (0, Vec::new()),
+        };
+        Buckets { zero_count: raw.zero_count.saturating_add(raw.negative_store.count), offset, counts }
     }
 }
 
@@ -148,41 +169,6 @@ pub struct Buckets {
     pub offset: i32,
     /// Counts of buckets `offset`, `offset + 1`, …
     pub counts: Vec<u64>,
-}
-
-/// Mirrors the serde layout of `sketches_ddsketch::DDSketch` 0.4.2.
-#[derive(Deserialize)]
-#[allow(dead_code)]
-struct RawSketch {
-    config: RawConfig,
-    store: RawStore,
-    negative_store: RawStore,
-    min: f64,
-    max: f64,
-    sum: f64,
-    zero_count: u64,
-}
-
-#[derive(Deserialize)]
-#[allow(dead_code)]
-struct RawConfig {
-    max_num_bins: u32,
-    gamma: f64,
-    gamma_ln: f64,
-    min_value: f64,
-    offset: i32,
-}
-
-#[derive(Deserialize)]
-#[allow(dead_code)]
-struct RawStore {
-    bins: Vec<u64>,
-    count: u64,
-    min_key: i32,
-    max_key: i32,
-    offset: i32,
-    bin_limit: usize,
-    is_collapsed: bool,
 }
 
 #[cfg(test)]
