@@ -386,7 +386,7 @@ fn a_generator_whose_exporter_is_down_keeps_testing() {
     let file = dir.write("s.json", &noop_scenario(100, "4s").to_string());
     let export = dir.path("summary.json");
     let out = std::process::Command::new(binary("volley"))
-        .args(["run", "--quiet", "--no-summary", "--exporter-buffer", "2", "--out-timeout", "1s"])
+        .args(["run", "--quiet", "--no-summary", "--exporter-buffer", "2", "--out-flush-timeout", "1s"])
         .args(["--exporter", &format!("ws://127.0.0.1:{}", closed_port())])
         .args(["--summary-export", export.to_str().unwrap()])
         .arg(&file)
@@ -394,7 +394,12 @@ fn a_generator_whose_exporter_is_down_keeps_testing() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // The test ran, but nothing it measured was stored: an exit code of its own.
+    assert_eq!(out.status.code(), Some(112), "{stderr}");
+    assert!(
+        stderr.contains("did not store everything measured within --out-flush-timeout (exit code 112)"),
+        "{stderr}"
+    );
     assert_eq!(export_count(&read_json(&export), "iterations"), 401, "the summary is unaffected");
     assert_eq!(stderr.matches("the test goes on").count(), 1, "one warning, not one per retry: {stderr}");
     // 5 or 6 windows, 2 kept: the rest dropped and counted.
@@ -427,7 +432,7 @@ fn generators_stream_over_tls() {
     // Verified against the system roots, the self-signed certificate fails…
     let file = dir.write("s.json", &noop_scenario(50, "2s").to_string());
     let out = std::process::Command::new(binary("volley"))
-        .args(["run", "--quiet", "--no-summary", "--out-timeout", "1s", "--exporter", &exp.url])
+        .args(["run", "--quiet", "--no-summary", "--out-flush-timeout", "1s", "--exporter", &exp.url])
         .arg(&file)
         .env("VOLLEY_EXPORTER_TOKEN", TOKEN)
         .output()

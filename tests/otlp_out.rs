@@ -185,8 +185,8 @@ fn rotel_receives_both_transports() {
     let _ = rotel.wait();
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.matches("points in").count(), 2, "{stderr}");
-    assert!(!stderr.contains("NOT written"), "{stderr}");
+    assert_eq!(stderr.matches(" points) in ").count(), 2, "{stderr}");
+    assert!(!stderr.contains("NOT STORED"), "{stderr}");
     let text = std::fs::read_to_string(&log).unwrap();
     let iterations = export_count(&summary, "iterations");
     // The final cumulative value of `iterations`, once per transport.

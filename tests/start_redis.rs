@@ -260,16 +260,17 @@ fn with_an_exporter_too_the_start_is_agreed_in_redis() {
     let dir = Scratch::new("redis-and-exporter");
     let file = short_plan(&dir);
     // No exporter listens there: the start still comes from Redis, and the
-    // windows wait for an exporter that never answers (--out-timeout).
+    // windows wait for an exporter that never answers (--out-flush-timeout),
+    // and the run says they were never stored with exit code 112.
     let exporter = format!("ws://127.0.0.1:{}", closed_port());
     let out = Command::new(binary("volley"))
         .args(["run", "--quiet", "--no-summary", "--test-id", "both", "--wait-for", "1"])
-        .args(["--wait-redis", &redis.url, "--exporter", &exporter, "--out-timeout", "1s"])
+        .args(["--wait-redis", &redis.url, "--exporter", &exporter, "--out-flush-timeout", "1s"])
         .arg(&file)
         .env("VOLLEY_EXPORTER_TOKEN", "t0k3n")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(out.status.code(), Some(112), "{}", describe(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("the start is agreed in Redis; windows still stream to the exporter"), "{stderr}");
     assert!(stderr.contains("1 generator ready; starting together"), "{stderr}");

@@ -7,6 +7,7 @@ use crate::out::{redact, OutSpec};
 use crate::pipeline::{OnStored, Pipeline, PipelineConfig, PipelineReport, SpoolConfig};
 use crate::secret::Secret;
 use crate::selfmetrics::SelfMetrics;
+use crate::sink::worker::{WhenFull, WorkerConfig};
 use clap::Parser;
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -166,6 +167,9 @@ async fn serve(
         merge: MergeConfig { grace: args.grace, late_horizon: args.late_horizon, ..MergeConfig::default() },
         spool: args.spool_dir.clone().map(|dir| SpoolConfig { dir, max_bytes: args.spool_max_bytes }),
         report_tests: Some(args.report_tests),
+        // Generators wait (their windows stay unacknowledged) rather than
+        // the exporter dropping what it may already have promised.
+        worker: WorkerConfig { when_full: WhenFull::Wait, ..WorkerConfig::default() },
         ..PipelineConfig::default()
     };
     // The ack hook needs the ingest server, which needs the pipeline.
@@ -326,11 +330,7 @@ fn status_line(ingest: &Ingest, pipeline: &Pipeline) -> String {
 
 fn log_report(report: &PipelineReport) {
     for s in &report.sinks {
-        let st = &s.stats;
-        log(&format!(
-            "output {}: {} points in {} writes; {} spooled, {} replayed, {} batches left in the spool; {} dropped, {} rejected, {} unwritten",
-            s.name, st.points_written, st.writes, st.spooled, st.replayed, st.spool_left, st.dropped, st.rejected, st.unwritten
-        ));
+        log(&s.account());
     }
 }
 

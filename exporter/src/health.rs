@@ -1,8 +1,10 @@
 //! The exporter's own health over plain HTTP (`--health-listen`), for
 //! orchestrators and dashboards:
 //!
-//! - `GET /ready`: 200 while the exporter accepts generators, 503 once it is
-//!   stopping (a load balancer stops sending new connections).
+//! - `GET /ready`: 200 while the exporter accepts generators and can store
+//!   what they send; 503 once it is stopping (a load balancer stops sending
+//!   new connections) or while an output is down and no spool holds its
+//!   data (the body names the output).
 //! - `GET /stats`: the ingest, merge and per-output counters as JSON.
 //! - `GET /report?testid=ID`: the HTML report of a test merged so far (during
 //!   or after it); without `testid`, the tests held, newest first.
@@ -50,7 +52,7 @@ impl Health {
             .map(|s| {
                 let st = &s.stats;
                 format!(
-                    "{{\"name\":{},\"points\":{},\"writes\":{},\"retries\":{},\"spooled\":{},\"replayed\":{},\"dropped\":{},\"rejected\":{}}}",
+                    "{{\"name\":{},\"points\":{},\"writes\":{},\"retries\":{},\"spooled\":{},\"replayed\":{},\"dropped\":{},\"rejected\":{},\"points_rejected\":{},\"panics\":{},\"failing\":{}}}",
                     json_string(&s.name),
                     st.points_written,
                     st.writes,
@@ -58,7 +60,10 @@ impl Health {
                     st.spooled,
                     st.replayed,
                     st.dropped,
-                    st.rejected
+                    st.rejected,
+                    st.points_rejected,
+                    st.panics,
+                    st.failing
                 )
             })
             .collect();
@@ -98,6 +103,19 @@ impl Health {
             barriers.join(","),
             serde_json::Value::Array(self.ingest.thresholds.stats())
         )
+    }
+}
+
+/// `/ready`: accepting generators, and able to store what they send.
+fn readiness(health: &Health) -> (StatusCode, String, &'static str) {
+    if !health.ready.load(Ordering::Relaxed) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "stopping\n".to_string(), "text/plain");
+    }
+    let down = if health.pipeline.spools() { Vec::new() } else { health.pipeline.failing() };
+    if down.is_empty() {
+        (StatusCode::OK, "ready\n".to_string(), "text/plain")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("output down: {}\n", down.join(", ")), "text/plain")
     }
 }
 
@@ -235,10 +253,7 @@ pub async fn serve(listener: TcpListener, health: Arc<Health>, stop: Cancellatio
                     let (status, body, kind) = match req.uri().path() {
                         "/v1/status" => fleet_control(&health, req).await,
                         "/report" => report(&health, req.uri().query().unwrap_or_default()),
-                        "/ready" if health.ready.load(Ordering::Relaxed) => {
-                            (StatusCode::OK, "ready\n".to_string(), "text/plain")
-                        }
-                        "/ready" => (StatusCode::SERVICE_UNAVAILABLE, "stopping\n".to_string(), "text/plain"),
+                        "/ready" => readiness(&health),
                         "/stats" => (StatusCode::OK, health.stats_json(), "application/json"),
                         _ => (
                             StatusCode::NOT_FOUND,

@@ -32,6 +32,9 @@ use volley_window::wire::{self, Hello, ToExporter, ToGenerator};
 
 /// How long a client has to finish the handshake and say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a session waiting for room in the outputs' queues looks again.
+const BACKPRESSURE_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Acknowledgements queued per connection before further ones are dropped
 /// (the generator then resends those windows after a reconnect, harmlessly).
 const ACK_QUEUE: usize = 1024;
@@ -331,8 +334,13 @@ impl Ingest {
         }
         let mut said_goodbye = false;
         loop {
+            // Backpressure: while an output's queue is full, the next frame
+            // stays unread (in TCP buffers, then in the generator's bounded
+            // buffer, unacknowledged); acknowledgements still go out.
+            let room = self.pipeline.has_room();
             tokio::select! {
-                msg = ws.next() => match msg {
+                _ = tokio::time::sleep(BACKPRESSURE_POLL), if !room => {}
+                msg = ws.next(), if room => match msg {
                     Some(Ok(Message::Binary(b))) => match wire::decode::<ToExporter>(&b, self.max_frame) {
                         Ok(ToExporter::Window(report)) => {
                             if report.generator != generator || report.test_id != test_id {

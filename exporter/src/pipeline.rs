@@ -62,9 +62,44 @@ pub struct PipelineReport {
 impl PipelineReport {
     /// Whether everything merged reached every sink.
     pub fn complete(&self) -> bool {
-        self.sinks
-            .iter()
-            .all(|s| s.stats.dropped == 0 && s.stats.rejected == 0 && s.stats.unwritten == 0 && s.stats.spool_left == 0)
+        self.sinks.iter().all(|s| s.complete())
+    }
+}
+
+impl SinkReport {
+    /// Whether this output stored everything it was given.
+    pub fn complete(&self) -> bool {
+        let s = &self.stats;
+        s.dropped == 0 && s.rejected == 0 && s.points_rejected == 0 && s.unwritten == 0 && s.spool_left == 0
+    }
+
+    /// The end-of-run account of this output: stored, spooled, refused and
+    /// lost, in windows (items) and points.
+    pub fn account(&self) -> String {
+        let s = &self.stats;
+        let mut line = format!(
+            "output {}: stored {} items ({} points) in {} writes",
+            self.name, s.items_written, s.points_written, s.writes
+        );
+        if s.spooled + s.replayed + s.spool_left > 0 {
+            line += &format!("; spooled {} items, replayed {} batches", s.spooled, s.replayed);
+        }
+        if self.complete() {
+            return line;
+        }
+        line += &format!(
+            "; NOT STORED: {} points refused as bad data, {} items lost (queue full {}, not encodable {}, unsent at exit {}), {} batches left in the spool",
+            s.points_rejected,
+            s.dropped + s.rejected + s.unwritten,
+            s.dropped,
+            s.rejected,
+            s.unwritten,
+            s.spool_left
+        );
+        if let Some(e) = &s.last_error {
+            line += &format!("; last error: {e}");
+        }
+        line
     }
 }
 
@@ -82,6 +117,10 @@ pub struct Pipeline {
     /// Every test's report timeline: the HTML report and the run summary
     /// written when a test ends.
     reports: Arc<Reports>,
+    /// Panics caught in observers.
+    observer_panics: std::sync::atomic::AtomicU64,
+    /// Whether the outputs spool what they cannot write yet.
+    spooling: bool,
 }
 
 impl Pipeline {
@@ -136,12 +175,19 @@ impl Pipeline {
             on_stored,
             observers: parking_lot::RwLock::new(observers),
             reports,
+            observer_panics: Default::default(),
+            spooling: cfg.spool.is_some(),
         }))
     }
 
     /// When the merger next has a deadline (grace or horizon) to act on.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.merger.lock().next_deadline()
+    }
+
+    /// Panics caught in observers so far.
+    pub fn observer_panics(&self) -> u64 {
+        self.observer_panics.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Merge counters so far.
@@ -152,6 +198,22 @@ impl Pipeline {
     /// Per-sink counters so far.
     pub fn sink_stats(&self) -> Vec<SinkReport> {
         self.workers.iter().map(|w| SinkReport { name: w.name().to_string(), stats: w.stats() }).collect()
+    }
+
+    /// Whether every output's queue is below its bound: with
+    /// [`crate::sink::worker::WhenFull::Wait`], producers wait for this.
+    pub fn has_room(&self) -> bool {
+        self.workers.iter().all(|w| w.has_room())
+    }
+
+    /// Whether the outputs spool what they cannot write yet.
+    pub fn spools(&self) -> bool {
+        self.spooling
+    }
+
+    /// The outputs that are down right now.
+    pub fn failing(&self) -> Vec<String> {
+        self.workers.iter().filter(|w| w.failing()).map(|w| w.name().to_string()).collect()
     }
 
     /// The sinks' names.
@@ -270,10 +332,15 @@ impl Pipeline {
 
     fn dispatch(&self, item: Item) {
         for o in self.observers.read().iter() {
-            match &item {
+            // An observer (report, alerts, thresholds) that panics on one
+            // window must not take the outputs down with it.
+            let seen = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &item {
                 Item::Window(w) => o.window(w),
                 Item::Health(h) => o.health(h),
                 Item::Summary(_) | Item::Marker(_) => {}
+            }));
+            if seen.is_err() {
+                self.observer_panics.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
         for w in &self.workers {

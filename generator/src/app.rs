@@ -4,7 +4,7 @@ use crate::cli::{Cli, Command, OutputArgs, RunArgs};
 use crate::config::{self, Overrides, TestPlan};
 use crate::console::Console;
 use crate::control::{self, Live, Scope};
-use crate::engine::{self, Abort, RunOptions, RunOutcome};
+use crate::engine::{self, Abort, Delivery, RunOptions, RunOutcome};
 use crate::exit;
 use crate::start::{self, synchronized_start, Barrier, Meeting};
 use crate::stream::{StreamConfig, StreamReport, Streamer};
@@ -14,7 +14,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use volley_exporter::report::{html::Verdict, Reports};
-use volley_exporter::{OutSpec, Pipeline, PipelineConfig, PipelineReport};
+use volley_exporter::{OutSpec, Pipeline, PipelineConfig};
 use volley_window::wire::Hello;
 
 /// Runs the CLI with `args` and returns the process exit code.
@@ -248,7 +248,7 @@ where
         let mut outcome = engine::run(plan, opts, console.clone(), stop).await;
         if let Some(s) = &streamer {
             let done = s.finish(output.out_timeout, output.verdict_timeout).await;
-            report_stream(&console, output.exporter.as_deref().unwrap_or_default(), &done);
+            outcome.delivery.push(stream_delivery(output.exporter.as_deref().unwrap_or_default(), &done));
         }
         if let Some(s) = &fleet {
             match s.verdict() {
@@ -263,7 +263,8 @@ where
             }
         }
         if let Some(p) = pipeline {
-            report_outputs(&console, &p.finish(output.out_timeout).await);
+            let report = p.finish(output.out_timeout).await;
+            outcome.delivery.extend(report.sinks.iter().map(|s| Delivery { line: s.account(), complete: s.complete() }));
         }
         Ok(outcome)
     });
@@ -344,43 +345,21 @@ fn report_connection_capacity(plan: &TestPlan, console: &Console) {
     }
 }
 
-fn report_stream(console: &Console, url: &str, r: &StreamReport) {
-    if r.unacknowledged == 0 && r.dropped == 0 {
-        console.info(&format!("exporter {url}: {} windows acknowledged", r.acknowledged));
+fn stream_delivery(url: &str, r: &StreamReport) -> Delivery {
+    let complete = r.unacknowledged == 0 && r.dropped == 0;
+    let line = if complete {
+        format!("exporter {url}: {} windows acknowledged", r.acknowledged)
     } else {
-        console.warn(&format!(
+        format!(
             "exporter {url}: {} windows acknowledged; NOT acknowledged: {} unsent or unconfirmed at exit, {} dropped (buffer full)",
             r.acknowledged, r.unacknowledged, r.dropped
-        ));
-    }
+        )
+    };
+    Delivery { line, complete }
 }
 
 fn parse_outs(raw: &[String]) -> Result<Vec<OutSpec>, String> {
     raw.iter().map(|r| OutSpec::parse(r, |k| std::env::var(k).ok()).map_err(|e| e.to_string())).collect()
-}
-
-/// One line per output: what was written, and what was not.
-fn report_outputs(console: &Console, report: &PipelineReport) {
-    for s in &report.sinks {
-        let st = &s.stats;
-        let lost = st.dropped + st.rejected + st.unwritten;
-        if lost == 0 {
-            console.info(&format!(
-                "output {}: {} points in {} writes ({} retried)",
-                s.name, st.points_written, st.writes, st.retries
-            ));
-        } else {
-            console.warn(&format!(
-                "output {}: {} points written; NOT written: {} windows dropped (queue full), {} rejected, {} unsent at exit{}",
-                s.name,
-                st.points_written,
-                st.dropped,
-                st.rejected,
-                st.unwritten,
-                st.last_error.as_ref().map(|e| format!("; last error: {e}")).unwrap_or_default()
-            ));
-        }
-    }
 }
 
 /// Prints and writes the results; returns the exit code.
@@ -396,9 +375,23 @@ pub fn finish(outcome: &RunOutcome, output: &OutputArgs, trend_stats: &[crate::s
             return exit::INTERNAL;
         }
     }
+    // The summary ends with what became of the data; a destination that
+    // did not store everything changes the exit code (unless a failed
+    // threshold or an abort already did).
+    for d in &outcome.delivery {
+        eprintln!("{} {}", if d.complete { "INFO" } else { "ERROR" }, d.line);
+    }
+    let incomplete = outcome.delivery.iter().filter(|d| !d.complete).count();
     match (&outcome.aborted, outcome.thresholds_ok()) {
         (_, false) | (Some(Abort::Threshold(_)), _) => exit::THRESHOLDS_FAILED,
         (Some(Abort::Signal | Abort::Operator(_)), true) => exit::EXTERNAL_ABORT,
+        (None, true) if incomplete > 0 => {
+            eprintln!(
+                "ERROR {incomplete} destination(s) did not store everything measured within --out-flush-timeout (exit code {})",
+                exit::OUTPUT_INCOMPLETE
+            );
+            exit::OUTPUT_INCOMPLETE
+        }
         (None, true) => exit::OK,
     }
 }

@@ -255,8 +255,10 @@ pub struct OutputArgs {
     /// Accept any TLS certificate (a `wss://` exporter with a self-signed one).
     #[arg(long)]
     pub insecure_skip_tls_verify: bool,
-    /// How long to keep writing to the outputs after the test ends.
-    #[arg(long, default_value = "30s", value_parser = duration_arg, value_name = "DURATION")]
+    /// How long to keep writing to the outputs (and waiting for the
+    /// exporter's acknowledgements) after the test ends; what is not stored
+    /// by then makes the exit code 112.
+    #[arg(long = "out-flush-timeout", alias = "out-timeout", default_value = "30s", value_parser = duration_arg, value_name = "DURATION")]
     pub out_timeout: Duration,
     /// Serve the control API (k6's `/v1/status`: status, pause, resume,
     /// scale, stop) on this address; needs `--control-token`.

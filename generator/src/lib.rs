@@ -51,4 +51,8 @@ pub mod exit {
     pub const EXTERNAL_ABORT: i32 = 105;
     /// The generator itself failed (runtime, I/O).
     pub const INTERNAL: i32 = 103;
+    /// The test ran and its thresholds held, but not everything measured
+    /// was stored by the outputs (or acknowledged by the exporter) within
+    /// `--out-flush-timeout`. Not a code k6 uses.
+    pub const OUTPUT_INCOMPLETE: i32 = 112;
 }

@@ -32,25 +32,36 @@ pub enum Item {
 }
 
 /// Fires its action once every sink has passed it: the exporter uses it to
-/// acknowledge windows only after they are stored.
+/// acknowledge windows only after they are stored. A sink that lost data
+/// queued before it (a full queue dropping its oldest items, an encoding
+/// that failed) taints it, and a tainted marker never fires: those windows
+/// stay unacknowledged, so the generator keeps them and says so at its end.
 pub struct Marker {
     remaining: std::sync::atomic::AtomicUsize,
+    tainted: std::sync::atomic::AtomicBool,
     action: Box<dyn Fn() + Send + Sync>,
 }
 
 impl Marker {
     /// A marker that fires `action` after `sinks` passes.
     pub fn new(sinks: usize, action: impl Fn() + Send + Sync + 'static) -> Arc<Self> {
-        let m = Arc::new(Self { remaining: sinks.into(), action: Box::new(action) });
+        let m = Arc::new(Self { remaining: sinks.into(), tainted: false.into(), action: Box::new(action) });
         if sinks == 0 {
             (m.action)();
         }
         m
     }
 
+    /// Data this marker covers was lost by one sink: it must not fire.
+    pub fn taint(&self) {
+        self.tainted.store(true, std::sync::atomic::Ordering::Release);
+    }
+
     /// One sink passed it.
     pub fn pass(&self) {
-        if self.remaining.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+        if self.remaining.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1
+            && !self.tainted.load(std::sync::atomic::Ordering::Acquire)
+        {
             (self.action)();
         }
     }
@@ -62,26 +73,50 @@ impl std::fmt::Debug for Marker {
     }
 }
 
+/// What a failed write means for the data in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The output cannot take anything now (unreachable, overloaded, its
+    /// credentials or database refused): the same request may succeed
+    /// later. Retried with backoff, spooled if a spool is configured, never
+    /// acknowledged.
+    Down,
+    /// The output refused what the request holds: smaller requests isolate
+    /// the points it refuses, the rest is stored (see [`Sink::split`]).
+    BadData,
+}
+
 /// Why a write failed.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct SinkError {
-    /// Whether writing the same batch again may succeed (server down,
-    /// overloaded, timed out) or not (the server rejected the data).
-    pub retryable: bool,
+    /// What the failure means for the batch.
+    pub failure: Failure,
     /// What went wrong, for the log.
     pub message: String,
 }
 
 impl SinkError {
-    /// A failure worth retrying.
-    pub fn retry(message: impl Into<String>) -> Self {
-        Self { retryable: true, message: message.into() }
+    /// The output is down; try again later.
+    pub fn down(message: impl Into<String>) -> Self {
+        Self { failure: Failure::Down, message: message.into() }
     }
 
-    /// A failure that will repeat.
-    pub fn reject(message: impl Into<String>) -> Self {
-        Self { retryable: false, message: message.into() }
+    /// The output refused the data.
+    pub fn bad_data(message: impl Into<String>) -> Self {
+        Self { failure: Failure::BadData, message: message.into() }
+    }
+
+    /// Classifies an HTTP answer that is not a success, the same way for
+    /// every HTTP output: only 400, 413 and 422 say something about the
+    /// data; every other status (5xx, 408, 429, and also 401/403/404 of a
+    /// rotated token or a missing database) is an output that cannot store
+    /// anything yet, so nothing is acknowledged until it can.
+    pub fn from_status(status: u16, message: impl Into<String>) -> Self {
+        match status {
+            400 | 413 | 422 => Self::bad_data(message),
+            _ => Self::down(message),
+        }
     }
 }
 
@@ -99,12 +134,15 @@ pub struct Prepared {
 }
 
 /// What a successful write stored.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WriteOk {
     /// Points (InfluxDB lines, OTLP data points) written.
     pub points: u64,
     /// Request body bytes sent (after compression).
     pub bytes: u64,
+    /// Points of the request the output refused while storing the rest
+    /// (OTLP's partial success), with its reason.
+    pub refused: Option<(u64, String)>,
 }
 
 /// A destination for merged windows.
@@ -116,8 +154,20 @@ pub trait Sink: Send + Sync + 'static {
     fn prepare(&self, batch: &[Item]) -> Result<Prepared, SinkError>;
 
     /// Sends a prepared batch in one request. Called again after a
-    /// retryable error, so the request must be idempotent.
+    /// failure, so the request must be idempotent.
     fn send<'a>(&'a self, batch: &'a Prepared) -> WriteFuture<'a>;
+
+    /// Two halves of a batch the output refused as bad data, to find the
+    /// points it refuses; `None` when the batch cannot be split (one point,
+    /// or an encoding that does not split).
+    fn split(&self, _batch: &Prepared) -> Option<[Prepared; 2]> {
+        None
+    }
+
+    /// A readable sample of a refused batch, for the log.
+    fn example(&self, _batch: &Prepared) -> Option<String> {
+        None
+    }
 }
 
 /// Builds the sink for one `--out` value.

@@ -1,14 +1,19 @@
 //! One task per sink: a bounded queue in front, batched writes, retries.
 //!
-//! The queue holds at most `queue_items` items. When it is full the oldest
-//! item is dropped and counted (`dropped`): a sink that is down for longer
-//! than the queue covers loses the oldest data, never the process's memory.
-//! Failed writes are retried with exponential backoff (capped, with jitter)
-//! for as long as the worker runs; a batch the server rejects outright is
-//! counted and logged once, and the worker moves on.
+//! The queue holds `queue_items` data items; what happens when it is full is
+//! [`WhenFull`]: the exporter daemon makes its generators wait (nothing is
+//! dropped, windows stay unacknowledged in their bounded buffers), a
+//! generator writing its own outputs drops the oldest item and counts it
+//! as lost. A write that fails because the output is down is retried with
+//! exponential backoff (capped, with jitter) for as long as the worker
+//! runs, or spooled; nothing it holds is acknowledged meanwhile. A batch
+//! refused as bad data is halved until the refused points are isolated:
+//! the rest is stored, the refused points are counted and logged with one
+//! example. A panic while encoding or sending is caught, counted and
+//! logged; the worker goes on with the next batch.
 
 use super::spool::Spool;
-use super::{Item, Prepared, Sink, SinkError};
+use super::{Failure, Item, Prepared, Sink, SinkError};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,11 +22,30 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+/// What a full queue does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum WhenFull {
+    /// Drop the oldest data item and count it as lost (a generator's own
+    /// outputs: the test cannot wait for them).
+    #[default]
+    DropOldest,
+    /// Keep everything: the pipeline's producers wait until
+    /// [`Worker::has_room`] (the exporter stops reading generators' frames,
+    /// whose windows stay unacknowledged in their own bounded buffers).
+    Wait,
+}
+
+/// Requests spent isolating the refused points of one batch; what is not
+/// isolated by then is counted as refused.
+const ISOLATION_BUDGET: usize = 256;
+
 /// Queue and retry settings.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
-    /// Items the queue holds before dropping the oldest.
+    /// Data items the queue holds.
     pub queue_items: usize,
+    /// What a full queue does.
+    pub when_full: WhenFull,
     /// Items per write request.
     pub batch_items: usize,
     /// First retry delay.
@@ -34,6 +58,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
             queue_items: 20_000,
+            when_full: WhenFull::default(),
             batch_items: 500,
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(10),
@@ -54,10 +79,17 @@ pub struct WorkerStats {
     pub writes: u64,
     /// Write attempts that failed and were retried.
     pub retries: u64,
-    /// Items the server rejected outright.
+    /// Items not written because encoding them failed (or panicked).
     pub rejected: u64,
+    /// Points the output refused as bad data (the rest of their batches
+    /// was stored).
+    pub points_rejected: u64,
     /// Items dropped because the queue was full.
     pub dropped: u64,
+    /// Panics caught while encoding or sending.
+    pub panics: u64,
+    /// Whether the output was down when the counters were read.
+    pub failing: bool,
     /// Items written to the disk spool while the sink was down.
     pub spooled: u64,
     /// Spooled batches sent after the sink came back.
@@ -90,6 +122,8 @@ struct Shared {
     abandon: CancellationToken,
     /// Batches in the spool (for reports).
     spool_len: AtomicU64,
+    /// Set while the output is down (for `/ready`).
+    failing: AtomicBool,
     cfg: WorkerConfig,
 }
 
@@ -116,6 +150,7 @@ impl Worker {
             closing: AtomicBool::new(false),
             abandon: CancellationToken::new(),
             spool_len: AtomicU64::new(0),
+            failing: AtomicBool::new(false),
             cfg,
         });
         let name = sink.name();
@@ -131,16 +166,24 @@ impl Worker {
         &self.name
     }
 
-    /// Queues an item; never blocks. A full queue drops its oldest data
-    /// item (markers are never dropped and do not count).
+    /// Queues an item; never blocks. With [`WhenFull::DropOldest`] a full
+    /// queue drops its oldest data item and taints the markers behind it
+    /// (markers are never dropped and do not count); with
+    /// [`WhenFull::Wait`] producers check [`Worker::has_room`] first.
     pub fn push(&self, item: Item) {
         {
             let mut q = self.shared.queue.lock();
             let is_data = !matches!(item, Item::Marker(_));
-            if is_data && q.data >= self.shared.cfg.queue_items {
+            let full = q.data >= self.shared.cfg.queue_items;
+            if is_data && full && self.shared.cfg.when_full == WhenFull::DropOldest {
                 if let Some(pos) = q.items.iter().position(|(_, i)| !matches!(i, Item::Marker(_))) {
                     q.items.remove(pos);
                     q.data -= 1;
+                    q.items.iter().skip(pos).for_each(|(_, i)| {
+                        if let Item::Marker(m) = i {
+                            m.taint();
+                        }
+                    });
                     self.shared.stats.lock().dropped += 1;
                 }
             }
@@ -157,9 +200,21 @@ impl Worker {
         self.shared.queue.lock().data
     }
 
+    /// Whether the queue is below its bound.
+    pub fn has_room(&self) -> bool {
+        self.shared.queue.lock().data < self.shared.cfg.queue_items
+    }
+
+    /// Whether the output is down right now (its last write failed).
+    pub fn failing(&self) -> bool {
+        self.shared.failing.load(Ordering::Relaxed)
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> WorkerStats {
-        self.shared.stats.lock().clone()
+        let mut stats = self.shared.stats.lock().clone();
+        stats.failing = self.failing();
+        stats
     }
 
     /// Writes what is queued, for at most `deadline`, then stops; returns the
@@ -193,56 +248,127 @@ struct Run {
 }
 
 enum Sent {
+    /// Stored (maybe without some points refused as bad data).
     Ok,
-    Rejected,
+    /// The output is down: retry later.
     Failed,
 }
 
 impl Run {
-    /// One attempt; updates counters, backoff and the log.
-    async fn attempt(&mut self, batch: &Prepared, items: usize) -> Option<Sent> {
+    /// One request, with a panic in the sink caught and reported as an
+    /// output failure.
+    async fn send_once(&self, batch: &Prepared) -> Option<Result<super::WriteOk, SinkError>> {
+        use futures_util::FutureExt as _;
+        let send = std::panic::AssertUnwindSafe(self.sink.send(batch)).catch_unwind();
         let result = tokio::select! {
-            r = self.sink.send(batch) => r,
+            r = send => r,
             _ = self.shared.abandon.cancelled() => return None,
         };
-        Some(match result {
+        Some(result.unwrap_or_else(|panic| {
+            self.shared.stats.lock().panics += 1;
+            Err(SinkError::down(format!("{}: the write panicked: {}", self.sink.name(), panic_message(&panic))))
+        }))
+    }
+
+    /// Stores a batch: one request, and when the output refuses it as bad
+    /// data, halves until the refused points are isolated.
+    async fn attempt(&mut self, batch: &Prepared, items: usize) -> Option<Sent> {
+        match self.send_once(batch).await? {
             Ok(ok) => {
-                if self.retry_at.take().is_some() {
-                    (self.log)(format!("{}: writing again", self.sink.name()));
-                }
-                self.delay = self.shared.cfg.backoff_min;
-                let mut s = self.shared.stats.lock();
-                s.items_written += items as u64;
-                s.points_written += ok.points;
-                s.bytes_written += ok.bytes;
-                s.writes += 1;
-                Sent::Ok
+                self.stored(ok, items);
+                Some(Sent::Ok)
             }
-            Err(SinkError { retryable: false, message }) => {
-                (self.log)(format!("{message} ({} points not written)", batch.points));
-                let mut s = self.shared.stats.lock();
-                s.rejected += items.max(1) as u64;
-                s.last_error = Some(message);
-                Sent::Rejected
+            Err(e) if e.failure == Failure::Down => {
+                self.down(e.message);
+                Some(Sent::Failed)
             }
-            Err(SinkError { retryable: true, message }) => {
-                if self.retry_at.is_none() {
-                    let queued = self.shared.queue.lock().data;
-                    let spooled =
-                        self.spool.as_ref().map_or(String::new(), |s| format!(", {} batches spooled", s.len()));
-                    (self.log)(format!("{message}; retrying with backoff, {queued} items queued{spooled}"));
+            Err(e) => self.isolate(batch, items, e.message).await,
+        }
+    }
+
+    /// Halves a refused batch until every piece is stored or is one refused
+    /// point (or the budget is spent). Writes are idempotent, so pieces an
+    /// output had already stored (InfluxDB 1.x's partial write) may be sent
+    /// again.
+    async fn isolate(&mut self, batch: &Prepared, items: usize, first: String) -> Option<Sent> {
+        let mut pending = vec![(batch.clone(), Some(first))];
+        let (mut stored, mut refused, mut budget) = (super::WriteOk::default(), 0u64, ISOLATION_BUDGET);
+        let mut example: Option<String> = None;
+        while let Some((piece, known)) = pending.pop() {
+            let outcome = match known {
+                Some(why) => Err(SinkError::bad_data(why)),
+                None if budget == 0 => Err(SinkError::bad_data("isolation budget spent".to_string())),
+                None => {
+                    budget -= 1;
+                    self.send_once(&piece).await?
                 }
-                {
-                    let mut s = self.shared.stats.lock();
-                    s.retries += 1;
-                    s.last_error = Some(message);
+            };
+            match outcome {
+                Ok(ok) => {
+                    stored.points += ok.points;
+                    stored.bytes += ok.bytes;
+                    refused += ok.refused.map_or(0, |r| r.0);
                 }
-                let jittered = self.delay.mul_f64(0.5 + rand::random::<f64>());
-                self.retry_at = Some(tokio::time::Instant::now() + jittered);
-                self.delay = (self.delay * 2).min(self.shared.cfg.backoff_max);
-                Sent::Failed
+                Err(e) if e.failure == Failure::Down => {
+                    // Gone while isolating: the whole batch again later.
+                    self.down(e.message);
+                    return Some(Sent::Failed);
+                }
+                Err(e) => match self.sink.split(&piece).filter(|_| budget > 0) {
+                    Some([a, b]) => {
+                        pending.push((b, None));
+                        pending.push((a, None));
+                    }
+                    None => {
+                        refused += piece.points;
+                        if example.is_none() {
+                            let sample = self.sink.example(&piece).unwrap_or_default();
+                            example = Some(format!("{} (e.g. {sample})", e.message));
+                        }
+                    }
+                },
             }
-        })
+        }
+        stored.refused = Some((refused, example.unwrap_or_default()));
+        self.stored(stored, items);
+        Some(Sent::Ok)
+    }
+
+    /// Counts a stored batch; logs refused points and a recovery.
+    fn stored(&mut self, ok: super::WriteOk, items: usize) {
+        if self.retry_at.take().is_some() {
+            (self.log)(format!("{}: writing again", self.sink.name()));
+        }
+        self.shared.failing.store(false, Ordering::Relaxed);
+        self.delay = self.shared.cfg.backoff_min;
+        let mut s = self.shared.stats.lock();
+        if let Some((n, why)) = ok.refused.filter(|r| r.0 > 0) {
+            (self.log)(format!("{}: {n} points refused as bad data and not stored: {why}", self.sink.name()));
+            s.points_rejected += n;
+            s.last_error = Some(why);
+        }
+        s.items_written += items as u64;
+        s.points_written += ok.points;
+        s.bytes_written += ok.bytes;
+        s.writes += 1;
+    }
+
+    /// The output is down: count, log the first failure, back off.
+    fn down(&mut self, message: String) {
+        if self.retry_at.is_none() {
+            let queued = self.shared.queue.lock().data;
+            let spooled = self.spool.as_ref().map_or(String::new(), |s| format!(", {} batches spooled", s.len()));
+            (self.log)(format!("{message}; retrying with backoff, {queued} items queued{spooled}"));
+        }
+        self.shared.failing.store(true, Ordering::Relaxed);
+        {
+            let mut s = self.shared.stats.lock();
+            s.retries += 1;
+            s.last_error = Some(message);
+        }
+        let jittered = self.delay.mul_f64(0.5 + rand::random::<f64>());
+        self.retry_at = Some(tokio::time::Instant::now() + jittered);
+        self.delay = (self.delay * 2).min(self.shared.cfg.backoff_max);
     }
 
     fn may_try(&self) -> bool {
@@ -278,7 +404,7 @@ impl Run {
                 Some(true)
             }
             Some(Ok(batch)) => match self.attempt(&batch, 0).await? {
-                Sent::Ok | Sent::Rejected => {
+                Sent::Ok => {
                     let spool = self.spool.as_mut().expect("checked");
                     spool.pop();
                     self.shared.stats.lock().replayed += 1;
@@ -289,8 +415,9 @@ impl Run {
         }
     }
 
-    /// Removes the queue's front up to `last_id` and lets its markers fire.
-    fn complete(&self, last_id: u64) {
+    /// Removes the queue's front up to `last_id` and lets its markers fire;
+    /// when the data was lost instead of stored, they fire tainted.
+    fn complete(&self, last_id: u64, lost: bool) {
         let mut passed = Vec::new();
         {
             let mut q = self.shared.queue.lock();
@@ -302,7 +429,30 @@ impl Run {
                 }
             }
         }
-        passed.iter().for_each(|m| m.pass());
+        for m in passed {
+            if lost {
+                m.taint();
+            }
+            m.pass();
+        }
+    }
+
+    /// Encodes a batch; a failure or a panic loses its items (counted).
+    fn prepare(&self, batch: &[Item], data: usize) -> Option<Prepared> {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.sink.prepare(batch)));
+        let why = match result {
+            Ok(Ok(p)) => return Some(p),
+            Ok(Err(e)) => e.message,
+            Err(panic) => {
+                self.shared.stats.lock().panics += 1;
+                format!("encoding panicked: {}", panic_message(&panic))
+            }
+        };
+        (self.log)(format!("{}: cannot encode {data} items: {why}", self.sink.name()));
+        let mut s = self.shared.stats.lock();
+        s.rejected += data as u64;
+        s.last_error = Some(why);
+        None
     }
 }
 
@@ -341,17 +491,12 @@ async fn work(r: &mut Run) {
         let data = batch.iter().filter(|i| !matches!(i, Item::Marker(_))).count();
         if data == 0 {
             // Markers alone: everything before them is stored.
-            r.complete(last_id);
+            r.complete(last_id, false);
             continue;
         }
-        let prepared = match r.sink.prepare(&batch) {
-            Ok(p) => p,
-            Err(e) => {
-                (r.log)(format!("{}: cannot encode {data} items: {}", r.sink.name(), e.message));
-                r.shared.stats.lock().rejected += data as u64;
-                r.complete(last_id);
-                continue;
-            }
+        let Some(prepared) = r.prepare(&batch, data) else {
+            r.complete(last_id, true);
+            continue;
         };
         // While the sink is down (or the spool still holds older batches),
         // new batches go to the spool, in order, if it has room.
@@ -362,7 +507,7 @@ async fn work(r: &mut Run) {
                     match spool.push(&prepared) {
                         Ok(()) => {
                             r.shared.stats.lock().spooled += data as u64;
-                            r.complete(last_id);
+                            r.complete(last_id, false);
                             continue;
                         }
                         Err(e) => (r.log)(format!("{}: cannot spool: {e}", r.sink.name())),
@@ -377,7 +522,7 @@ async fn work(r: &mut Run) {
         }
         match r.attempt(&prepared, data).await {
             None => return,
-            Some(Sent::Ok | Sent::Rejected) => r.complete(last_id),
+            Some(Sent::Ok) => r.complete(last_id, false),
             // Prepared again on the next attempt only for stateless sinks;
             // a stateful encoder must not advance twice, so the batch is
             // spooled now if possible, else retried as prepared.
@@ -390,7 +535,7 @@ async fn work(r: &mut Run) {
                     }
                 }
                 if stored {
-                    r.complete(last_id);
+                    r.complete(last_id, false);
                     continue;
                 }
                 // Retry this very encoding until it goes through.
@@ -401,12 +546,24 @@ async fn work(r: &mut Run) {
                     }
                     match r.attempt(&prepared, data).await {
                         None => return,
-                        Some(Sent::Ok | Sent::Rejected) => break,
+                        Some(Sent::Ok) => break,
                         Some(Sent::Failed) => {}
                     }
                 }
-                r.complete(last_id);
+                r.complete(last_id, false);
             }
         }
     }
 }
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_string())
+}
+
+#[cfg(test)]
+#[path = "worker_tests.rs"]
+mod tests;

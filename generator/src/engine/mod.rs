@@ -180,6 +180,18 @@ pub struct RunOutcome {
     /// Set when `thresholds` is the exporter's verdict on the merged data
     /// of this many generators, rather than this generator's own.
     pub fleet_generators: Option<u32>,
+    /// What became of the measured data: one line per output (and the
+    /// exporter stream), and whether it stored everything.
+    pub delivery: Vec<Delivery>,
+}
+
+/// The end-of-run account of one destination of the windows.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    /// Stored / spooled / refused / lost, in words.
+    pub line: String,
+    /// Whether everything was stored.
+    pub complete: bool,
 }
 
 impl RunOutcome {
@@ -436,6 +448,7 @@ pub async fn run(
         segment,
         vu_offset: plan.vu_offset,
         fleet_generators: None,
+        delivery: Vec::new(),
     }
 }
 

@@ -108,21 +108,14 @@ impl InfluxSink {
             Auth::Basic(u, p) => req.basic_auth(u, Some(p)),
             Auth::Token(t) => req.header("Authorization", format!("Token {t}")),
         };
-        let resp = req.send().await.map_err(|e| SinkError::retry(format!("{}: {}", self.name, describe(&e))))?;
+        let resp = req.send().await.map_err(|e| SinkError::down(format!("{}: {}", self.name, describe(&e))))?;
         let status = resp.status();
         if status.is_success() {
-            return Ok(WriteOk { points: lines, bytes });
+            return Ok(WriteOk { points: lines, bytes, refused: None });
         }
         let text = resp.text().await.unwrap_or_default();
         let text = text.trim().chars().take(300).collect::<String>();
-        let message = format!("{}: HTTP {status}: {text}", self.name);
-        // Overload and server errors pass; anything else the server will
-        // answer the same way next time.
-        if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
-            Err(SinkError::retry(message))
-        } else {
-            Err(SinkError::reject(message))
-        }
+        Err(SinkError::from_status(status.as_u16(), format!("{}: HTTP {status}: {text}", self.name)))
     }
 }
 
@@ -151,11 +144,43 @@ impl Sink for InfluxSink {
     fn send<'a>(&'a self, batch: &'a Prepared) -> WriteFuture<'a> {
         Box::pin(self.post(batch))
     }
+
+    /// Halves at a line boundary: InfluxDB refuses lines, not requests
+    /// (1.x stores the good lines of a batch and answers 400 "partial
+    /// write"; 2.x refuses the batch), and writing a line again is
+    /// idempotent.
+    fn split(&self, batch: &Prepared) -> Option<[Prepared; 2]> {
+        let text = gunzip(&batch.body)?;
+        let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+        if lines.len() < 2 {
+            return None;
+        }
+        let (a, b) = lines.split_at(lines.len() / 2);
+        let half = |part: &[&str]| -> Option<Prepared> {
+            let mut body = part.join("\n");
+            body.push('\n');
+            Some(Prepared { body: gzip(body.as_bytes()).ok()?.into(), points: part.len() as u64 })
+        };
+        Some([half(a)?, half(b)?])
+    }
+
+    fn example(&self, batch: &Prepared) -> Option<String> {
+        let text = gunzip(&batch.body)?;
+        let line = text.lines().next()?;
+        Some(line.chars().take(300).collect())
+    }
+}
+
+fn gunzip(body: &[u8]) -> Option<String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(body).read_to_string(&mut text).ok()?;
+    Some(text)
 }
 
 /// Gzip at the fastest level: line protocol compresses ~10× even so.
 pub(crate) fn gzip(data: &[u8]) -> Result<Vec<u8>, SinkError> {
     let mut gz = GzEncoder::new(Vec::with_capacity(data.len() / 4 + 64), Compression::fast());
-    gz.write_all(data).map_err(|e| SinkError::reject(format!("gzip: {e}")))?;
-    gz.finish().map_err(|e| SinkError::reject(format!("gzip: {e}")))
+    gz.write_all(data).map_err(|e| SinkError::bad_data(format!("gzip: {e}")))?;
+    gz.finish().map_err(|e| SinkError::bad_data(format!("gzip: {e}")))
 }

@@ -61,25 +61,28 @@ impl OtlpSink {
         match &self.transport {
             Transport::Grpc(client) => {
                 let request = ExportMetricsServiceRequest::decode(batch.body.clone())
-                    .map_err(|e| SinkError::reject(format!("{}: {e}", self.name)))?;
+                    .map_err(|e| SinkError::bad_data(format!("{}: {e}", self.name)))?;
                 let mut client = client.clone();
                 match client.export(request).await {
                     Ok(resp) => {
-                        if let Some(p) = resp.into_inner().partial_success.filter(|p| p.rejected_data_points > 0) {
-                            return Err(SinkError::reject(format!(
-                                "{}: the receiver rejected {} data points: {}",
-                                self.name, p.rejected_data_points, p.error_message
-                            )));
-                        }
-                        Ok(WriteOk { points: batch.points, bytes })
+                        // A partial success stored the rest of the request.
+                        let refused = resp
+                            .into_inner()
+                            .partial_success
+                            .filter(|p| p.rejected_data_points > 0)
+                            .map(|p| (p.rejected_data_points.max(0) as u64, p.error_message));
+                        let points = batch.points.saturating_sub(refused.as_ref().map_or(0, |r| r.0));
+                        Ok(WriteOk { points, bytes, refused })
                     }
                     Err(status) => {
                         use tonic::Code::*;
                         let message = format!("{}: gRPC {:?}: {}", self.name, status.code(), status.message());
+                        // Only an argument the receiver refuses is about the
+                        // data; unauthenticated, not found and the rest mean
+                        // it cannot store anything yet.
                         match status.code() {
-                            Unavailable | DeadlineExceeded | ResourceExhausted | Aborted | Cancelled | Unknown
-                            | Internal => Err(SinkError::retry(message)),
-                            _ => Err(SinkError::reject(message)),
+                            InvalidArgument | OutOfRange => Err(SinkError::bad_data(message)),
+                            _ => Err(SinkError::down(message)),
                         }
                     }
                 }
@@ -93,17 +96,12 @@ impl OtlpSink {
                     .body(body)
                     .send()
                     .await
-                    .map_err(|e| SinkError::retry(format!("{}: {e}", self.name)))?;
+                    .map_err(|e| SinkError::down(format!("{}: {e}", self.name)))?;
                 let status = resp.status();
                 if status.is_success() {
-                    return Ok(WriteOk { points: batch.points, bytes });
+                    return Ok(WriteOk { points: batch.points, bytes, refused: None });
                 }
-                let message = format!("{}: HTTP {status}", self.name);
-                if status.is_server_error() || matches!(status.as_u16(), 408 | 429) {
-                    Err(SinkError::retry(message))
-                } else {
-                    Err(SinkError::reject(message))
-                }
+                Err(SinkError::from_status(status.as_u16(), format!("{}: HTTP {status}", self.name)))
             }
         }
     }
