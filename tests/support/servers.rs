@@ -150,6 +150,14 @@ impl Influxd {
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("query {q}: {e}: {body}"))
     }
 
+    /// POSTs line protocol to database `volley` (millisecond precision).
+    pub fn write_lines(&self, body: &str) -> (u16, String) {
+        let dir = Scratch::new("lines");
+        let file = dir.write("body.txt", body);
+        let data = format!("@{}", file.display());
+        self.curl(&["-XPOST", &format!("{}/write?db=volley&precision=ms", self.url), "--data-binary", &data])
+    }
+
     /// The first value of the first row of a single-value query (0 if no rows).
     pub fn scalar(&self, q: &str) -> f64 {
         let v = self.query(q);

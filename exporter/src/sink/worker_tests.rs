@@ -78,7 +78,12 @@ fn health(name: &str) -> Item {
 fn marker() -> (Item, Arc<AtomicUsize>) {
     let fired = Arc::new(AtomicUsize::new(0));
     let f = fired.clone();
-    (Item::Marker(Marker::new(1, move || drop(f.fetch_add(1, Ordering::Relaxed)))), fired)
+    (
+        Item::Marker(Marker::new(1, move || {
+            f.fetch_add(1, Ordering::Relaxed);
+        })),
+        fired,
+    )
 }
 
 fn start(sink: Arc<Scripted>, cfg: WorkerConfig) -> (Worker, Arc<Mutex<Vec<String>>>) {

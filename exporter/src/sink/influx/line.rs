@@ -59,16 +59,16 @@ fn aggregate_fields(value: &Aggregate, out: &mut String) {
             f.float("max", *max);
         }
         Aggregate::Rate { passes, fails } => {
-            f.int("passes", *passes as i64);
-            f.int("fails", *fails as i64);
-            let total = passes + fails;
-            if total > 0 {
-                f.float("rate", *passes as f64 / total as f64);
+            f.int("passes", saturating(*passes));
+            f.int("fails", saturating(*fails));
+            let total = *passes as f64 + *fails as f64;
+            if total > 0.0 {
+                f.float("rate", *passes as f64 / total);
             }
         }
         Aggregate::Trend(sk) => {
             if !sk.is_empty() {
-                f.int("count", sk.count() as i64);
+                f.int("count", saturating(sk.count()));
                 f.float("sum", sk.sum());
                 f.opt("min", sk.min());
                 f.opt("max", sk.max());
@@ -114,16 +114,16 @@ pub fn encode_health(h: &HealthPoint, out: &mut String) {
     escape_tag(&h.test_id, out);
     let r = &h.health;
     let mut f = Fields { out, first: true };
-    f.int("rss_bytes", r.rss_bytes as i64);
+    f.int("rss_bytes", saturating(r.rss_bytes));
     f.float("cpu_seconds", r.cpu_seconds);
     if h.len_ms > 0 {
         f.float("cpu_percent", 100.0 * r.cpu_seconds * 1000.0 / h.len_ms as f64);
     }
-    f.int("active_vus", r.active_vus as i64);
-    f.int("dropped_iterations", r.dropped_iterations as i64);
+    f.int("active_vus", saturating(r.active_vus));
+    f.int("dropped_iterations", saturating(r.dropped_iterations));
     f.opt("start_lag_p99", r.start_lag_p99_ms);
-    f.int("windows_buffered", r.windows_buffered as i64);
-    f.int("windows_dropped", r.windows_dropped as i64);
+    f.int("windows_buffered", saturating(r.windows_buffered));
+    f.int("windows_dropped", saturating(r.windows_dropped));
     let _ = writeln!(out, " {}", h.start_unix_ms);
 }
 
@@ -132,7 +132,7 @@ fn series_prefix(key: &SeriesKey, test_id: &str, out: &mut String) {
     // Tags in key order: `testid` sorts among the series' own tags.
     let mut test_written = false;
     for (k, v) in key.tags.iter() {
-        if v.is_empty() || k == "testid" {
+        if k.is_empty() || v.is_empty() || k == "testid" {
             continue;
         }
         if !test_written && k > "testid" {
@@ -152,6 +152,12 @@ fn series_prefix(key: &SeriesKey, test_id: &str, out: &mut String) {
 fn push_test(test_id: &str, out: &mut String) {
     out.push_str(",testid=");
     escape_tag(test_id, out);
+}
+
+/// Line protocol integers are signed 64-bit: larger counts are written as
+/// the largest one instead of wrapping to a negative number.
+fn saturating(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 struct Fields<'a> {
@@ -187,27 +193,80 @@ impl Fields<'_> {
 }
 
 fn escape_measurement(s: &str, out: &mut String) {
-    for c in s.chars() {
-        if matches!(c, ',' | ' ' | '\\') {
-            out.push('\\');
-        }
-        push_clean(c, out);
+    // A line starting with `#` is a comment: the point would vanish.
+    if s.starts_with('#') {
+        out.push('_');
     }
+    // InfluxDB 1.x unescapes measurement names differently from tags (a
+    // backslash before a quote or another backslash disappears), so none
+    // is written: metric names never need one (see `storable_metric`).
+    let plain: String = s.chars().map(|c| if c == '\\' { '/' } else { c }).collect();
+    escape(&plain, &[',', ' '], out);
 }
 
 fn escape_tag(s: &str, out: &mut String) {
-    for c in s.chars() {
-        if matches!(c, ',' | ' ' | '=' | '\\') {
+    escape(s, &[',', ' ', '='], out);
+}
+
+/// Writes `s` so that InfluxDB reads back exactly `s` wherever line protocol
+/// can say it (see [`storable`]): `special` characters are escaped with a
+/// backslash, and every other backslash is written as is, because InfluxDB
+/// (1.x and 2.x) unescapes only `\,`, `\ ` and `\=` and keeps any other
+/// backslash literally. What it cannot say is made harmless instead of
+/// breaking the batch: a control character (a line break would end the
+/// line) becomes a space, and a backslash just before a special character
+/// or at the end (InfluxDB would read it as an escape) becomes `/`.
+/// Configured names that would need this are refused when a scenario is
+/// loaded; only values seen at run time (URLs) can get here.
+fn escape(s: &str, special: &[char], out: &mut String) {
+    let clean = |c: char| if c.is_control() { ' ' } else { c };
+    let mut chars = s.chars().map(clean).peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            let escapes_next = chars.peek().is_none_or(|n| special.contains(n));
+            out.push(if escapes_next { '/' } else { '\\' });
+            continue;
+        }
+        if special.contains(&c) {
             out.push('\\');
         }
-        push_clean(c, out);
+        out.push(c);
     }
 }
 
-/// Line breaks would end the line: they become spaces (escaped by the caller
-/// only for the characters line protocol knows).
-fn push_clean(c: char, out: &mut String) {
-    out.push(if c == '\n' || c == '\r' { ' ' } else { c });
+/// Whether InfluxDB stores `s` unchanged as a measurement (a metric name):
+/// as [`storable`], and no backslash.
+pub fn storable_metric(s: &str) -> Result<(), String> {
+    storable(s)?;
+    if s.contains('\\') {
+        return Err("contains a backslash".into());
+    }
+    Ok(())
+}
+
+/// Whether InfluxDB stores `s` unchanged as a tag key or value, or a test
+/// id: not empty, no control character, no
+/// backslash before `,`, `=`, a space or the end, and no `#` in front
+/// (a line starting with one is a comment). The error says why not.
+pub fn storable(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("is empty".into());
+    }
+    if s.starts_with('#') {
+        return Err("starts with '#' (a comment in InfluxDB's line protocol)".into());
+    }
+    if let Some(c) = s.chars().find(|c| c.is_control()) {
+        return Err(format!("contains the control character {c:?}"));
+    }
+    let chars: Vec<char> = s.chars().collect();
+    let bad = chars
+        .iter()
+        .enumerate()
+        .any(|(i, c)| *c == '\\' && chars.get(i + 1).is_none_or(|n| matches!(n, ',' | '=' | ' ')));
+    if bad {
+        return Err("has a backslash before ',', '=', a space or the end, which InfluxDB reads as an escape".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
