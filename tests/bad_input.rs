@@ -1,6 +1,7 @@
 //! Bad input: exit code 104, one clear message naming the field path and the
 //! problem, and nothing runs (no summary, no export written).
 
+use std::process::Command;
 use volley_tests::*;
 
 /// Runs `volley run` on `text` written as `name`, expects exit 104 and
@@ -271,4 +272,25 @@ flows:
             "flows.api: uses {{token.admn}}, but \"admn\" is not a token-manager flow (token managers: admin, user)",
         ],
     );
+}
+
+/// The smaller bad inputs that used to panic, hang or run: each is a clear
+/// error with exit 104.
+#[test]
+fn hostile_flags_and_files_are_clear_errors() {
+    let doc = format!("options:\n  scenarios:\n    s: {{executor: shared-iterations, iterations: 1}}\n{FLOWS}");
+    rejects("s.yaml", &doc, &["--out", "influxdb=a@b://x"], "--out influxdb=a@b://x: ");
+    rejects("s.yaml", &doc, &["--window", "0s"], "\"0s\" is not a window length: use 1ms to 1h0m0s");
+    rejects("s.yaml", &doc, &["--duration", "1e400s"], "\"1e400s\" is too long");
+    rejects("s.yaml", &doc, &["--exporter-buffer", "0"], "must be at least 1");
+    rejects("s.yaml", &"[".repeat(100_000), &[], "nested deeper than 64 levels");
+    rejects(
+        "s.yaml",
+        &format!("options: {{vus: 1000000000, duration: 1s}}\n{FLOWS}"),
+        &[],
+        "options.scenarios.default: 1000000000 VUs need an estimated 1907.3 GiB of memory",
+    );
+    let out = Command::new(binary("volley-exporter")).args(["--max-frame-bytes", "0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(104), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0 bytes is too small for a frame"), "{}", describe(&out));
 }

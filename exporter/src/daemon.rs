@@ -45,7 +45,7 @@ pub struct Args {
     #[arg(long, default_value = "10s", value_parser = duration_arg)]
     pub late_horizon: Duration,
     /// Largest frame accepted from a generator, in bytes.
-    #[arg(long, default_value_t = volley_window::wire::DEFAULT_MAX_FRAME)]
+    #[arg(long, default_value_t = volley_window::wire::DEFAULT_MAX_FRAME, value_parser = volley_window::wire::parse_frame_limit)]
     pub max_frame_bytes: usize,
     /// PEM certificate chain: serve `wss://` instead of `ws://`.
     #[arg(long, requires = "tls_key")]

@@ -104,15 +104,17 @@ impl OutError {
     }
 }
 
-/// `raw` with any `user:password@` password masked, for messages.
+/// `raw` with any `user:password@` password masked, for messages. Only an
+/// `@` inside the URL's authority (after `://`, before the path) starts a
+/// password; any other string is returned as is.
 pub fn redact(raw: &str) -> String {
-    let (Some(scheme_end), Some(at)) = (raw.find("://"), raw.rfind('@')) else { return raw.to_string() };
-    let userinfo = &raw[scheme_end + 3..at];
-    match userinfo.find(':') {
-        Some(colon) if at > scheme_end => {
-            format!("{}{}:***{}", &raw[..scheme_end + 3], &userinfo[..colon], &raw[at..])
-        }
-        _ => raw.to_string(),
+    let Some(scheme_end) = raw.find("://") else { return raw.to_string() };
+    let (head, rest) = raw.split_at(scheme_end + 3);
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let Some(at) = authority.rfind('@') else { return raw.to_string() };
+    match authority[..at].split_once(':') {
+        Some((user, _password)) => format!("{head}{user}:***{}", &rest[at..]),
+        None => raw.to_string(),
     }
 }
 
@@ -275,6 +277,25 @@ mod tests {
 
     fn parse(raw: &str) -> Result<OutSpec, OutError> {
         OutSpec::parse(raw, |k| (k == INFLUXDB_TOKEN_ENV).then(|| "s3cr3t-token".to_string()))
+    }
+
+    #[test]
+    fn redact_masks_only_a_password_in_the_authority() {
+        assert_eq!(redact("influxdb=http://u:pw@h:8086/db"), "influxdb=http://u:***@h:8086/db");
+        assert_eq!(redact("influxdb=http://u@h/db"), "influxdb=http://u@h/db");
+        assert_eq!(redact("influxdb=a@b://x"), "influxdb=a@b://x");
+        assert_eq!(redact("otlp=http://h/p@q:r"), "otlp=http://h/p@q:r");
+        assert!(parse("influxdb=a@b://x").unwrap_err().to_string().starts_with("--out influxdb=a@b://x: "));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn redact_never_panics_and_never_shows_a_password(user in "[a-z]{1,5}", pw in "[a-z0-9]{6,12}", noise in ".{0,20}") {
+            let _ = redact(&noise);
+            let _ = parse(&noise);
+            let shown = redact(&format!("influxdb=http://{user}:{pw}@h:1/db{noise}"));
+            proptest::prop_assert!(!shown.contains(&format!(":{pw}@")), "{}", shown);
+        }
     }
 
     #[test]

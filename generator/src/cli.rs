@@ -207,10 +207,10 @@ pub struct OutputArgs {
     #[arg(long)]
     pub no_summary: bool,
     /// Metric window length.
-    #[arg(long, default_value = "1s", value_parser = duration_arg)]
+    #[arg(long, default_value = "1s", value_parser = volley_window::duration::parse_window)]
     pub window: Duration,
     /// Series per metric before further tag combinations fold into one.
-    #[arg(long, default_value_t = crate::metrics::registry::DEFAULT_SERIES_CAP)]
+    #[arg(long, default_value_t = crate::metrics::registry::DEFAULT_SERIES_CAP, value_parser = at_least_one)]
     pub series_cap: usize,
     /// Test run id stamped on every window (default: volley-<unix time>).
     #[arg(long)]
@@ -250,7 +250,7 @@ pub struct OutputArgs {
     #[arg(long, default_value = "2m", value_parser = duration_arg, value_name = "DURATION")]
     pub verdict_timeout: Duration,
     /// Unacknowledged windows kept for the exporter before the oldest is dropped.
-    #[arg(long, default_value_t = 600, value_name = "WINDOWS")]
+    #[arg(long, default_value_t = 600, value_name = "WINDOWS", value_parser = at_least_one)]
     pub exporter_buffer: usize,
     /// Accept any TLS certificate (a `wss://` exporter with a self-signed one).
     #[arg(long)]
@@ -282,6 +282,14 @@ pub struct DemoArgs {
 
 fn duration_arg(s: &str) -> Result<Duration, String> {
     parse_duration(s)
+}
+
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        Ok(_) => Err("must be at least 1".into()),
+        Err(_) => Err(format!("{s:?} is not a whole number")),
+    }
 }
 
 fn env_arg(s: &str) -> Result<(String, String), String> {

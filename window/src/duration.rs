@@ -19,9 +19,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut total = 0f64; // nanoseconds
     let mut rest = s;
     while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("{text:?} has a number without a unit (use e.g. \"30s\")"))?;
+        let num_len = number_len(rest);
+        if num_len == rest.len() {
+            return Err(format!("{text:?} has a number without a unit (use e.g. \"30s\")"));
+        }
         if num_len == 0 {
             return Err(format!("{text:?} is not a duration (expected e.g. \"30s\", \"1m30s\", \"500ms\")"));
         }
@@ -43,17 +44,51 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         };
         total += number * scale;
     }
-    if !total.is_finite() || total > u64::MAX as f64 {
+    if !(total.is_finite() && total <= u64::MAX as f64) {
         return Err(format!("{text:?} is too long"));
     }
     Ok(Duration::from_nanos(total.round() as u64))
 }
 
+/// Length of the number at the start of `s`: digits and dots, then an
+/// exponent (`1e3s`) if digits follow it, so `1e400s` is read as one
+/// (too large) number rather than a unit `e`.
+fn number_len(s: &str) -> usize {
+    let b = s.as_bytes();
+    let mut i = b.iter().take_while(|c| c.is_ascii_digit() || **c == b'.').count();
+    if i > 0 && matches!(b.get(i), Some(b'e' | b'E')) {
+        let sign = usize::from(matches!(b.get(i + 1), Some(b'+' | b'-')));
+        let digits = b[(i + 1 + sign).min(b.len())..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits > 0 {
+            i += 1 + sign + digits;
+        }
+    }
+    i
+}
+
 fn millis(ms: f64, text: &str) -> Result<Duration, String> {
-    if !ms.is_finite() || ms < 0.0 {
+    if ms.is_nan() {
+        return Err(format!("{text:?} is not a duration (expected e.g. \"30s\", \"1m30s\", \"500ms\")"));
+    }
+    if ms < 0.0 {
         return Err(format!("{text:?} must not be negative"));
     }
+    if !(ms.is_finite() && ms * 1e6 <= u64::MAX as f64) {
+        return Err(format!("{text:?} is too long"));
+    }
     Ok(Duration::from_nanos((ms * 1e6).round() as u64))
+}
+
+/// Parses a metric window length: a duration from 1 ms (windows are stamped
+/// in milliseconds) to [`crate::report::MAX_WINDOW_MS`] (what a receiver
+/// accepts).
+pub fn parse_window(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    let max = Duration::from_millis(crate::report::MAX_WINDOW_MS);
+    if d < Duration::from_millis(1) || d > max {
+        return Err(format!("{text:?} is not a window length: use 1ms to {}", format_duration(max)));
+    }
+    Ok(d)
 }
 
 /// Formats a duration the way k6 prints one: `1m30s`, `500ms`, `2h0m0s`.
@@ -100,6 +135,14 @@ mod tests {
     fn rejects_garbage_with_a_reason() {
         assert!(parse_duration("").unwrap_err().contains("empty"));
         assert!(parse_duration("10x").unwrap_err().contains("unknown unit \"x\""));
+        assert_eq!(parse_window("0s").unwrap_err(), "\"0s\" is not a window length: use 1ms to 1h0m0s");
+        assert!(parse_window("2h").is_err());
+        assert_eq!(parse_window("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("1e400s").unwrap_err(), "\"1e400s\" is too long");
+        assert_eq!(parse_duration("1e400").unwrap_err(), "\"1e400\" is too long");
+        assert_eq!(parse_duration("1e3ms").unwrap(), Duration::from_secs(1));
+        assert!(parse_duration("NaN").unwrap_err().contains("is not a duration"));
+        assert!(parse_duration("1es").unwrap_err().contains("unknown unit \"es\""));
         assert!(parse_duration("s").unwrap_err().contains("not a duration"));
         assert!(parse_duration("-5").unwrap_err().contains("negative"));
         assert!(parse_duration("1..5s").unwrap_err().contains("malformed number"));

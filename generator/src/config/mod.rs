@@ -9,6 +9,7 @@
 //! - this file: the document's top level, `options` and the cross-checks
 //!   between scenarios, flows and environment.
 
+pub mod capacity;
 pub mod duration;
 pub mod local_ips;
 pub mod reader;
@@ -129,12 +130,43 @@ fn single(path: &str, message: String) -> ConfigErrors {
 /// Parses JSON or YAML text into a document (JSON is also valid YAML, but its
 /// own parser gives better positions).
 pub fn parse_document(text: &str, path: &Path) -> Result<Value, String> {
+    check_shape(text)?;
     let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
     if is_json {
         serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))
     } else {
         serde_yaml::from_str(text).map_err(|e| format!("invalid YAML: {e}"))
     }
+}
+
+/// Largest scenario file read.
+pub const MAX_FILE_BYTES: usize = 16 << 20;
+/// Deepest nesting of `[` and `{` in a scenario file. The parsers would
+/// refuse deeper documents too, but only after work that grows with the
+/// square of the depth; no real scenario comes near this.
+pub const MAX_NESTING: usize = 64;
+
+/// Refuses, before parsing, a file too large or too deeply nested to be a
+/// scenario. Brackets inside strings count too: a string holding 64
+/// unclosed brackets is not worth a special case.
+fn check_shape(text: &str) -> Result<(), String> {
+    if text.len() > MAX_FILE_BYTES {
+        return Err(format!("the file has {} bytes; a scenario file may have at most {MAX_FILE_BYTES}", text.len()));
+    }
+    let mut depth = 0usize;
+    for (line, l) in text.lines().enumerate() {
+        for c in l.bytes() {
+            match c {
+                b'[' | b'{' => depth += 1,
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => continue,
+            }
+            if depth > MAX_NESTING {
+                return Err(format!("line {}: nested deeper than {MAX_NESTING} levels of [ and {{", line + 1));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Validates a parsed document.
@@ -299,6 +331,7 @@ fn read_plan(doc: &Value, overrides: &Overrides, report: &Report) -> Option<Test
     for s in &mut scenarios {
         s.executor = s.executor.segmented(&share);
     }
+    check_capacity(&scenarios, report);
     let known_metrics: Vec<&str> = crate::metrics::builtin::ALL.iter().map(|d| d.name).collect();
     for set in &thresholds {
         if !known_metrics.contains(&set.metric.as_str()) {
@@ -324,6 +357,20 @@ fn read_plan(doc: &Value, overrides: &Overrides, report: &Report) -> Option<Test
         vu_offset,
         local_ips,
     })
+}
+
+/// Refuses a VU count (this generator's share of every scenario) that
+/// cannot fit in this machine's memory.
+fn check_capacity(scenarios: &[ScenarioPlan], report: &Report) {
+    let Some(memory) = capacity::machine_memory() else { return };
+    let total: u64 = scenarios.iter().map(|s| s.executor.executor().max_vus()).fold(0, u64::saturating_add);
+    if let Err(e) = capacity::check_vus(total, memory) {
+        let path = match scenarios {
+            [one] => format!("options.scenarios.{}", one.name),
+            _ => "options.scenarios".to_string(),
+        };
+        report.error(path, e);
+    }
 }
 
 /// Parses the source address pool and checks that this machine can send

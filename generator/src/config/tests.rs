@@ -144,3 +144,21 @@ fn user_base_from_the_environment_must_be_set_and_a_number() {
         _ => panic!("the chat flow is an IM flow"),
     }
 }
+
+#[test]
+fn a_vu_count_beyond_the_machine_is_refused_with_its_estimate() {
+    let e = errors(serde_json::json!({
+        "options": {"vus": 1_000_000_000u64, "duration": "10s"},
+        "flows": {"default": {"type": "noop"}}
+    }));
+    assert!(e.contains("options.scenarios.default: 1000000000 VUs need an estimated 1907.3 GiB of memory"), "{e}");
+}
+
+#[test]
+fn deep_nesting_is_refused_before_parsing() {
+    let deep = "[".repeat(100_000);
+    let e = parse_document(&deep, Path::new("s.yaml")).unwrap_err();
+    assert_eq!(e, "line 1: nested deeper than 64 levels of [ and {");
+    let fine = format!("{}{}", "[".repeat(60), "]".repeat(60));
+    assert!(parse_document(&fine, Path::new("s.json")).is_ok());
+}
