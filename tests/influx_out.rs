@@ -197,3 +197,47 @@ fn influxdb_v1_credentials_from_the_url() {
     assert!(!stderr.contains("wrong-pw") && !stderr.contains("s3cret-pw"), "a password leaked: {stderr}");
     assert_eq!(db.scalar("SELECT sum(\"count\") FROM \"iterations\" WHERE \"testid\" = 'auth-bad'"), 0.0);
 }
+
+/// The README's "no exporter" recipe: two generators run halves of one test
+/// (execution segments, same test id) and both write to one InfluxDB. Each
+/// point carries its generator, so nothing overwrites: the database holds
+/// the sum of both summaries.
+#[test]
+fn two_segmented_generators_writing_directly_add_up() {
+    let db = Influxd::start();
+    let target = Testbed::http();
+    let dir = Scratch::new("fleet-direct");
+    let file = dir.write("s.json", &serde_json::to_string(&scenario(&target.url)).unwrap());
+    let out = format!("influxdb={}/volley", db.url);
+    let halves = [("a", "0:1/2"), ("b", "1/2:1")];
+    let children: Vec<_> = halves
+        .iter()
+        .map(|(name, seg)| {
+            let args = ["--out", &out, "--test-id", "fleet-direct", "--execution-segment", seg];
+            (*name, spawn_run(&dir, name, &file, &args, &[]))
+        })
+        .collect();
+    let mut sent = std::collections::BTreeMap::new();
+    for (name, mut child) in children {
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "{name}: {}", log_of(&dir, name));
+        let s = read_json(&dir.path(&format!("{name}-summary.json")));
+        for metric in ["http_reqs", "iterations"] {
+            *sent.entry(metric).or_insert(0) += export_count(&s, metric);
+        }
+    }
+    assert_eq!(sent["http_reqs"], 600 + 1 + 3 * 7 * 2, "the two halves make the whole schedule");
+    // Every request is timed once.
+    sent.insert("http_req_duration", sent["http_reqs"]);
+    let t = "\"testid\" = 'fleet-direct'";
+    for (metric, total) in &sent {
+        let stored = db.scalar(&format!("SELECT sum(\"count\") FROM \"{metric}\" WHERE {t}")) as u64;
+        assert_eq!(stored, *total, "{metric}");
+        let summaries = db.scalar(&format!(
+            "SELECT sum(\"count\") FROM (SELECT last(\"count\") AS \"count\" FROM \"run_summary\" WHERE {t} AND \"metric\" = '{metric}' AND \"check\" = '' GROUP BY \"generator\")"
+        )) as u64;
+        assert_eq!(summaries, *total, "run_summary of {metric}, one per generator");
+    }
+    let generators = db.query("SHOW TAG VALUES FROM \"http_reqs\" WITH KEY = \"generator\"");
+    assert_eq!(generators["results"][0]["series"][0]["values"].as_array().map(Vec::len), Some(2), "{generators}");
+}

@@ -70,6 +70,9 @@ pub struct RunSummary {
     pub end_unix_ms: u64,
     /// Merged series, sorted by key.
     pub series: Vec<SeriesWindow>,
+    /// The generator that wrote it, when one of a fleet writes directly
+    /// (see `PipelineConfig::writer`): each one's summary is its own point.
+    pub generator: Option<String>,
 }
 
 /// One generator's health in one window (never merged).

@@ -88,6 +88,9 @@ pub struct OtlpTarget {
     pub endpoint: Url,
     /// Temporality of sums and histograms.
     pub temporality: OtlpTemporality,
+    /// Resource attribute `service.instance.id`: set when a generator of a
+    /// fleet writes directly (see `PipelineConfig::writer`).
+    pub instance: Option<String>,
 }
 
 /// A `--out` value that cannot be used.
@@ -240,7 +243,7 @@ fn parse_otlp(raw: &str, target: &str) -> Result<OtlpTarget, OutError> {
         url.path().trim_end_matches('/')
     );
     let endpoint = Url::parse(&rebuilt).map_err(|e| OutError::new(raw, format!("not a URL: {e}")))?;
-    Ok(OtlpTarget { protocol, endpoint, temporality })
+    Ok(OtlpTarget { protocol, endpoint, temporality, instance: None })
 }
 
 fn decode(s: &str) -> String {

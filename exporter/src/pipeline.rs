@@ -30,6 +30,11 @@ pub struct PipelineConfig {
     /// Tests whose report timelines are kept (default
     /// [`crate::report::DEFAULT_TESTS`]).
     pub report_tests: Option<usize>,
+    /// The generator writing, when one of a fleet writes to the outputs
+    /// itself: every series gets tag `generator` (and OTLP resources
+    /// `service.instance.id`), so that generators writing the same test to
+    /// one database add up instead of overwriting each other's points.
+    pub writer: Option<String>,
 }
 
 /// The disk spool's place and bound.
@@ -121,6 +126,16 @@ pub struct Pipeline {
     observer_panics: std::sync::atomic::AtomicU64,
     /// Whether the outputs spool what they cannot write yet.
     spooling: bool,
+    /// See [`PipelineConfig::writer`].
+    writer: Option<String>,
+}
+
+/// `spec` as written by `writer` (see [`PipelineConfig::writer`]).
+fn identified(spec: &OutSpec, writer: Option<&str>) -> OutSpec {
+    match spec {
+        OutSpec::Otlp(t) => OutSpec::Otlp(crate::out::OtlpTarget { instance: writer.map(str::to_string), ..t.clone() }),
+        other => other.clone(),
+    }
 }
 
 impl Pipeline {
@@ -145,7 +160,7 @@ impl Pipeline {
     ) -> Result<Arc<Self>, String> {
         let mut workers = Vec::with_capacity(outs.len());
         for spec in outs {
-            let sink = sink::build(spec)?;
+            let sink = sink::build(&identified(spec, cfg.writer.as_deref()))?;
             let spool = match &cfg.spool {
                 None => None,
                 Some(sc) => {
@@ -177,6 +192,7 @@ impl Pipeline {
             reports,
             observer_panics: Default::default(),
             spooling: cfg.spool.is_some(),
+            writer: cfg.writer,
         }))
     }
 
@@ -255,14 +271,18 @@ impl Pipeline {
 
     /// Queues the run summary of `test_id` from its timeline.
     fn summarize(&self, test_id: &str) {
-        if let Some(summary) = self.reports.summary(test_id) {
+        if let Some(mut summary) = self.reports.summary(test_id) {
+            summary.generator = self.writer.clone();
             self.dispatch(Item::Summary(Arc::new(summary)));
         }
     }
 
     /// Merges a report and queues whatever became ready. Never blocks on a
     /// sink.
-    pub fn offer(&self, report: WindowReport) -> crate::merge::Ingest {
+    pub fn offer(&self, mut report: WindowReport) -> crate::merge::Ingest {
+        if let Some(writer) = &self.writer {
+            report.series.iter_mut().for_each(|s| s.key.tags.insert("generator", writer.as_str()));
+        }
         let now = Instant::now();
         let (outcome, events, health) = {
             let mut m = self.merger.lock();

@@ -103,6 +103,7 @@ where
         window: output.window,
         series_cap: output.series_cap,
         test_id: output.test_id.clone().unwrap_or_else(engine::default_test_id),
+        generator_id: output.generator_id.clone().unwrap_or_else(engine::default_generator_id),
         threads: output.threads.unwrap_or(RunOptions::default().threads),
         ..RunOptions::default()
     };
@@ -128,7 +129,10 @@ where
         let pipeline = if outs.is_empty() && output.report.is_none() {
             None
         } else {
-            let cfg = PipelineConfig { report_tests: Some(1), ..PipelineConfig::default() };
+            // One of a fleet writing directly: its points carry its name.
+            let in_fleet = !plan.share.is_full() || meeting.is_some() || output.generator_id.is_some();
+            let writer = in_fleet.then(|| opts.generator_id.clone());
+            let cfg = PipelineConfig { report_tests: Some(1), writer, ..PipelineConfig::default() };
             match Pipeline::start(&outs, cfg, log.clone()) {
                 Ok(p) => {
                     if output.report.is_some() {

@@ -215,6 +215,12 @@ pub struct OutputArgs {
     /// Test run id stamped on every window (default: volley-<unix time>).
     #[arg(long)]
     pub test_id: Option<String>,
+    /// This generator's name in a fleet (default: HOST-PID). Given, it also
+    /// makes `--out` tag every point with `generator`, as a segment or
+    /// `--wait-for` does, so that generators writing one test to the same
+    /// database add up instead of overwriting each other.
+    #[arg(long, env = "VOLLEY_GENERATOR_ID", value_name = "NAME")]
+    pub generator_id: Option<String>,
     /// VU threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,

@@ -121,7 +121,12 @@ impl Reports {
                 }
             }
         }
-        (!series.is_empty()).then(|| RunSummary { test_id: test_id.to_string(), end_unix_ms: end, series })
+        (!series.is_empty()).then(|| RunSummary {
+            test_id: test_id.to_string(),
+            end_unix_ms: end,
+            series,
+            generator: None,
+        })
     }
 }
 

@@ -16,7 +16,8 @@
 //! Per-generator health goes to measurement `generator_health` with tags
 //! `testid` and `generator`. When a test ends, its run totals go to
 //! measurement `run_summary`, one point per metric (tags `testid`, `metric`,
-//! and `check` for each check), with the same fields as a window's point,
+//! `check` for each check, and `generator` when a generator of a fleet
+//! writes directly), with the same fields as a window's point,
 //! at the end of the last window. Because a window's point always carries the
 //! whole merged window, writing it again (a late report, a replay after a
 //! restart) overwrites the same series and timestamp with the same or more
@@ -90,6 +91,10 @@ pub fn encode_summary(r: &RunSummary, out: &mut String) -> usize {
         if let Some(check) = s.key.tags.get("check") {
             out.push_str(",check=");
             escape_tag(check, out);
+        }
+        if let Some(generator) = &r.generator {
+            out.push_str(",generator=");
+            escape_tag(generator, out);
         }
         out.push_str(",metric=");
         escape_tag(&s.key.metric, out);

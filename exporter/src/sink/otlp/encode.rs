@@ -7,8 +7,9 @@
 //! - counters → monotonic sums; rates → monotonic sums `<name>.passes` and
 //!   `<name>.fails` plus a gauge `<name>` (the window's ratio);
 //! - gauges → gauges; generator health → gauges `generator_health.<field>`;
-//! - resource attributes `service.name = volley`, `volley.test_id`; every
-//!   data point also carries the series' tags and `testid`.
+//! - resource attributes `service.name = volley`, `volley.test_id`, and
+//!   `service.instance.id` when a generator of a fleet writes directly;
+//!   every data point also carries the series' tags and `testid`.
 //!
 //! Temporality is cumulative by default (what Prometheus and Mimir expect):
 //! the encoder keeps a running total per series, so its memory grows with
@@ -147,6 +148,7 @@ pub struct Encoder {
     running: HashMap<(String, SeriesKey), Running>,
     sent: HashMap<(String, u64), HashMap<SeriesKey, Aggregate>>,
     sent_order: VecDeque<(String, u64)>,
+    instance: Option<String>,
 }
 
 /// Data points of one metric, collected across a batch.
@@ -190,7 +192,13 @@ const MS: u64 = 1_000_000;
 impl Encoder {
     /// An encoder with no history.
     pub fn new(temporality: Temporality) -> Self {
-        Self { temporality, running: HashMap::new(), sent: HashMap::new(), sent_order: VecDeque::new() }
+        Self { temporality, running: HashMap::new(), sent: HashMap::new(), sent_order: VecDeque::new(), instance: None }
+    }
+
+    /// Adds resource attribute `service.instance.id = instance`.
+    pub fn with_instance(mut self, instance: Option<String>) -> Self {
+        self.instance = instance;
+        self
     }
 
     /// Series with running state (memory check).
@@ -256,12 +264,12 @@ impl Encoder {
                         out
                     })
                     .collect();
+                let mut attributes = vec![kv("service.name", "volley"), kv("volley.test_id", &test_id)];
+                if let Some(instance) = &self.instance {
+                    attributes.push(kv("service.instance.id", instance));
+                }
                 ResourceMetrics {
-                    resource: Some(Resource {
-                        attributes: vec![kv("service.name", "volley"), kv("volley.test_id", &test_id)],
-                        dropped_attributes_count: 0,
-                        entity_refs: vec![],
-                    }),
+                    resource: Some(Resource { attributes, dropped_attributes_count: 0, entity_refs: vec![] }),
                     scope_metrics: vec![ScopeMetrics {
                         scope: Some(InstrumentationScope {
                             name: "volley".into(),
@@ -467,6 +475,17 @@ mod tests {
             Data::ExponentialHistogram(h) => h.data_points[0].clone(),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_generator_writing_directly_names_itself_in_the_resource() {
+        let attrs = |e: &mut Encoder| -> Vec<String> {
+            let (req, _) = e.encode(&[window(1000, 1.0, &[1.0])]);
+            req.resource_metrics[0].resource.as_ref().unwrap().attributes.iter().map(|a| a.key.clone()).collect()
+        };
+        assert_eq!(attrs(&mut Encoder::new(Temporality::Cumulative)), ["service.name", "volley.test_id"]);
+        let mut named = Encoder::new(Temporality::Cumulative).with_instance(Some("gen-2".into()));
+        assert_eq!(attrs(&mut named), ["service.name", "volley.test_id", "service.instance.id"]);
     }
 
     #[test]

@@ -50,7 +50,11 @@ impl OtlpSink {
                 Transport::Http { client, url }
             }
         };
-        Ok(Self { name, encoder: Mutex::new(Encoder::new(temporality)), transport })
+        Ok(Self {
+            name,
+            encoder: Mutex::new(Encoder::new(temporality).with_instance(target.instance.clone())),
+            transport,
+        })
     }
 
     async fn send_prepared(&self, batch: &Prepared) -> Result<WriteOk, SinkError> {
