@@ -40,7 +40,18 @@ python3 -c 'import rotel' 2>/dev/null || python3 -m pip install --quiet --disabl
 echo "using $("$K6" version)"
 
 # The compose stack must stay valid (no Docker engine is needed to check it).
-docker-compose -f docker-compose.yml config -q
+# It ships no secret: without an .env it must refuse to start, and with the
+# one deploy/make-env.sh prints it must be valid.
+compose_env=$(mktemp)
+unset_run=$(env -u VOLLEY_EXPORTER_TOKEN -u INFLUXDB_TOKEN \
+  docker-compose -f docker-compose.yml --env-file "$compose_env" config -q 2>&1 || true)
+if [[ "$unset_run" != *"run deploy/make-env.sh"* ]]; then
+  echo "docker-compose.yml must refuse to run without its secrets" >&2
+  exit 1
+fi
+deploy/make-env.sh > "$compose_env"
+docker-compose -f docker-compose.yml --env-file "$compose_env" config -q
+rm -f "$compose_env"
 echo "docker-compose.yml is valid"
 
 cargo build --workspace --bins --locked
