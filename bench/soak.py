@@ -146,7 +146,7 @@ rules:
     health = free_port()
     exporter = subprocess.Popen([os.path.join(bin_dir, "volley-exporter"), "--listen", "127.0.0.1:0", "--token", token,
                                  "--out", f"influxdb=http://127.0.0.1:{db_port}/volley",
-                                 "--health-listen", f"127.0.0.1:{health}", "--stats-interval", "60s"]
+                                 "--health-listen", f"127.0.0.1:{health}", "--stats-interval", "60s", "--open-stats"]
                                 + ([] if args.no_alerts else ["--alert-rules", rules]),
                                 stdout=subprocess.PIPE, stderr=open(os.path.join(work, "exporter.log"), "w"), text=True,
                                 env={**os.environ, **extra_env})

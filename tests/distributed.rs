@@ -73,7 +73,7 @@ fn finished(dir: &Scratch, name: &str, child: &mut Child) -> (Value, Instant) {
 }
 
 fn stats(health: &str) -> Value {
-    let (code, body) = curl(&[&format!("http://{health}/stats")]);
+    let (code, body) = curl(&["-H", &format!("Authorization: Bearer {TOKEN}"), &format!("http://{health}/stats")]);
     assert_eq!(code, 200, "{body}");
     serde_json::from_str(&body).unwrap()
 }

@@ -150,7 +150,18 @@ fn three_generators_merge_into_exact_totals() {
     // The health endpoints, while it runs.
     let (code, body) = volley_tests::servers::curl(&[&format!("http://{health}/ready")]);
     assert_eq!((code, body.trim()), (200, "ready"));
-    let (code, body) = volley_tests::servers::curl(&[&format!("http://{health}/stats")]);
+    let stats_url = format!("http://{health}/stats");
+    let (code, body) = volley_tests::servers::curl(&[&stats_url]);
+    assert_eq!(
+        (code, body.trim()),
+        (
+            401,
+            "the exporter token is required (Authorization: Bearer TOKEN, or any user name with the token as password)"
+        )
+    );
+    let (code, _) = volley_tests::servers::curl(&["-H", "Authorization: Bearer wrong", &stats_url]);
+    assert_eq!(code, 401);
+    let (code, body) = volley_tests::servers::curl(&["-H", &format!("Authorization: Bearer {TOKEN}"), &stats_url]);
     assert_eq!(code, 200, "{body}");
     let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(stats["ingest"]["sessions"], 3, "{stats}");

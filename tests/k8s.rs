@@ -78,8 +78,7 @@ fn check_references(docs: &[Value], workload: &Value) {
     let c = container(workload);
     for env in c["env"].as_array().into_iter().flatten() {
         let from = &env["valueFrom"];
-        for (kind, field, data) in [("ConfigMap", "configMapKeyRef", "data"), ("Secret", "secretKeyRef", "data")]
-        {
+        for (kind, field, data) in [("ConfigMap", "configMapKeyRef", "data"), ("Secret", "secretKeyRef", "data")] {
             let r = &from[field];
             if r.is_object() {
                 let target = find(docs, kind, r["name"].as_str().unwrap());

@@ -121,7 +121,11 @@ fn the_exporter_serves_the_merged_report_of_a_test() {
     }
     assert_eq!(total, 2 * 151);
 
-    let (code, html) = curl(&[&format!("http://{health}/report?testid=merged-report")]);
+    // The report needs the exporter token; a browser gives it as a Basic-auth password.
+    let (code, _) = curl(&[&format!("http://{health}/report?testid=merged-report")]);
+    assert_eq!(code, 401, "the report is not open");
+    let basic = format!("viewer:{token}");
+    let (code, html) = curl(&["-u", &basic, &format!("http://{health}/report?testid=merged-report")]);
     assert_eq!(code, 200, "{html}");
     assert_eq!(counter_cell(&html, "http_reqs"), total, "merged across both generators");
     assert!(html.contains("2 generators"), "{}", &html[..html.len().min(3000)]);
@@ -130,10 +134,10 @@ fn the_exporter_serves_the_merged_report_of_a_test() {
     let page = dir.write("merged.html", &html);
     assert_draws(&page);
 
-    let (code, list) = curl(&[&format!("http://{health}/report")]);
+    let (code, list) = curl(&["-u", &basic, &format!("http://{health}/report")]);
     assert_eq!(code, 200);
     assert!(list.contains("href=\"/report?testid=merged-report\""), "{list}");
-    let (code, missing) = curl(&[&format!("http://{health}/report?testid=nope")]);
+    let (code, missing) = curl(&["-u", &basic, &format!("http://{health}/report?testid=nope")]);
     assert_eq!((code, missing.trim()), (404, "no test \"nope\" here; held: merged-report"));
     exp.stop();
 }

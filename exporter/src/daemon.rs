@@ -89,6 +89,10 @@ pub struct Args {
     /// stop every generator of a test), for clients with this bearer token.
     #[arg(long, env = "VOLLEY_CONTROL_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub control_token: Option<String>,
+    /// Serve `/stats` and `/report` without the exporter token (by default
+    /// they need it, as a bearer token or a Basic-auth password).
+    #[arg(long)]
+    pub open_stats: bool,
 }
 
 fn duration_arg(s: &str) -> Result<Duration, String> {
@@ -220,6 +224,8 @@ async fn serve(
         ready: AtomicBool::new(true),
         reports,
         control_token: args.control_token.clone().filter(|t| !t.is_empty()).map(Secret::new),
+        reader_token: (!args.open_stats).then(|| Secret::new(args.token.clone())),
+        http: Default::default(),
     });
     if let Some(addr) = &args.health_listen {
         match tokio::net::TcpListener::bind(addr).await {

@@ -8,8 +8,13 @@
 //! - `GET /stats`: the ingest, merge and per-output counters as JSON.
 //! - `GET /report?testid=ID`: the HTML report of a test merged so far (during
 //!   or after it); without `testid`, the tests held, newest first.
+//!
+//! `/stats` and `/report` take the exporter token (bearer, or as the
+//! password of Basic authentication in a browser) unless the exporter runs
+//! with `--open-stats`; `/ready` is open, for orchestrators.
 
 use crate::control::{authorized, error_document, fleet_status, read_command, status_document};
+use crate::http_server::Limits;
 use crate::ingest::Ingest;
 use crate::pipeline::Pipeline;
 use crate::report::html::Verdict;
@@ -17,10 +22,7 @@ use crate::report::Reports;
 use crate::secret::Secret;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::service::service_fn;
 use hyper::{Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -38,6 +40,11 @@ pub struct Health {
     pub reports: Arc<Reports>,
     /// `--control-token`: enables the fleet control API (`/v1/status`).
     pub control_token: Option<Secret>,
+    /// The exporter token, required by `/stats` and `/report` (none with
+    /// `--open-stats`).
+    pub reader_token: Option<Secret>,
+    /// What the HTTP listener refused.
+    pub http: Arc<crate::http_server::Refusals>,
 }
 
 impl Health {
@@ -89,8 +96,10 @@ impl Health {
             })
             .collect();
         format!(
-            "{{\"ready\":{},\"ingest\":{{{}}},\"merge\":{{\"received\":{},\"merged\":{},\"late\":{},\"duplicates\":{},\"too_late\":{},\"conflicts\":{},\"flushes\":{}}},\"outputs\":[{}],\"barriers\":[{}],\"thresholds\":{}}}",
+            "{{\"ready\":{},\"http\":{{\"over_limit\":{},\"accept_errors\":{}}},\"ingest\":{{{}}},\"merge\":{{\"received\":{},\"merged\":{},\"late\":{},\"duplicates\":{},\"too_late\":{},\"conflicts\":{},\"flushes\":{}}},\"outputs\":[{}],\"barriers\":[{}],\"thresholds\":{}}}",
             self.ready.load(Ordering::Relaxed),
+            self.http.over_limit.load(Ordering::Relaxed),
+            self.http.accept_errors.load(Ordering::Relaxed),
             ingest.join(","),
             m.received,
             m.merged,
@@ -238,36 +247,55 @@ async fn fleet_control(
     (StatusCode::OK, status_document(&fleet_status(&statuses), extra), JSON)
 }
 
-/// Serves the endpoints until `stop`.
+/// Serves the endpoints until `stop`, within [`Limits`].
 pub async fn serve(listener: TcpListener, health: Arc<Health>, stop: CancellationToken) {
-    loop {
-        let (tcp, _) = tokio::select! {
-            a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
-            _ = stop.cancelled() => return,
-        };
+    let refusals = health.http.clone();
+    crate::http_server::serve(listener, Limits::default(), refusals, stop, move |req| {
         let health = health.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let health = health.clone();
-                async move {
-                    let (status, body, kind) = match req.uri().path() {
-                        "/v1/status" => fleet_control(&health, req).await,
-                        "/report" => report(&health, req.uri().query().unwrap_or_default()),
-                        "/ready" => readiness(&health),
-                        "/stats" => (StatusCode::OK, health.stats_json(), "application/json"),
-                        _ => (
-                            StatusCode::NOT_FOUND,
-                            "not found: try /ready, /stats or /report\n".to_string(),
-                            "text/plain",
-                        ),
-                    };
-                    let mut resp = Response::new(Full::new(Bytes::from(body)));
-                    *resp.status_mut() = status;
-                    resp.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static(kind));
-                    Ok::<_, Infallible>(resp)
-                }
-            });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await;
-        });
+        async move { answer(&health, req).await }
+    })
+    .await
+}
+
+async fn answer(health: &Health, req: hyper::Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    let reading = path == "/report" || path == "/stats";
+    if reading && !reader_authorized(req.headers().get("authorization").and_then(|v| v.to_str().ok()), health) {
+        let mut resp = respond(StatusCode::UNAUTHORIZED, "the exporter token is required (Authorization: Bearer TOKEN, or any user name with the token as password)\n".into(), "text/plain");
+        resp.headers_mut()
+            .insert("www-authenticate", hyper::header::HeaderValue::from_static("Basic realm=\"volley-exporter\""));
+        return resp;
     }
+    let (status, body, kind) = match path.as_str() {
+        "/v1/status" => fleet_control(health, req).await,
+        "/report" => report(health, req.uri().query().unwrap_or_default()),
+        "/ready" => readiness(health),
+        "/stats" => (StatusCode::OK, health.stats_json(), "application/json"),
+        _ => (StatusCode::NOT_FOUND, "not found: try /ready, /stats or /report\n".to_string(), "text/plain"),
+    };
+    respond(status, body, kind)
+}
+
+fn respond(status: StatusCode, body: String, kind: &'static str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static(kind));
+    resp
+}
+
+/// `/stats` and `/report` with the exporter token as a bearer token, or as
+/// the password of HTTP Basic authentication (what a browser asks for);
+/// open when no reader token is set.
+fn reader_authorized(header: Option<&str>, health: &Health) -> bool {
+    let Some(token) = &health.reader_token else { return true };
+    if authorized(header, token) {
+        return true;
+    }
+    use base64::Engine as _;
+    let basic = header
+        .and_then(|h| h.strip_prefix("Basic "))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok());
+    let password =
+        basic.as_deref().and_then(|b| std::str::from_utf8(b).ok()).and_then(|s| s.split_once(':')).map(|(_, p)| p);
+    password.is_some_and(|p| crate::ingest::constant_time_eq(p.as_bytes(), token.expose().as_bytes()))
 }

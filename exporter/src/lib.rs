@@ -22,7 +22,8 @@
 //! - [`alert`]: alert rules on the merged data, posted to a webhook
 //!   (`--alert-rules`).
 //! - [`report`]: the self-contained HTML report.
-//! - [`health`]: `/ready` and `/stats` over HTTP.
+//! - [`health`]: `/ready`, `/stats` and `/report` over HTTP.
+//! - [`http_server`]: the bounded HTTP serving loop of every small API.
 //! - [`selfmetrics`]: the exporter's own counters through the OpenTelemetry SDK.
 //! - [`daemon`]: the `volley-exporter` command.
 //! - [`secret`]: tokens and passwords that never show in logs.
@@ -32,6 +33,7 @@ pub mod barrier;
 pub mod control;
 pub mod daemon;
 pub mod health;
+pub mod http_server;
 pub mod ingest;
 pub mod merge;
 pub mod observe;

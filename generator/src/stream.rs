@@ -22,6 +22,7 @@ use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use volley_window::control::{Command, Status};
+use volley_window::retry::Backoff;
 use volley_window::threshold::{Outcome, SetSpec};
 use volley_window::wire::{self, Hello, ToExporter, ToGenerator};
 use volley_window::WindowReport;
@@ -233,7 +234,7 @@ impl Streamer {
 }
 
 async fn run(shared: Arc<Shared>) {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     let mut warned = false;
     loop {
         // At the end with nothing unacknowledged: done, even if the exporter
@@ -249,7 +250,7 @@ async fn run(shared: Arc<Shared>) {
                     (shared.log)(format!("exporter {} reachable again; sending {n} buffered windows", shared.cfg.url));
                     warned = false;
                 }
-                backoff = Duration::from_millis(200);
+                backoff.succeeded();
                 session(&shared, ws).await
             }
             Err(e) => SessionEnd::Lost(e),
@@ -264,9 +265,7 @@ async fn run(shared: Arc<Shared>) {
                     ));
                     warned = true;
                 }
-                let jittered = backoff.mul_f64(0.5 + rand::random::<f64>());
-                tokio::time::sleep(jittered).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                tokio::time::sleep(backoff.failed()).await;
             }
         }
     }

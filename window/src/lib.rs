@@ -21,6 +21,7 @@
 //! - [`control`]: live control of a running test (pause, resume, scale,
 //!   stop) and its status.
 //! - [`duration`]: k6 duration strings, read the same way by every binary.
+//! - [`retry`]: the one backoff and retriable-status rule of every retry.
 //! - [`allocator`]: jemalloc for the long-running binaries ([`jemalloc!`]).
 
 pub mod aggregate;
@@ -28,6 +29,7 @@ pub mod allocator;
 pub mod control;
 pub mod duration;
 pub mod report;
+pub mod retry;
 pub mod series;
 pub mod sketch;
 pub mod threshold;

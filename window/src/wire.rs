@@ -37,9 +37,9 @@ pub const MAGIC: [u8; 3] = *b"VLY";
 pub const VERSION: u8 = 1;
 /// Default largest frame a receiver accepts (a window report of ~10k series).
 pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
-/// Smallest frame limit a receiver may be configured with: a hello with its
-/// thresholds and tags, and a window of a few hundred series, must fit.
-pub const MIN_MAX_FRAME: usize = 64 << 10;
+/// Smallest frame limit a receiver may be configured with: a hello and a
+/// window of a few dozen series must fit.
+pub const MIN_MAX_FRAME: usize = 4096;
 
 /// Parses a configured frame limit (bytes, at least [`MIN_MAX_FRAME`]).
 pub fn parse_frame_limit(text: &str) -> Result<usize, String> {

@@ -10,9 +10,10 @@
 //! oldest is dropped and counted (logged the first time it happens until
 //! the outbox empties again), so a receiver that is down costs bounded
 //! memory. One task delivers in order: a 2xx answer is success; a
-//! connection error, a timeout, a 5xx or a 429 is retried with capped
-//! exponential backoff and jitter up to `attempts` times; any other answer
-//! (a 4xx: the receiver refuses this body) is a failure at once.
+//! connection error, a timeout, or an answer `volley_window::retry`
+//! classifies as unavailable (5xx, 408, 429, 401, 403, 404) is retried with
+//! its capped exponential backoff and jitter up to `attempts` times; 400,
+//! 413 and 422 (the receiver refuses this body) are a failure at once.
 
 use super::stats::Counters;
 use parking_lot::Mutex;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 use url::Url;
+use volley_window::retry::Backoff;
 
 /// Alertmanager's `endsAt` while an alert fires.
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
@@ -237,7 +239,7 @@ pub async fn deliver(outbox: Arc<Outbox>, cfg: DeliveryConfig, external_url: Str
             continue;
         };
         let body = n.payload(&external_url);
-        let mut delay = cfg.backoff_min;
+        let mut backoff = Backoff::new(cfg.backoff_min, cfg.backoff_max);
         let mut attempt = 1;
         loop {
             match post(&client, &n.url, &body).await {
@@ -248,8 +250,7 @@ pub async fn deliver(outbox: Arc<Outbox>, cfg: DeliveryConfig, external_url: Str
                 Err((true, _)) if attempt < cfg.attempts => {
                     outbox.counters.retries.fetch_add(1, Ordering::Relaxed);
                     attempt += 1;
-                    tokio::time::sleep(delay.mul_f64(0.5 + rand::random::<f64>() / 2.0)).await;
-                    delay = (delay * 2).min(cfg.backoff_max);
+                    tokio::time::sleep(backoff.failed()).await;
                 }
                 Err((_, why)) => {
                     outbox.counters.failed.fetch_add(1, Ordering::Relaxed);
@@ -273,7 +274,7 @@ async fn post(client: &reqwest::Client, url: &Url, body: &serde_json::Value) -> 
     if status.is_success() {
         return Ok(());
     }
-    let retriable = status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
+    let retriable = volley_window::retry::classify(status.as_u16()) == volley_window::retry::Answer::Unavailable;
     Err((retriable, format!("HTTP {status}")))
 }
 

@@ -113,8 +113,8 @@ impl SinkError {
     /// rotated token or a missing database) is an output that cannot store
     /// anything yet, so nothing is acknowledged until it can.
     pub fn from_status(status: u16, message: impl Into<String>) -> Self {
-        match status {
-            400 | 413 | 422 => Self::bad_data(message),
+        match volley_window::retry::classify(status) {
+            volley_window::retry::Answer::BadRequest => Self::bad_data(message),
             _ => Self::down(message),
         }
     }

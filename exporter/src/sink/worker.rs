@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use volley_window::retry::Backoff;
 
 /// What a full queue does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -244,7 +245,7 @@ struct Run {
     spool: Option<Spool>,
     /// Set while the sink is failing: no attempt before this instant.
     retry_at: Option<tokio::time::Instant>,
-    delay: Duration,
+    backoff: Backoff,
 }
 
 enum Sent {
@@ -340,7 +341,7 @@ impl Run {
             (self.log)(format!("{}: writing again", self.sink.name()));
         }
         self.shared.failing.store(false, Ordering::Relaxed);
-        self.delay = self.shared.cfg.backoff_min;
+        self.backoff.succeeded();
         let mut s = self.shared.stats.lock();
         if let Some((n, why)) = ok.refused.filter(|r| r.0 > 0) {
             (self.log)(format!("{}: {n} points refused as bad data and not stored: {why}", self.sink.name()));
@@ -366,9 +367,7 @@ impl Run {
             s.retries += 1;
             s.last_error = Some(message);
         }
-        let jittered = self.delay.mul_f64(0.5 + rand::random::<f64>());
-        self.retry_at = Some(tokio::time::Instant::now() + jittered);
-        self.delay = (self.delay * 2).min(self.shared.cfg.backoff_max);
+        self.retry_at = Some(tokio::time::Instant::now() + self.backoff.failed());
     }
 
     fn may_try(&self) -> bool {
@@ -457,8 +456,8 @@ impl Run {
 }
 
 async fn run(sink: Arc<dyn Sink>, shared: Arc<Shared>, log: Arc<dyn Fn(String) + Send + Sync>, spool: Option<Spool>) {
-    let delay = shared.cfg.backoff_min;
-    let mut r = Run { sink, shared, log, spool, retry_at: None, delay };
+    let backoff = Backoff::new(shared.cfg.backoff_min, shared.cfg.backoff_max);
+    let mut r = Run { sink, shared, log, spool, retry_at: None, backoff };
     work(&mut r).await;
     r.shared.spool_len.store(r.spool.as_ref().map_or(0, |s| s.len() as u64), Ordering::Relaxed);
 }

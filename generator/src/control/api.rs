@@ -9,18 +9,18 @@
 use super::{Live, Scope};
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use volley_exporter::control::{authorized, error_document, read_command, status_document};
+use volley_exporter::http_server::{Limits, Refusals};
 use volley_exporter::secret::Secret;
 use volley_window::control::Command;
 
-/// Serves the API on `listener` until `stop`. `log` hears every change.
+/// Serves the API on `listener` until `stop`, within the bounds of
+/// `volley_exporter::http_server` (connections, header and connection
+/// timeouts, accept backoff). `log` hears every change.
 pub async fn serve(
     listener: TcpListener,
     live: Arc<Live>,
@@ -29,27 +29,18 @@ pub async fn serve(
     stop: CancellationToken,
 ) {
     let token = Arc::new(token);
-    loop {
-        let (tcp, _) = tokio::select! {
-            a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
-            _ = stop.cancelled() => return,
-        };
+    let refusals = Arc::new(Refusals::default());
+    volley_exporter::http_server::serve(listener, Limits::default(), refusals, stop, move |req| {
         let (live, token, log) = (live.clone(), token.clone(), log.clone());
-        tokio::spawn(async move {
-            let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                let (live, token, log) = (live.clone(), token.clone(), log.clone());
-                async move {
-                    let (code, body) = handle(req, &live, &token, &log).await;
-                    let mut resp = Response::new(Full::new(Bytes::from(body)));
-                    *resp.status_mut() = code;
-                    resp.headers_mut()
-                        .insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
-                    Ok::<_, Infallible>(resp)
-                }
-            });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await;
-        });
-    }
+        async move {
+            let (code, body) = handle(req, &live, &token, &log).await;
+            let mut resp = Response::new(Full::new(Bytes::from(body)));
+            *resp.status_mut() = code;
+            resp.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
+            resp
+        }
+    })
+    .await
 }
 
 async fn handle(

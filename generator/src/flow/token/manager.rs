@@ -74,9 +74,11 @@ impl Writer {
         self.holder = false;
     }
 
+    /// The retry delay after the failures so far: the shared policy's step,
+    /// without jitter (one writer per fleet holds the lease, so no crowd
+    /// retries together).
     fn backoff(&self, cfg: &super::config::ManagerConfig) -> Duration {
-        let factor = 1u32 << self.failures.saturating_sub(1).min(16);
-        cfg.retry.saturating_mul(factor).min(cfg.retry_max)
+        volley_window::retry::step(cfg.retry, cfg.retry_max, self.failures)
     }
 }
 
