@@ -105,9 +105,22 @@ fn noop_scenario(rate: u64, duration: &str) -> serde_json::Value {
 
 /// Starts `volley run --exporter` in the background.
 fn generator(dir: &Scratch, name: &str, doc: &serde_json::Value, exporter: &str, test_id: &str) -> std::process::Child {
+    generator_with(dir, name, doc, exporter, test_id, &[])
+}
+
+/// As [`generator`], with `extra` flags.
+fn generator_with(
+    dir: &Scratch,
+    name: &str,
+    doc: &serde_json::Value,
+    exporter: &str,
+    test_id: &str,
+    extra: &[&str],
+) -> std::process::Child {
     let file = dir.write(&format!("{name}.json"), &doc.to_string());
     std::process::Command::new(binary("volley"))
         .args(["run", "--quiet", "--no-summary", "--test-id", test_id, "--exporter", exporter])
+        .args(extra)
         .args(["--summary-export", dir.path(&format!("{name}-summary.json")).to_str().unwrap()])
         .arg(file)
         .env("VOLLEY_EXPORTER_TOKEN", TOKEN)
@@ -506,4 +519,68 @@ fn a_spooled_outage_survives_an_exporter_crash() {
     assert_eq!(expected, 801);
     assert!(log.contains("spooled batches from an earlier run will be sent first"), "{log}");
     assert!(log.contains(" replayed ") && !log.contains("NOT STORED"), "nothing left in the spool: {log}");
+}
+
+/// Two generators whose clocks are 30 s apart (one 15 s behind, one 15 s
+/// ahead) stamp their windows on the exporter's clock: every window merges,
+/// nothing is too late, InfluxDB holds both summaries' totals.
+#[test]
+fn generators_whose_clocks_differ_by_thirty_seconds_lose_nothing() {
+    let db = Influxd::start();
+    let mut exp = Exporter::start(TOKEN, &["--out", &format!("influxdb={}/volley", db.url)]);
+    let dir = Scratch::new("skew");
+    let doc = noop_scenario(50, "4s");
+    let mut gens: Vec<_> = [("behind", "-15s", "0:1/2"), ("ahead", "15s", "1/2:1")]
+        .iter()
+        .map(|(name, skew, seg)| {
+            let extra = ["--clock-skew", skew, "--execution-segment", seg];
+            (*name, generator_with(&dir, name, &doc, &exp.url, "skew", &extra))
+        })
+        .collect();
+    let summaries: Vec<_> = gens.iter_mut().map(|(name, c)| wait_ok(&dir, name, c)).collect();
+    let log = exp.stop();
+    let total = |key: &str| summaries.iter().map(|s| export_count(s, key)).sum::<u64>();
+    assert_eq!(total("iterations"), 201, "the whole schedule ran");
+    assert_eq!(influx_sum(&db, "iterations", "count", "skew"), total("iterations"), "{log}");
+    assert_eq!(Exporter::counter(&log, "too_late"), 0, "{log}");
+    assert_eq!(Exporter::counter(&log, "off_clock"), 0, "{log}");
+    // The windows line up: every window start holds both generators' health.
+    let health = db.query(
+        "SELECT count(\"rss_bytes\") FROM \"generator_health\" WHERE \"testid\" = 'skew' GROUP BY time(1s) fill(none)",
+    );
+    let rows = health["results"][0]["series"][0]["values"].as_array().cloned().unwrap_or_default();
+    let paired = rows.iter().filter(|r| r[1] == 2).count();
+    assert!(paired + 2 >= rows.len() && paired >= 3, "windows of both generators share their starts: {health}");
+}
+
+/// An exporter with a small frame limit: the generator splits each window
+/// into parts that fit, the exporter joins them, and nothing is lost.
+#[test]
+fn a_window_larger_than_the_exporters_frame_limit_arrives_in_parts() {
+    let db = Influxd::start();
+    let target = Testbed::http();
+    let mut exp =
+        Exporter::start(TOKEN, &["--out", &format!("influxdb={}/volley", db.url), "--max-frame-bytes", "4096"]);
+    let dir = Scratch::new("parts");
+    // Forty requests per iteration, each to its own URL: a window holds
+    // hundreds of series, far more than 4 KiB.
+    let steps: Vec<_> =
+        (0..40).map(|i| serde_json::json!({"request": {"url": format!("{}/json?n={i}", target.url)}})).collect();
+    let doc = serde_json::json!({
+        "options": {"scenarios": {"s": {"executor": "shared-iterations", "vus": 2, "iterations": 10}}},
+        "flows": {"default": {"type": "http", "steps": steps}}
+    });
+    let mut g = generator(&dir, "g", &doc, &exp.url, "parts");
+    let summary = wait_ok(&dir, "g", &mut g);
+    let log = exp.stop();
+    let sent = export_count(&summary, "http_reqs");
+    assert_eq!(sent, 400);
+    assert_eq!(influx_sum(&db, "http_reqs", "count", "parts"), sent, "{log}");
+    assert_eq!(influx_sum(&db, "http_req_duration", "count", "parts"), sent, "{log}");
+    assert_eq!(Exporter::counter(&log, "rejected"), 0, "{log}");
+    let (windows, parts) = (Exporter::counter(&log, "windows"), Exporter::counter(&log, "parts"));
+    assert!(windows >= 1 && parts >= 2 * windows, "every window came in parts: {log}");
+    let urls = db.query("SHOW TAG VALUES FROM \"http_reqs\" WITH KEY = \"url\" WHERE \"testid\" = 'parts'");
+    let n = urls["results"][0]["series"][0]["values"].as_array().map_or(0, Vec::len);
+    assert_eq!(n, 40, "a series per URL: {urls}");
 }

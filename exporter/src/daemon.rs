@@ -329,8 +329,8 @@ fn status_line(ingest: &Ingest, pipeline: &Pipeline) -> String {
         .collect::<Vec<_>>()
         .join(" ");
     format!(
-        "{i} merged={} late={} duplicates={} too_late={} flushes={} {sinks}",
-        m.merged, m.late, m.duplicates, m.too_late, m.flushes
+        "{i} merged={} late={} duplicates={} too_late={} off_clock={} flushes={} {sinks}",
+        m.merged, m.late, m.duplicates, m.too_late, m.off_clock, m.flushes
     )
 }
 

@@ -38,6 +38,11 @@ const BACKPRESSURE_POLL: std::time::Duration = std::time::Duration::from_millis(
 /// Acknowledgements queued per connection before further ones are dropped
 /// (the generator then resends those windows after a reconnect, harmlessly).
 const ACK_QUEUE: usize = 1024;
+/// A session that sends nothing (not even the ping a quiet generator sends
+/// every 15 s) for this long is closed; its generator reconnects if alive.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest generator id or test id accepted in a hello.
+const MAX_ID_BYTES: usize = 256;
 
 /// Counters of the ingest side.
 #[derive(Debug, Default)]
@@ -53,6 +58,8 @@ pub struct IngestStats {
     pub rejected: AtomicU64,
     /// Window reports received.
     pub windows: AtomicU64,
+    /// Window parts received (windows larger than one frame).
+    pub parts: AtomicU64,
     /// Acknowledgements that could not be queued.
     pub acks_dropped: AtomicU64,
     /// Generators that disconnected without a goodbye and did not come back
@@ -62,7 +69,7 @@ pub struct IngestStats {
 
 impl IngestStats {
     /// A plain snapshot, for logs and tests.
-    pub fn snapshot(&self) -> [(&'static str, u64); 7] {
+    pub fn snapshot(&self) -> [(&'static str, u64); 8] {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         [
             ("connections", g(&self.connections)),
@@ -70,6 +77,7 @@ impl IngestStats {
             ("auth_failures", g(&self.auth_failures)),
             ("rejected", g(&self.rejected)),
             ("windows", g(&self.windows)),
+            ("parts", g(&self.parts)),
             ("acks_dropped", g(&self.acks_dropped)),
             ("lost", g(&self.lost)),
         ]
@@ -314,11 +322,9 @@ impl Ingest {
             }
         };
         let Hello { generator, test_id, .. } = hello;
-        if generator.is_empty() || test_id.is_empty() {
-            return {
-                self.close(ws, peer, CloseCode::Protocol, "hello without a generator id or test id").await;
-                None
-            };
+        if let Err(why) = check_ids(&generator, &test_id) {
+            self.close(ws, peer, CloseCode::Protocol, &why).await;
+            return None;
         }
         self.stats.sessions.fetch_add(1, Ordering::Relaxed);
         self.pipeline.register(&test_id, &generator);
@@ -327,32 +333,46 @@ impl Ingest {
         let me = self.next_conn.fetch_add(1, Ordering::Relaxed);
         self.conns.lock().insert(key.clone(), (me, tx));
         self.last_conn.lock().insert(key.clone(), me);
-        let welcome = ToGenerator::Welcome { exporter: format!("volley-exporter {}", env!("CARGO_PKG_VERSION")) };
+        let welcome = ToGenerator::Welcome {
+            exporter: format!("volley-exporter {}", env!("CARGO_PKG_VERSION")),
+            clock_unix_ms: crate::merge::unix_now_ms(),
+            max_frame_bytes: self.max_frame as u64,
+        };
         if ws.send(Message::Binary(wire::encode(&welcome).into())).await.is_err() {
             self.unregister(&key, me);
             return Some((key, me));
         }
         let mut said_goodbye = false;
+        let mut parts = volley_window::parts::Joiner::default();
+        let mut heard = tokio::time::Instant::now();
         loop {
             // Backpressure: while an output's queue is full, the next frame
             // stays unread (in TCP buffers, then in the generator's bounded
             // buffer, unacknowledged); acknowledgements still go out.
             let room = self.pipeline.has_room();
             tokio::select! {
-                _ = tokio::time::sleep(BACKPRESSURE_POLL), if !room => {}
-                msg = ws.next(), if room => match msg {
+                _ = tokio::time::sleep(BACKPRESSURE_POLL), if !room => heard = tokio::time::Instant::now(),
+                _ = tokio::time::sleep_until(heard + IDLE_TIMEOUT), if room => {
+                    self.unregister(&key, me);
+                    self.close(ws, peer, CloseCode::Policy, "nothing received for 60 s").await;
+                    return (!said_goodbye).then_some((key, me));
+                }
+                msg = ws.next(), if room => match msg.inspect(|_| heard = tokio::time::Instant::now()) {
                     Some(Ok(Message::Binary(b))) => match wire::decode::<ToExporter>(&b, self.max_frame) {
                         Ok(ToExporter::Window(report)) => {
-                            if report.generator != generator || report.test_id != test_id {
+                            if let Err(why) = self.window(report, &generator, &test_id) {
                                 self.unregister(&key, me);
-                                self.close(ws, peer, CloseCode::Policy, "a window of another generator or test").await;
+                                self.close(ws, peer, CloseCode::Policy, &why).await;
                                 return (!said_goodbye).then_some((key, me));
                             }
-                            self.stats.windows.fetch_add(1, Ordering::Relaxed);
-                            // Acknowledgements come back through the pipeline,
-                            // after the sinks stored what they cover.
-                            if self.pipeline.offer(report) == Merged::TooLate {
-                                (self.log)(format!("{generator}: a window arrived after its late horizon and is lost"));
+                        }
+                        Ok(ToExporter::WindowPart { report, part, parts: n }) => {
+                            self.stats.parts.fetch_add(1, Ordering::Relaxed);
+                            let joined = parts.add(report, part, n, b.len());
+                            if let Err(why) = joined.and_then(|w| w.map_or(Ok(()), |w| self.window(w, &generator, &test_id))) {
+                                self.unregister(&key, me);
+                                self.close(ws, peer, CloseCode::Policy, &why).await;
+                                return (!said_goodbye).then_some((key, me));
                             }
                         }
                         Ok(ToExporter::Goodbye { .. }) => {
@@ -407,6 +427,25 @@ impl Ingest {
         }
         self.unregister(&key, me);
         (!said_goodbye).then_some((key, me))
+    }
+
+    /// Merges one whole window of this session's generator.
+    fn window(&self, report: volley_window::WindowReport, generator: &str, test_id: &str) -> Result<(), String> {
+        if report.generator != generator || report.test_id != test_id {
+            return Err("a window of another generator or test".into());
+        }
+        self.stats.windows.fetch_add(1, Ordering::Relaxed);
+        // Acknowledgements come back through the pipeline, after the sinks
+        // stored what they cover.
+        match self.pipeline.offer(report) {
+            Merged::TooLate => (self.log)(format!("{generator}: a window arrived after its late horizon and is lost")),
+            Merged::OffClock => (self.log)(format!(
+                "{generator}: a window stamped more than {} s ahead of this exporter's clock is refused and lost",
+                crate::merge::MAX_AHEAD.as_secs()
+            )),
+            _ => {}
+        }
+        Ok(())
     }
 
     /// A generator waits for the common start of its test.
@@ -503,4 +542,15 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A hello's ids must be non-empty, bounded, and storable as InfluxDB tags.
+fn check_ids(generator: &str, test_id: &str) -> Result<(), String> {
+    for (what, id) in [("generator id", generator), ("test id", test_id)] {
+        if id.len() > MAX_ID_BYTES {
+            return Err(format!("hello: the {what} is longer than {MAX_ID_BYTES} bytes"));
+        }
+        crate::sink::influx::line::storable(id).map_err(|e| format!("hello: the {what} {e}"))?;
+    }
+    Ok(())
 }

@@ -21,10 +21,27 @@
 //!
 //! Reports are deduplicated per (generator, window start): a generator that
 //! resends after a reconnect cannot count anything twice.
+//!
+//! Clocks: generators stamp windows on the exporter's clock (it is in the
+//! welcome), so honest windows of one start arrive together. A window is
+//! evicted only once the exporter's own clock has also passed its end plus
+//! grace and horizon, so a generator whose clock is ahead (say, one that
+//! could not reach the exporter at its start) keeps its windows open for
+//! the others instead of pushing the test's horizon past them; a window
+//! stamped more than [`MAX_AHEAD`] in the future is refused, counted, and
+//! never acknowledged (its generator ends with its windows unconfirmed).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 use volley_window::{HealthRecord, SeriesKey, SeriesWindow, WindowReport};
+
+/// How far ahead of the exporter's clock a window may start.
+pub const MAX_AHEAD: Duration = Duration::from_secs(300);
+
+/// The exporter's clock, ms since the Unix epoch.
+pub fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
 
 /// Timing and bounds of the merge.
 #[derive(Clone, Debug)]
@@ -127,6 +144,9 @@ pub enum Ingest {
     /// Its series did not merge with the window's (a metric reported with
     /// two types); the rest of the report was merged.
     Conflict,
+    /// Stamped more than [`MAX_AHEAD`] ahead of the exporter's clock:
+    /// refused, counted, not acknowledged.
+    OffClock,
 }
 
 /// Counters of the merge, for health metrics.
@@ -148,11 +168,16 @@ pub struct MergeStats {
     pub flushes: u64,
     /// Windows evicted early because too many were open.
     pub forced: u64,
+    /// Reports refused for a start too far ahead of the exporter's clock.
+    pub off_clock: u64,
 }
 
 /// The merge state of all tests.
 pub struct Merger {
     cfg: MergeConfig,
+    /// The wall clock at one monotonic instant: `wall(now)` reads the
+    /// exporter's clock for any `Instant` (so tests can drive both).
+    anchor: (Instant, u64),
     tests: HashMap<String, TestState>,
     stats: MergeStats,
     /// Acknowledgements owed for resent or too-late reports.
@@ -213,7 +238,28 @@ impl WindowState {
 impl Merger {
     /// An empty merger.
     pub fn new(cfg: MergeConfig) -> Self {
-        Self { cfg, tests: HashMap::new(), stats: MergeStats::default(), reacks: Vec::new() }
+        Self {
+            cfg,
+            anchor: (Instant::now(), unix_now_ms()),
+            tests: HashMap::new(),
+            stats: MergeStats::default(),
+            reacks: Vec::new(),
+        }
+    }
+
+    /// The exporter's clock at `now`, ms since the Unix epoch.
+    fn wall(&self, now: Instant) -> u64 {
+        let (at, unix) = self.anchor;
+        match now.checked_duration_since(at) {
+            Some(d) => unix.saturating_add(d.as_millis() as u64),
+            None => unix.saturating_sub(at.duration_since(now).as_millis() as u64),
+        }
+    }
+
+    /// The instant the exporter's clock reads `unix_ms`.
+    fn instant_at(&self, unix_ms: u64) -> Instant {
+        let (at, unix) = self.anchor;
+        at + Duration::from_millis(unix_ms.saturating_sub(unix))
     }
 
     /// The merge counters so far.
@@ -256,6 +302,11 @@ impl Merger {
     /// (unless the report was a resend or too late).
     pub fn ingest(&mut self, report: WindowReport, now: Instant) -> (Ingest, Option<HealthPoint>) {
         self.stats.received += 1;
+        let ahead = Duration::from_millis(report.start_unix_ms.saturating_sub(self.wall(now)));
+        if ahead > MAX_AHEAD {
+            self.stats.off_clock += 1;
+            return (Ingest::OffClock, None);
+        }
         let test = self.tests.entry(report.test_id.clone()).or_default();
         let gen = test.generators.entry(report.generator.clone()).or_insert_with(|| GenState::new(now));
         let start = report.start_unix_ms;
@@ -324,6 +375,8 @@ impl Merger {
     pub fn poll(&mut self, now: Instant) -> Vec<Event> {
         let mut events = self.take_reacks();
         let (grace, horizon, max_open) = (self.cfg.grace, self.cfg.late_horizon, self.cfg.max_open_windows);
+        let wall = self.wall(now);
+        let settle_ms = (grace + horizon).as_millis() as u64;
         for (test_id, test) in &mut self.tests {
             let forced = test.windows.len().saturating_sub(max_open);
             let starts: Vec<u64> = test.windows.keys().copied().collect();
@@ -341,7 +394,10 @@ impl Merger {
                 if w.flushed && all_in {
                     push_stored(&mut events, test_id, w.take_unacked());
                 }
-                if force || now >= w.first_seen + grace + horizon {
+                // Past its horizon on both clocks: since its first report
+                // here, and since its end on the exporter's clock.
+                let settled = now >= w.first_seen + grace + horizon && wall >= start + w.len_ms + settle_ms;
+                if force || settled {
                     if force {
                         self.stats.forced += 1;
                     }
@@ -389,10 +445,17 @@ impl Merger {
     /// When `poll` may next have something to do (for a sleeping caller).
     pub fn next_deadline(&self) -> Option<Instant> {
         let (grace, horizon) = (self.cfg.grace, self.cfg.late_horizon);
+        let settle_ms = (grace + horizon).as_millis() as u64;
         self.tests
             .values()
-            .flat_map(|t| t.windows.values())
-            .map(|w| if w.flushed && !w.dirty { w.first_seen + grace + horizon } else { w.first_seen + grace })
+            .flat_map(|t| t.windows.iter())
+            .map(|(start, w)| {
+                if w.flushed && !w.dirty {
+                    (w.first_seen + grace + horizon).max(self.instant_at(start + w.len_ms + settle_ms))
+                } else {
+                    w.first_seen + grace
+                }
+            })
             .min()
     }
 
@@ -522,6 +585,43 @@ mod tests {
         assert_eq!(f.len(), 1);
         assert_eq!((count(f[0], "iterations"), count(f[0], "iteration_duration"), f[0].reporters), (60.0, 6.0, 3));
         assert!(flushes(&m.poll(t0)).is_empty(), "flushed once");
+    }
+
+    #[test]
+    fn a_window_far_ahead_is_refused_without_touching_the_others() {
+        let t0 = Instant::now();
+        let mut m = Merger::new(MergeConfig::default());
+        let now = unix_now_ms();
+        let ten_years = 10 * 365 * 86_400_000;
+        let (outcome, health) = m.ingest(report("rogue", 0, now + ten_years, 5.0, &[]), t0);
+        assert_eq!((outcome, health.is_none()), (Ingest::OffClock, true));
+        assert_eq!(m.stats().off_clock, 1);
+        assert!(m.poll(t0 + Duration::from_secs(60)).is_empty(), "nothing acknowledged");
+        let honest = now - now % 1000;
+        assert_eq!(m.ingest(report("a", 0, honest, 7.0, &[]), t0).0, Ingest::Merged);
+    }
+
+    #[test]
+    fn a_generator_whose_clock_is_ahead_keeps_its_windows_open_for_the_others() {
+        let t0 = Instant::now();
+        let cfg =
+            MergeConfig { grace: Duration::from_secs(1), late_horizon: Duration::from_secs(2), ..Default::default() };
+        let mut m = Merger::new(cfg);
+        m.register("t", "fast", t0);
+        m.register("t", "slow", t0);
+        // "fast" stamps by a clock 30 s ahead: its window arrives 30 s before
+        // "slow" closes the same one.
+        let start = unix_now_ms() + 30_000;
+        let start = start - start % 1000;
+        m.ingest(report("fast", 0, start, 10.0, &[]), t0);
+        let ev = m.poll(t0 + Duration::from_secs(10));
+        assert_eq!(count(flushes(&ev)[0], "iterations"), 10.0, "flushed after its grace");
+        assert!(m.next_deadline().unwrap() >= t0 + Duration::from_secs(30), "{:?}", m.next_deadline());
+        let t1 = t0 + Duration::from_secs(31);
+        assert_eq!(m.ingest(report("slow", 0, start, 5.0, &[]), t1).0, Ingest::Late);
+        let ev = m.poll(t1);
+        assert_eq!(count(flushes(&ev)[0], "iterations"), 15.0, "rewritten whole");
+        assert_eq!(stored(&ev), vec![r("fast", 0), r("slow", 0)]);
     }
 
     #[test]

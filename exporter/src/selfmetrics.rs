@@ -60,6 +60,11 @@ impl SelfMetrics {
             ("windows_late", "reports merged after their window was written", Box::new(|_, p| p.merge_stats().late)),
             ("windows_duplicate", "resent reports ignored", Box::new(|_, p| p.merge_stats().duplicates)),
             ("windows_too_late", "reports after their window was evicted", Box::new(|_, p| p.merge_stats().too_late)),
+            (
+                "windows_off_clock",
+                "reports stamped too far ahead of the exporter's clock",
+                Box::new(|_, p| p.merge_stats().off_clock),
+            ),
         ];
         for (name, description, read) in totals {
             let (i, p) = (ingest.clone(), pipeline.clone());

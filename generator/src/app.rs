@@ -17,6 +17,10 @@ use volley_exporter::report::{html::Verdict, Reports};
 use volley_exporter::{OutSpec, Pipeline, PipelineConfig};
 use volley_window::wire::Hello;
 
+/// How long a run waits for the exporter's welcome (its clock) before it
+/// starts on its own clock.
+const CLOCK_WAIT: Duration = Duration::from_secs(3);
+
 /// Runs the CLI with `args` and returns the process exit code.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     let cli = match Cli::try_parse_from(args) {
@@ -98,6 +102,13 @@ where
             return exit::INVALID_CONFIG;
         }
     };
+    if let Err(e) = check_names(output) {
+        eprintln!("ERROR invalid configuration (1 problem):\n  {e}");
+        return exit::INVALID_CONFIG;
+    }
+    if let Some(ms) = output.clock_skew {
+        crate::clock::set_skew(ms);
+    }
     let console = Console::new(output.quiet);
     let mut opts = RunOptions {
         window: output.window,
@@ -181,6 +192,14 @@ where
         if let Some(s) = &streamer {
             let live = live.clone();
             s.set_control(Arc::new(move |c| live.apply(c, Scope::Fleet)));
+            // Windows are stamped on the exporter's clock.
+            match s.clock_offset(CLOCK_WAIT).await {
+                Some(offset) => opts.clock_offset_ms = offset,
+                None => console.warn(&format!(
+                    "the exporter was not reached within {} s: windows are stamped on this machine's clock",
+                    CLOCK_WAIT.as_secs()
+                )),
+            }
         }
         let api_stop = tokio_util::sync::CancellationToken::new();
         let _api_stop = api_stop.clone().drop_guard();
@@ -350,16 +369,28 @@ fn report_connection_capacity(plan: &TestPlan, console: &Console) {
 }
 
 fn stream_delivery(url: &str, r: &StreamReport) -> Delivery {
-    let complete = r.unacknowledged == 0 && r.dropped == 0;
+    let complete = r.unacknowledged == 0 && r.dropped == 0 && r.series_dropped == 0;
     let line = if complete {
         format!("exporter {url}: {} windows acknowledged", r.acknowledged)
     } else {
         format!(
-            "exporter {url}: {} windows acknowledged; NOT acknowledged: {} unsent or unconfirmed at exit, {} dropped (buffer full)",
-            r.acknowledged, r.unacknowledged, r.dropped
+            "exporter {url}: {} windows acknowledged; NOT acknowledged: {} unsent or unconfirmed at exit, {} dropped (buffer full); {} series left out (larger than the exporter's frame limit)",
+            r.acknowledged, r.unacknowledged, r.dropped, r.series_dropped
         )
     };
     Delivery { line, complete }
+}
+
+/// The test id and generator id are written as tags wherever the windows
+/// go: refused here if a database could not store them unchanged.
+fn check_names(output: &OutputArgs) -> Result<(), String> {
+    let named = [("--test-id", &output.test_id), ("--generator-id", &output.generator_id)];
+    for (flag, value) in named {
+        if let Some(v) = value {
+            volley_exporter::sink::influx::line::storable(v).map_err(|e| format!("{flag} {v:?}: {e}"))?;
+        }
+    }
+    Ok(())
 }
 
 fn parse_outs(raw: &[String]) -> Result<Vec<OutSpec>, String> {

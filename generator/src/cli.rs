@@ -221,6 +221,10 @@ pub struct OutputArgs {
     /// database add up instead of overwriting each other.
     #[arg(long, env = "VOLLEY_GENERATOR_ID", value_name = "NAME")]
     pub generator_id: Option<String>,
+    /// Moves this process's clock (`-30s`, `2m`): for tests of fleets whose
+    /// clocks disagree.
+    #[arg(long, hide = true, allow_hyphen_values = true, value_parser = skew_arg, value_name = "DURATION")]
+    pub clock_skew: Option<i64>,
     /// VU threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -288,6 +292,12 @@ pub struct DemoArgs {
 
 fn duration_arg(s: &str) -> Result<Duration, String> {
     parse_duration(s)
+}
+
+/// A signed duration in milliseconds (`-30s`).
+fn skew_arg(s: &str) -> Result<i64, String> {
+    let (sign, rest) = s.strip_prefix('-').map_or((1, s), |r| (-1, r));
+    Ok(sign * i64::try_from(parse_duration(rest)?.as_millis()).map_err(|_| format!("{s:?} is too long"))?)
 }
 
 fn at_least_one(s: &str) -> Result<usize, String> {

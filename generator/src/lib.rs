@@ -12,6 +12,7 @@
 //! - [`threshold`]: k6 threshold expressions, evaluated on merged totals.
 //! - [`summary`]: the text summary and k6's summary-export JSON.
 //! - [`stream`]: streaming mode, windows to a `volley-exporter`.
+//! - [`clock`]: the wall clock that stamps windows (the exporter's, with one).
 //! - [`start`]: `--wait-for`, the synchronized start (through the exporter or Redis).
 //! - [`console`], [`progress`]: terminal output while a test runs.
 //! - [`preset`]: `volley ws-ping` / `volley im-e2e`, the IM presets.
@@ -24,6 +25,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod console;
 pub mod control;

@@ -27,6 +27,10 @@ use volley_window::threshold::{Outcome, SetSpec};
 use volley_window::wire::{self, Hello, ToExporter, ToGenerator};
 use volley_window::WindowReport;
 
+/// How long a quiet connection waits before a WebSocket ping (well inside
+/// the exporter's idle timeout).
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
 /// Where and how to stream.
 #[derive(Clone, Debug)]
 pub struct StreamConfig {
@@ -69,6 +73,9 @@ pub struct StreamReport {
     pub dropped: u64,
     /// Successful connections (more than one means reconnects).
     pub connections: u64,
+    /// Series left out of windows because one alone exceeds the exporter's
+    /// frame limit.
+    pub series_dropped: u64,
 }
 
 #[derive(Default)]
@@ -90,6 +97,11 @@ struct Shared {
     verdict: Mutex<Option<FleetVerdict>>,
     /// Applies the exporter's fleet control commands.
     control: std::sync::OnceLock<ControlHandler>,
+    /// The offset from this process's clock to the exporter's, measured at
+    /// the first welcome (see [`crate::clock`]).
+    clock_offset: tokio::sync::watch::Sender<Option<i64>>,
+    /// The exporter's frame limit, from its welcome.
+    max_frame: std::sync::atomic::AtomicUsize,
     log: Arc<dyn Fn(String) + Send + Sync>,
 }
 
@@ -137,6 +149,8 @@ impl Streamer {
             abort: tokio::sync::watch::channel(None).0,
             verdict: Mutex::new(None),
             control: std::sync::OnceLock::new(),
+            clock_offset: tokio::sync::watch::channel(None).0,
+            max_frame: std::sync::atomic::AtomicUsize::new(wire::DEFAULT_MAX_FRAME),
             log,
         });
         let task = tokio::spawn(run(shared.clone()));
@@ -171,6 +185,24 @@ impl Streamer {
                 return std::future::pending().await;
             }
         }
+    }
+
+    /// The offset from this process's clock to the exporter's, once the
+    /// first welcome came; waits for it at most `wait` (`None`: the exporter
+    /// was not reached, windows keep this machine's clock).
+    pub async fn clock_offset(&self, wait: Duration) -> Option<i64> {
+        let mut rx = self.shared.clock_offset.subscribe();
+        let known = async {
+            loop {
+                if let Some(o) = *rx.borrow_and_update() {
+                    return Some(o);
+                }
+                if rx.changed().await.is_err() {
+                    return None;
+                }
+            }
+        };
+        tokio::time::timeout(wait, known).await.ok().flatten()
     }
 
     /// Lets the exporter's fleet control commands reach this run.
@@ -312,13 +344,56 @@ async fn send(ws: &mut Ws, msg: &ToExporter) -> Result<(), String> {
     ws.send(Message::Binary(wire::encode(msg).into())).await.map_err(|e| format!("connection lost: {e}"))
 }
 
+/// Records what the exporter's welcome says: its clock (the offset is
+/// fixed by the first welcome, so windows keep one clock for the whole run;
+/// a later one that disagrees by more than a second is only reported) and
+/// its frame limit.
+fn welcomed(shared: &Shared, sent_at: i64, clock_unix_ms: u64, max_frame_bytes: u64) {
+    let offset = crate::clock::offset(sent_at, clock_unix_ms, crate::clock::unix_now_ms());
+    let first = shared.clock_offset.send_if_modified(|o| o.is_none() && o.replace(offset).is_none());
+    let used = shared.clock_offset.borrow().unwrap_or(offset);
+    if !first && (offset - used).abs() > 1000 {
+        (shared.log)(format!(
+            "exporter {}: its clock now differs from the one windows are stamped on by {} ms; windows keep the clock of the test's start so they stay aligned",
+            shared.cfg.url,
+            offset - used
+        ));
+    }
+    let limit =
+        usize::try_from(max_frame_bytes).unwrap_or(usize::MAX).clamp(wire::MIN_MAX_FRAME, wire::DEFAULT_MAX_FRAME);
+    shared.max_frame.store(limit, Ordering::Relaxed);
+}
+
+/// Sends one window in frames the exporter accepts: whole, or in parts.
+async fn send_window(shared: &Shared, ws: &mut Ws, w: &WindowReport) -> Result<(), String> {
+    let (frames, dropped) = volley_window::parts::frames(w, shared.max_frame.load(Ordering::Relaxed));
+    if dropped > 0 {
+        let total = {
+            let mut b = shared.buf.lock();
+            b.report.series_dropped += dropped as u64;
+            b.report.series_dropped
+        };
+        (shared.log)(format!(
+            "window {}: {dropped} series are each larger than the exporter's frame limit and were left out ({total} so far); raise the exporter's --max-frame-bytes",
+            w.seq
+        ));
+    }
+    for f in frames {
+        ws.send(Message::Binary(f.into())).await.map_err(|e| format!("connection lost: {e}"))?;
+    }
+    Ok(())
+}
+
 async fn session(shared: &Shared, mut ws: Ws) -> SessionEnd {
+    let sent_at = crate::clock::unix_now_ms();
     if let Err(e) = send(&mut ws, &ToExporter::Hello(shared.hello.clone())).await {
         return SessionEnd::Lost(e);
     }
     match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
         Ok(Some(Ok(Message::Binary(b)))) => match wire::decode::<ToGenerator>(&b, wire::DEFAULT_MAX_FRAME) {
-            Ok(ToGenerator::Welcome { .. }) => {}
+            Ok(ToGenerator::Welcome { clock_unix_ms, max_frame_bytes, .. }) => {
+                welcomed(shared, sent_at, clock_unix_ms, max_frame_bytes);
+            }
             Ok(other) => return SessionEnd::Lost(format!("expected a welcome, got {other:?}")),
             Err(e) => return SessionEnd::Lost(format!("bad answer from the exporter: {e}")),
         },
@@ -353,7 +428,7 @@ async fn session(shared: &Shared, mut ws: Ws) -> SessionEnd {
         };
         for w in pending {
             let seq = w.seq;
-            if let Err(e) = send(&mut ws, &ToExporter::Window(w)).await {
+            if let Err(e) = send_window(shared, &mut ws, &w).await {
                 return SessionEnd::Lost(e);
             }
             sent_upto = Some(seq);
@@ -374,6 +449,13 @@ async fn session(shared: &Shared, mut ws: Ws) -> SessionEnd {
         tokio::select! {
             _ = shared.new_window.notified() => {}
             _ = shared.closing_now.notified(), if !closing => {}
+            // Quiet (waiting at a barrier, long windows): show the exporter
+            // the connection is alive before its idle timeout.
+            _ = tokio::time::sleep(KEEPALIVE) => {
+                if let Err(e) = ws.send(Message::Ping(Vec::new().into())).await {
+                    return SessionEnd::Lost(format!("connection lost: {e}"));
+                }
+            }
             msg = ws.next() => match msg {
                 Some(Ok(Message::Binary(b))) => match wire::decode::<ToGenerator>(&b, wire::DEFAULT_MAX_FRAME) {
                     Ok(ToGenerator::Ack { seqs }) => {

@@ -17,7 +17,8 @@
 //! - [`report`]: the window report and the per-generator health record.
 //! - [`threshold`]: k6 thresholds, judged on merged aggregates (by a
 //!   generator on its own run, by the exporter on a fleet's).
-//! - [`wire`]: the generator ↔ exporter protocol frames.
+//! - [`wire`]: the generator ↔ exporter protocol frames; [`parts`]: windows
+//!   split over several frames and joined again.
 //! - [`control`]: live control of a running test (pause, resume, scale,
 //!   stop) and its status.
 //! - [`duration`]: k6 duration strings, read the same way by every binary.
@@ -28,6 +29,7 @@ pub mod aggregate;
 pub mod allocator;
 pub mod control;
 pub mod duration;
+pub mod parts;
 pub mod report;
 pub mod retry;
 pub mod series;

@@ -34,9 +34,12 @@ use serde::{Deserialize, Serialize};
 /// The first bytes of every frame.
 pub const MAGIC: [u8; 3] = *b"VLY";
 /// The protocol version this build speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Default largest frame a receiver accepts (a window report of ~10k series).
 pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
+/// Most parts one window may be split into.
+pub const MAX_PARTS: u32 = 1024;
+
 /// Smallest frame limit a receiver may be configured with: a hello and a
 /// window of a few dozen series must fit.
 pub const MIN_MAX_FRAME: usize = 4096;
@@ -57,6 +60,18 @@ pub enum ToExporter {
     Hello(Hello),
     /// A closed window.
     Window(WindowReport),
+    /// Part `part` (from 0) of `parts` of a closed window too large for one
+    /// frame of the exporter's announced limit: each part carries some of
+    /// the window's series and the same sequence number, start, length and
+    /// health; the exporter joins them, in order, into one report.
+    WindowPart {
+        /// The part's report.
+        report: WindowReport,
+        /// Its index.
+        part: u32,
+        /// How many parts the window has (at most [`MAX_PARTS`]).
+        parts: u32,
+    },
     /// The run is over: no windows after `last_seq`.
     Goodbye {
         /// The last sequence number sent (`None` if no window was).
@@ -108,6 +123,13 @@ pub enum ToGenerator {
     Welcome {
         /// The exporter's name and version.
         exporter: String,
+        /// The exporter's clock (ms since the Unix epoch) when it sent this:
+        /// generators stamp their windows on it, so that windows of machines
+        /// whose clocks disagree still line up.
+        clock_unix_ms: u64,
+        /// The largest frame the exporter accepts: a generator splits a
+        /// larger window into [`ToExporter::WindowPart`]s.
+        max_frame_bytes: u64,
     },
     /// These windows are stored for good (written or spooled): forget them.
     Ack {

@@ -51,6 +51,9 @@ pub struct RunOptions {
     /// Live control (the control API, the exporter's fleet commands); a
     /// run without one builds its own, which nobody commands.
     pub live: Option<Arc<crate::control::Live>>,
+    /// Added to this process's clock to stamp windows: the offset to the
+    /// exporter's clock (see [`crate::clock`]), 0 without one.
+    pub clock_offset_ms: i64,
 }
 
 /// A consumer of closed windows. It runs on the window clock's task, so it
@@ -75,6 +78,7 @@ impl Default for RunOptions {
             on_window: None,
             fleet_thresholds: false,
             live: None,
+            clock_offset_ms: 0,
         }
     }
 }
@@ -257,7 +261,8 @@ pub async fn run(
     let runs: Vec<Arc<ScenarioRun>> = scenarios.iter().map(|(r, _)| r.clone()).collect();
     live.attach(scenarios.iter().map(|(r, s)| (r.clone(), s.executor.executor().kind())).collect());
 
-    let mut clock = WindowClock::new(opts.window, opts.generator_id.clone(), opts.test_id.clone());
+    let mut clock =
+        WindowClock::new(opts.window, opts.generator_id.clone(), opts.test_id.clone(), opts.clock_offset_ms);
     let t0 = clock.t0;
     let totals = Arc::new(Mutex::new(RunTotals::default()));
     let aborted: Arc<Mutex<Option<Abort>>> = Arc::new(Mutex::new(None));

@@ -9,7 +9,7 @@
 
 use super::health;
 use crate::metrics::Metrics;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use volley_window::{Aggregate, HealthRecord, SeriesWindow, WindowReport};
 
 /// Numbers windows and stamps them with wall-clock starts.
@@ -31,10 +31,11 @@ pub struct WindowClock {
 }
 
 impl WindowClock {
-    /// A clock starting now.
-    pub fn new(len: Duration, generator: String, test_id: String) -> Self {
+    /// A clock starting now, reading this process's clock moved by
+    /// `offset_ms` (to the exporter's, see [`crate::clock`]).
+    pub fn new(len: Duration, generator: String, test_id: String, offset_ms: i64) -> Self {
         let t0 = Instant::now();
-        let now_unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let now_unix_ms = u64::try_from(crate::clock::unix_now_ms().saturating_add(offset_ms)).unwrap_or(0);
         let len_ms = (len.as_millis() as u64).max(1);
         let aligned_unix_ms = now_unix_ms - now_unix_ms % len_ms;
         let phase = Duration::from_millis(now_unix_ms - aligned_unix_ms);
