@@ -290,6 +290,13 @@ fn hostile_flags_and_files_are_clear_errors() {
         &[],
         "options.scenarios.default: 1000000000 VUs need an estimated 1907.3 GiB of memory",
     );
+    rejects(
+        "s.yaml",
+        &format!("options:\n  tags: {{team: \"core\\\\\"}}\n  scenarios:\n    s: {{executor: shared-iterations, iterations: 1}}\n{FLOWS}"),
+        &[],
+        "options.tags.team: the tag value \"core\\\\\" cannot be stored unchanged by a metric store: it has a backslash before",
+    );
+    rejects("s.yaml", &doc, &["--test-id", "run\n2"], "--test-id \"run\\n2\": contains the control character");
     let out = Command::new(binary("volley-exporter")).args(["--max-frame-bytes", "0"]).output().unwrap();
     assert_eq!(out.status.code(), Some(104), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("0 bytes is too small for a frame"), "{}", describe(&out));

@@ -241,3 +241,64 @@ fn two_segmented_generators_writing_directly_add_up() {
     let generators = db.query("SHOW TAG VALUES FROM \"http_reqs\" WITH KEY = \"generator\"");
     assert_eq!(generators["results"][0]["series"][0]["values"].as_array().map(Vec::len), Some(2), "{generators}");
 }
+
+/// An InfluxDB that refuses every write (401: the password the run was
+/// given is not set yet, as during a credential rotation) for the first
+/// seconds of a run, then accepts them: the windows written meanwhile are
+/// retried, nothing is acknowledged before it is stored, and InfluxDB ends
+/// with exactly the run's totals.
+#[test]
+fn an_influxdb_refusing_writes_with_401_at_first_loses_nothing() {
+    let mut db = Influxd::start_with_auth("admin", "old-pw");
+    let dir = Scratch::new("auth-late");
+    let doc = json!({
+        "options": {"scenarios": {"s": {"executor": "constant-arrival-rate", "rate": 50, "timeUnit": "1s",
+                                        "duration": "8s", "preAllocatedVUs": 5, "maxVUs": 5}}},
+        "flows": {"default": {"type": "noop"}}
+    });
+    let file = dir.write("s.json", &doc.to_string());
+    let host = db.url.trim_start_matches("http://").to_string();
+    let out = format!("influxdb=http://admin:late-pw@{host}/volley");
+    let mut child = spawn_run(&dir, "g", &file, &["--out", &out, "--test-id", "auth-late"], &[]);
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let refused_so_far = log_of(&dir, "g");
+    db.set_password("admin", "late-pw");
+    let status = child.wait().unwrap();
+    let log = log_of(&dir, "g");
+    assert!(refused_so_far.contains("HTTP 401"), "the first writes were refused: {log}");
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("writing again") && !log.contains("NOT STORED"), "{log}");
+    let s = read_json(&dir.path("g-summary.json"));
+    assert_eq!(export_count(&s, "iterations"), 401);
+    let t = "\"testid\" = 'auth-late'";
+    assert_eq!(db.scalar(&format!("SELECT sum(\"count\") FROM \"iterations\" WHERE {t}")) as u64, 401, "{log}");
+}
+
+/// One poison line: a field InfluxDB already holds as a string (`vus_max`'s
+/// `value`) makes it answer 400. The batch is split until that point is
+/// isolated; everything else is stored, the refused points are counted and
+/// shown with an example line, and the run exits 112.
+#[test]
+fn a_point_influxdb_refuses_is_isolated_counted_and_the_rest_stored() {
+    let db = Influxd::start();
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    let (code, body) = db.write_lines(&format!("vus_max,testid=poison value=\"not a number\" {now_ms}\n"));
+    assert_eq!(code, 204, "{body}");
+    let doc = json!({
+        "options": {"scenarios": {"s": {"executor": "constant-arrival-rate", "rate": 50, "timeUnit": "1s",
+                                        "duration": "3s", "preAllocatedVUs": 5, "maxVUs": 5}}},
+        "flows": {"default": {"type": "noop"}}
+    });
+    let out = format!("influxdb={}/volley", db.url);
+    let (run, s) = run_scenario(&doc, &["--out", &out, "--test-id", "poison", "--out-flush-timeout", "10s"]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(112), "{}", describe(&run));
+    assert!(stderr.contains("refused as bad data") && stderr.contains("vus_max"), "{stderr}");
+    assert!(stderr.contains("NOT STORED"), "{stderr}");
+    let t = "\"testid\" = 'poison'";
+    assert_eq!(
+        db.scalar(&format!("SELECT sum(\"count\") FROM \"iterations\" WHERE {t}")) as u64,
+        export_count(&s, "iterations"),
+        "everything but the poison is stored: {stderr}"
+    );
+}

@@ -65,6 +65,15 @@ impl Influxd {
         Self::start_with(Some((user, password)))
     }
 
+    /// Changes `user`'s password (a rotated credential): requests signed
+    /// with the old one are refused (401) from now on.
+    pub fn set_password(&mut self, user: &str, password: &str) {
+        let q = format!("q=SET PASSWORD FOR \"{user}\" = '{password}'");
+        let (code, body) = self.curl(&["-XPOST", &format!("{}/query", self.url), "--data-urlencode", &q]);
+        assert_eq!(code, 200, "set password: {body}");
+        self.auth = Some(format!("{user}:{password}"));
+    }
+
     fn start_with(auth: Option<(&str, &str)>) -> Influxd {
         let dir = Scratch::new("influxd");
         let (http, rpc) = (closed_port(), closed_port());

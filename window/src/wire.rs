@@ -265,7 +265,7 @@ mod tests {
     #[test]
     fn a_window_round_trips_and_stays_compact() {
         let frame = encode(&ToExporter::Window(report()));
-        assert_eq!(&frame[..4], b"VLY\x01");
+        assert_eq!(&frame[..4], b"VLY\x02");
         assert!(frame.len() < 2048, "a 1000-sample trend and a counter take {} bytes", frame.len());
         let ToExporter::Window(back) = decode(&frame, DEFAULT_MAX_FRAME).unwrap() else { panic!() };
         let Aggregate::Trend(sk) = &back.series[0].value else { panic!() };
@@ -295,7 +295,7 @@ mod tests {
     #[test]
     fn a_forged_length_cannot_allocate_beyond_the_limit() {
         // Variant 1 (Window), then a string length claiming 2^60 bytes.
-        let mut frame = b"VLY\x01".to_vec();
+        let mut frame = b"VLY\x02".to_vec();
         frame.push(1);
         frame.push(0xfd);
         frame.extend_from_slice(&(1u64 << 60).to_le_bytes());
@@ -306,7 +306,7 @@ mod tests {
     fn random_bytes_never_panic() {
         let mut x: u64 = 0x9e3779b97f4a7c15;
         for len in 0..2000 {
-            let mut frame = b"VLY\x01".to_vec();
+            let mut frame = b"VLY\x02".to_vec();
             for _ in 0..(len % 300) {
                 x ^= x << 13;
                 x ^= x >> 7;

@@ -72,6 +72,20 @@ impl Check {
                 });
             }
         }
+        for c in &checks {
+            // The name is a tag wherever the windows are written.
+            if let Err(e) = volley_exporter::sink::influx::line::storable(&c.name) {
+                let field = match c.kind {
+                    CheckKind::Status(_) => "status",
+                    CheckKind::BodyContains(_) => "bodyContains",
+                    CheckKind::Json { .. } => "json",
+                };
+                obj.error(
+                    field,
+                    format!("makes the check name {:?}, which a metric store cannot keep unchanged: it {e}", c.name),
+                );
+            }
+        }
         obj.finish_with(FIELDS);
         checks
     }
