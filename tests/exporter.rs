@@ -584,3 +584,28 @@ fn a_window_larger_than_the_exporters_frame_limit_arrives_in_parts() {
     let n = urls["results"][0]["series"][0]["values"].as_array().map_or(0, Vec::len);
     assert_eq!(n, 40, "a series per URL: {urls}");
 }
+
+/// The exporter's caps: a hello for one test more than `--max-tests`, and a
+/// connection beyond `--max-connections`, are refused and counted; the
+/// generators already connected are served.
+#[test]
+fn tests_and_connections_beyond_the_caps_are_refused_and_counted() {
+    let mut exp = Exporter::start(TOKEN, &["--max-tests", "1", "--max-connections", "2"]);
+    let addr = exp.addr();
+    let mut first = connect(&addr, Some(TOKEN)).unwrap();
+    send(&mut first, &hello("g1", "held"));
+    assert!(matches!(receive(&mut first), ToGenerator::Welcome { .. }));
+    let mut other = connect(&addr, Some(TOKEN)).unwrap();
+    send(&mut other, &hello("g2", "one-too-many"));
+    assert_eq!(closed_by_exporter(&mut other), "this exporter already holds 1 tests (--max-tests)");
+    // Two connections open (one idle): a third is closed before its handshake.
+    let _idle = std::net::TcpStream::connect(&addr).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(connect(&addr, Some(TOKEN)).is_err(), "a connection beyond --max-connections");
+    // The held test is still served.
+    send(&mut first, &ToExporter::Window(window("g1", "held", 0, 1_700_000_000_000, &[1.0])));
+    send(&mut first, &ToExporter::Goodbye { last_seq: Some(0) });
+    assert_eq!(receive(&mut first), ToGenerator::Ack { seqs: vec![0] });
+    let log = exp.stop();
+    assert_eq!(Exporter::counter(&log, "over_limit"), 2, "{log}");
+}

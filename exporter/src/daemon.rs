@@ -47,6 +47,15 @@ pub struct Args {
     /// Largest frame accepted from a generator, in bytes.
     #[arg(long, default_value_t = volley_window::wire::DEFAULT_MAX_FRAME, value_parser = volley_window::wire::parse_frame_limit)]
     pub max_frame_bytes: usize,
+    /// Generator connections open at once (more are closed and counted).
+    #[arg(long, default_value_t = 20_000)]
+    pub max_connections: usize,
+    /// Tests held at once (a hello for one more is refused and counted).
+    #[arg(long, default_value_t = 100)]
+    pub max_tests: usize,
+    /// Series per merged window of one test (more are left out and counted).
+    #[arg(long, default_value_t = crate::merge::DEFAULT_MAX_SERIES)]
+    pub max_series: usize,
     /// PEM certificate chain: serve `wss://` instead of `ws://`.
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -168,7 +177,12 @@ async fn serve(
         }
     };
     let cfg = PipelineConfig {
-        merge: MergeConfig { grace: args.grace, late_horizon: args.late_horizon, ..MergeConfig::default() },
+        merge: MergeConfig {
+            grace: args.grace,
+            late_horizon: args.late_horizon,
+            max_series: args.max_series,
+            ..MergeConfig::default()
+        },
         spool: args.spool_dir.clone().map(|dir| SpoolConfig { dir, max_bytes: args.spool_max_bytes }),
         report_tests: Some(args.report_tests),
         // Generators wait (their windows stay unacknowledged) rather than
@@ -197,7 +211,11 @@ async fn serve(
     let ingest = Ingest::new(
         pipeline.clone(),
         token,
-        args.max_frame_bytes,
+        crate::ingest::Limits {
+            max_frame: args.max_frame_bytes,
+            max_connections: args.max_connections,
+            max_tests: args.max_tests,
+        },
         tls.clone(),
         args.late_horizon,
         Arc::new(|m: String| log(&m)),
@@ -329,8 +347,8 @@ fn status_line(ingest: &Ingest, pipeline: &Pipeline) -> String {
         .collect::<Vec<_>>()
         .join(" ");
     format!(
-        "{i} merged={} late={} duplicates={} too_late={} off_clock={} flushes={} {sinks}",
-        m.merged, m.late, m.duplicates, m.too_late, m.off_clock, m.flushes
+        "{i} merged={} late={} duplicates={} too_late={} off_clock={} series_dropped={} flushes={} {sinks}",
+        m.merged, m.late, m.duplicates, m.too_late, m.off_clock, m.series_dropped, m.flushes
     )
 }
 

@@ -96,7 +96,7 @@ impl Health {
             })
             .collect();
         format!(
-            "{{\"ready\":{},\"http\":{{\"over_limit\":{},\"accept_errors\":{}}},\"ingest\":{{{}}},\"merge\":{{\"received\":{},\"merged\":{},\"late\":{},\"duplicates\":{},\"too_late\":{},\"off_clock\":{},\"conflicts\":{},\"flushes\":{}}},\"outputs\":[{}],\"barriers\":[{}],\"thresholds\":{}}}",
+            "{{\"ready\":{},\"http\":{{\"over_limit\":{},\"accept_errors\":{}}},\"ingest\":{{{}}},\"merge\":{{\"received\":{},\"merged\":{},\"late\":{},\"duplicates\":{},\"too_late\":{},\"off_clock\":{},\"series_dropped\":{},\"conflicts\":{},\"flushes\":{}}},\"outputs\":[{}],\"barriers\":[{}],\"thresholds\":{}}}",
             self.ready.load(Ordering::Relaxed),
             self.http.over_limit.load(Ordering::Relaxed),
             self.http.accept_errors.load(Ordering::Relaxed),
@@ -107,6 +107,7 @@ impl Health {
             m.duplicates,
             m.too_late,
             m.off_clock,
+            m.series_dropped,
             m.conflicts,
             m.flushes,
             outputs.join(","),

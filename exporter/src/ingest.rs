@@ -60,6 +60,9 @@ pub struct IngestStats {
     pub windows: AtomicU64,
     /// Window parts received (windows larger than one frame).
     pub parts: AtomicU64,
+    /// Connections closed at once, or hellos refused, because a limit
+    /// (connections, tests) was reached.
+    pub over_limit: AtomicU64,
     /// Acknowledgements that could not be queued.
     pub acks_dropped: AtomicU64,
     /// Generators that disconnected without a goodbye and did not come back
@@ -69,7 +72,7 @@ pub struct IngestStats {
 
 impl IngestStats {
     /// A plain snapshot, for logs and tests.
-    pub fn snapshot(&self) -> [(&'static str, u64); 8] {
+    pub fn snapshot(&self) -> [(&'static str, u64); 9] {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         [
             ("connections", g(&self.connections)),
@@ -78,6 +81,7 @@ impl IngestStats {
             ("rejected", g(&self.rejected)),
             ("windows", g(&self.windows)),
             ("parts", g(&self.parts)),
+            ("over_limit", g(&self.over_limit)),
             ("acks_dropped", g(&self.acks_dropped)),
             ("lost", g(&self.lost)),
         ]
@@ -86,11 +90,31 @@ impl IngestStats {
 
 type ConnKey = (String, String);
 
+/// Bounds on what generators may make the exporter hold.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest frame accepted (announced in the welcome).
+    pub max_frame: usize,
+    /// Connections open at once; more are closed at once and counted.
+    pub max_connections: usize,
+    /// Tests with generators connected at once; a hello for one more is
+    /// refused and counted.
+    pub max_tests: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_frame: wire::DEFAULT_MAX_FRAME, max_connections: 20_000, max_tests: 100 }
+    }
+}
+
 /// The ingest server state.
 pub struct Ingest {
     pipeline: Arc<Pipeline>,
     token: Secret,
     max_frame: usize,
+    max_tests: usize,
+    open: Arc<tokio::sync::Semaphore>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     conns: Mutex<HashMap<ConnKey, (u64, mpsc::Sender<ToGenerator>)>>,
     /// The last connection of each generator that has not said goodbye, for
@@ -117,7 +141,7 @@ impl Ingest {
     pub fn new(
         pipeline: Arc<Pipeline>,
         token: Secret,
-        max_frame: usize,
+        limits: Limits,
         tls: Option<tokio_rustls::TlsAcceptor>,
         lost_after: Duration,
         log: Arc<dyn Fn(String) + Send + Sync>,
@@ -134,7 +158,9 @@ impl Ingest {
             Self {
                 pipeline,
                 token,
-                max_frame,
+                max_frame: limits.max_frame,
+                max_tests: limits.max_tests,
+                open: Arc::new(tokio::sync::Semaphore::new(limits.max_connections)),
                 tls,
                 conns: Mutex::new(HashMap::new()),
                 last_conn: Mutex::new(HashMap::new()),
@@ -189,8 +215,17 @@ impl Ingest {
                 accepted = listener.accept() => match accepted {
                     Ok((tcp, _)) => {
                         self.stats.connections.fetch_add(1, Ordering::Relaxed);
+                        let Ok(permit) = self.open.clone().try_acquire_owned() else {
+                            self.stats.over_limit.fetch_add(1, Ordering::Relaxed);
+                            continue; // dropped: closed at once
+                        };
                         let _ = tcp.set_nodelay(true);
-                        tokio::spawn(self.clone().connection(tcp, shutdown.clone()));
+                        let me = self.clone();
+                        let shutdown = shutdown.clone();
+                        tokio::spawn(async move {
+                            me.connection(tcp, shutdown).await;
+                            drop(permit);
+                        });
                     }
                     Err(e) => {
                         (self.log)(format!("accept failed: {e}"));
@@ -324,6 +359,12 @@ impl Ingest {
         let Hello { generator, test_id, .. } = hello;
         if let Err(why) = check_ids(&generator, &test_id) {
             self.close(ws, peer, CloseCode::Protocol, &why).await;
+            return None;
+        }
+        if !self.pipeline.has_test(&test_id) && self.pipeline.tests() >= self.max_tests {
+            self.stats.over_limit.fetch_add(1, Ordering::Relaxed);
+            let why = format!("this exporter already holds {} tests (--max-tests)", self.max_tests);
+            self.close(ws, peer, CloseCode::Again, &why).await;
             return None;
         }
         self.stats.sessions.fetch_add(1, Ordering::Relaxed);

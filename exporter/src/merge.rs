@@ -53,11 +53,23 @@ pub struct MergeConfig {
     pub late_horizon: Duration,
     /// Open windows per test beyond which the oldest are forced final.
     pub max_open_windows: usize,
+    /// Series per merged window; a report's series beyond it are left out
+    /// and counted (`series_dropped`).
+    pub max_series: usize,
 }
+
+/// Default [`MergeConfig::max_series`]: ten times a generator's default
+/// series cap over the built-in metrics, far above any honest fleet.
+pub const DEFAULT_MAX_SERIES: usize = 100_000;
 
 impl Default for MergeConfig {
     fn default() -> Self {
-        Self { grace: Duration::from_secs(5), late_horizon: Duration::from_secs(10), max_open_windows: 600 }
+        Self {
+            grace: Duration::from_secs(5),
+            late_horizon: Duration::from_secs(10),
+            max_open_windows: 600,
+            max_series: DEFAULT_MAX_SERIES,
+        }
     }
 }
 
@@ -170,6 +182,8 @@ pub struct MergeStats {
     pub forced: u64,
     /// Reports refused for a start too far ahead of the exporter's clock.
     pub off_clock: u64,
+    /// Series left out because a window reached `max_series`.
+    pub series_dropped: u64,
 }
 
 /// The merge state of all tests.
@@ -267,6 +281,16 @@ impl Merger {
         &self.stats
     }
 
+    /// Whether `test_id` is held.
+    pub fn has_test(&self, test_id: &str) -> bool {
+        self.tests.contains_key(test_id)
+    }
+
+    /// Tests held (generators or windows).
+    pub fn tests(&self) -> usize {
+        self.tests.len()
+    }
+
     /// Expects windows from `generator` in `test_id` from now on.
     pub fn register(&mut self, test_id: &str, generator: &str, now: Instant) {
         let test = self.tests.entry(test_id.to_string()).or_default();
@@ -343,6 +367,7 @@ impl Merger {
         w.len_ms = w.len_ms.max(report.len_ms);
         let mut outcome = if w.flushed { Ingest::Late } else { Ingest::Merged };
         for s in report.series {
+            let full = w.series.len() >= self.cfg.max_series;
             match w.series.get_mut(&s.key) {
                 Some(have) => {
                     if have.value.merge(&s.value).is_err() {
@@ -350,6 +375,7 @@ impl Merger {
                         outcome = Ingest::Conflict;
                     }
                 }
+                None if full => self.stats.series_dropped += 1,
                 None => {
                     w.series.insert(s.key.clone(), s);
                 }
@@ -622,6 +648,19 @@ mod tests {
         let ev = m.poll(t1);
         assert_eq!(count(flushes(&ev)[0], "iterations"), 15.0, "rewritten whole");
         assert_eq!(stored(&ev), vec![r("fast", 0), r("slow", 0)]);
+    }
+
+    #[test]
+    fn series_beyond_the_cap_are_left_out_and_counted() {
+        let t0 = Instant::now();
+        let mut m = Merger::new(MergeConfig { max_series: 1, ..Default::default() });
+        // Two series (iterations, iteration_duration) per report.
+        m.ingest(report("a", 0, 1000, 10.0, &[1.0]), t0);
+        m.ingest(report("b", 0, 1000, 5.0, &[2.0]), t0);
+        assert_eq!(m.stats().series_dropped, 2);
+        let ev = m.flush_all();
+        let f = flushes(&ev);
+        assert_eq!(f[0].series.len(), 1);
     }
 
     #[test]

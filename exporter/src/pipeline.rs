@@ -255,6 +255,16 @@ impl Pipeline {
         self.observers.read().iter().for_each(|o| o.joined(test_id, generator));
     }
 
+    /// Whether `test_id` is held (it has generators or open windows).
+    pub fn has_test(&self, test_id: &str) -> bool {
+        self.merger.lock().has_test(test_id)
+    }
+
+    /// Tests held.
+    pub fn tests(&self) -> usize {
+        self.merger.lock().tests()
+    }
+
     /// `generator` sends nothing more for `test_id`. After the last one,
     /// the test's windows are written at once, then its run summary.
     pub fn finish_generator(&self, test_id: &str, generator: &str) {

@@ -278,11 +278,11 @@ mod tests {
         let good = encode(&ToExporter::Goodbye { last_seq: Some(3) });
         assert_eq!(decode::<ToExporter>(&good[..2], 1024).unwrap_err(), WireError::Truncated(2));
         assert_eq!(decode::<ToExporter>(b"HTTP/1.1 200", 1024).unwrap_err(), WireError::BadMagic);
-        let mut v2 = good.clone();
-        v2[3] = 2;
+        let mut older = good.clone();
+        older[3] = 1;
         assert_eq!(
-            decode::<ToExporter>(&v2, 1024).unwrap_err().to_string(),
-            "unsupported protocol version 2 (this build speaks 1)"
+            decode::<ToExporter>(&older, 1024).unwrap_err().to_string(),
+            "unsupported protocol version 1 (this build speaks 2)"
         );
         assert_eq!(decode::<ToExporter>(&good, 4).unwrap_err(), WireError::TooLarge { size: good.len(), limit: 4 });
         let window = encode(&ToExporter::Window(report()));
