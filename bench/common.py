@@ -88,7 +88,9 @@ def _children_cpu():
 class Measured:
     """Runs a command and samples its CPU time and RSS twice a second."""
 
-    def __init__(self, cmd, cwd=None, env=None):
+    def __init__(self, cmd, cwd=None, env=None, stderr_path=None):
+        """stderr_path: a file for the process's stderr (for chatty processes,
+        whose pipe would otherwise fill and block them)."""
         self.cmd = cmd
         self.samples = []  # (t, cpu_s, rss_bytes)
         self.cpu_total = None
@@ -96,7 +98,8 @@ class Measured:
         # including the last half second the sampler misses.
         self._children_before = _children_cpu()
         self.start = time.monotonic()
-        self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stderr = open(stderr_path, "w") if stderr_path else subprocess.PIPE
+        self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()

@@ -41,6 +41,17 @@ const ACK_QUEUE: usize = 1024;
 /// A session that sends nothing (not even the ping a quiet generator sends
 /// every 15 s) for this long is closed; its generator reconnects if alive.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Refused connections logged per [`REJECTION_PERIOD`].
+const REJECTIONS_LOGGED: u32 = 20;
+const REJECTION_PERIOD: Duration = Duration::from_secs(10);
+
+/// The rejection log's current period.
+struct Rejections {
+    since: std::time::Instant,
+    logged: u32,
+    suppressed: u64,
+}
+
 /// Longest generator id or test id accepted in a hello.
 const MAX_ID_BYTES: usize = 256;
 
@@ -133,6 +144,7 @@ pub struct Ingest {
     /// Fleet control commands awaiting the generators' answers.
     pub control: FleetControl,
     log: Arc<dyn Fn(String) + Send + Sync>,
+    rejections: Mutex<Rejections>,
 }
 
 impl Ingest {
@@ -166,6 +178,7 @@ impl Ingest {
                 last_conn: Mutex::new(HashMap::new()),
                 next_conn: AtomicU64::new(0),
                 lost_after,
+                rejections: Mutex::new(Rejections { since: std::time::Instant::now(), logged: 0, suppressed: 0 }),
                 stats: IngestStats::default(),
                 barriers: Barriers::default(),
                 thresholds,
@@ -280,7 +293,31 @@ impl Ingest {
 
     fn reject(&self, peer: &str, why: &str) {
         self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-        (self.log)(format!("rejected {peer}: {why}"));
+        self.log_rejection(format!("rejected {peer}: {why}"));
+    }
+
+    /// Logs a refused connection, at most [`REJECTIONS_LOGGED`] per
+    /// [`REJECTION_PERIOD`]: a flood of bad clients is counted in full
+    /// (`rejected`, `auth_failures`) but cannot fill the log.
+    fn log_rejection(&self, line: String) {
+        let mut r = self.rejections.lock();
+        let now = std::time::Instant::now();
+        if now.duration_since(r.since) >= REJECTION_PERIOD {
+            if r.suppressed > 0 {
+                (self.log)(format!(
+                    "{} more refused connections in {} s were not logged (all are counted)",
+                    r.suppressed,
+                    REJECTION_PERIOD.as_secs()
+                ));
+            }
+            *r = Rejections { since: now, logged: 0, suppressed: 0 };
+        }
+        if r.logged < REJECTIONS_LOGGED {
+            r.logged += 1;
+            (self.log)(line);
+        } else {
+            r.suppressed += 1;
+        }
     }
 
     /// Serves one connection. Returns the generator and connection when it
@@ -318,7 +355,7 @@ impl Ingest {
             Ok(Ok(ws)) => ws,
             Ok(Err(WsError::Http(resp))) if resp.status() == 401 => {
                 self.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
-                (self.log)(format!("rejected {peer}: missing or wrong token"));
+                self.log_rejection(format!("rejected {peer}: missing or wrong token"));
                 return None;
             }
             Ok(Err(e)) => {
