@@ -225,6 +225,7 @@ async fn serve(
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let scheme = if tls.is_some() { "wss" } else { "ws" };
     // First line on stdout: scripts and tests read the address from it.
+    let signals = StopSignals::install();
     println!("volley-exporter listening on {scheme}://{addr}");
     for o in &args.out {
         log(&format!("output {}", redact(o)));
@@ -312,7 +313,7 @@ async fn serve(
         })
     };
 
-    wait_signal().await;
+    signals.wait().await;
     health.ready.store(false, std::sync::atomic::Ordering::Relaxed);
     log("stopping: writing what is merged; unfinished windows stay unacknowledged for the next exporter");
     shutdown.cancel();
@@ -378,10 +379,26 @@ fn tls_acceptor(cert: &PathBuf, key: &PathBuf) -> Result<tokio_rustls::TlsAccept
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
-async fn wait_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// SIGINT and SIGTERM, caught from the moment this is created: a signal
+/// that arrives before the daemon waits for it still stops it cleanly.
+struct StopSignals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        Self {
+            int: signal(SignalKind::interrupt()).expect("SIGINT handler"),
+            term: signal(SignalKind::terminate()).expect("SIGTERM handler"),
+        }
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
     }
 }
