@@ -7,8 +7,19 @@ use volley_tests::*;
 fn demo_runs_a_real_test_and_passes_its_thresholds() {
     let dir = Scratch::new("demo");
     let export = dir.path("summary.json");
-    let out = volley(&["demo", "--duration", "5s", "--quiet", "--summary-export", export.to_str().unwrap()]);
+    let report = dir.path("report.html");
+    let out = volley(&[
+        "demo",
+        "--duration",
+        "5s",
+        "--quiet",
+        "--summary-export",
+        export.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(std::fs::read_to_string(&report).unwrap().contains("<html"), "the demo writes its report");
     let stdout = String::from_utf8_lossy(&out.stdout);
     for part in [
         "█ THRESHOLDS",
