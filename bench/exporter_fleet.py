@@ -14,8 +14,7 @@ that InfluxDB holds exactly what was sent.
     python3 bench/exporter_fleet.py --generators 100 --series 50 --windows 60
 
 With `--hostile N`, N more connections send random and corrupted frames,
-truncated frames, text, windows of hundreds of random series and frames
-before the hello for the whole run, reconnecting whenever the exporter
+truncated frames, text and frames before the hello for the whole run, reconnecting whenever the exporter
 closes them (the release-build soak of hostile input):
 
     python3 bench/exporter_fleet.py --generators 5 --windows 300 --hostile 20

@@ -53,7 +53,8 @@ pub struct Args {
     /// Tests held at once (a hello for one more is refused and counted).
     #[arg(long, default_value_t = 100)]
     pub max_tests: usize,
-    /// Series per merged window of one test (more are left out and counted).
+    /// Series one test may hold over its open windows (more are left out
+    /// and counted).
     #[arg(long, default_value_t = crate::merge::DEFAULT_MAX_SERIES)]
     pub max_series: usize,
     /// PEM certificate chain: serve `wss://` instead of `ws://`.

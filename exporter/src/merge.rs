@@ -53,14 +53,17 @@ pub struct MergeConfig {
     pub late_horizon: Duration,
     /// Open windows per test beyond which the oldest are forced final.
     pub max_open_windows: usize,
-    /// Series per merged window; a report's series beyond it are left out
-    /// and counted (`series_dropped`).
+    /// Series one test may hold in memory, over all its open windows; a
+    /// report's new series beyond it are left out and counted
+    /// (`series_dropped`). With `max_open_windows` and the exporter's test
+    /// cap, this bounds the merge's memory whatever generators send.
     pub max_series: usize,
 }
 
-/// Default [`MergeConfig::max_series`]: ten times a generator's default
-/// series cap over the built-in metrics, far above any honest fleet.
-pub const DEFAULT_MAX_SERIES: usize = 100_000;
+/// Default [`MergeConfig::max_series`]: room for a fleet's windows of
+/// 10,000 merged series each while 100 of them are open (a backlog resent
+/// after an exporter restart), about 300 MB at most.
+pub const DEFAULT_MAX_SERIES: usize = 1_000_000;
 
 impl Default for MergeConfig {
     fn default() -> Self {
@@ -204,6 +207,8 @@ struct TestState {
     windows: BTreeMap<u64, WindowState>,
     /// Windows starting before this are evicted.
     horizon: u64,
+    /// Series held in all its open windows (bounded by `max_series`).
+    held_series: usize,
 }
 
 struct GenState {
@@ -367,7 +372,7 @@ impl Merger {
         w.len_ms = w.len_ms.max(report.len_ms);
         let mut outcome = if w.flushed { Ingest::Late } else { Ingest::Merged };
         for s in report.series {
-            let full = w.series.len() >= self.cfg.max_series;
+            let full = test.held_series >= self.cfg.max_series;
             match w.series.get_mut(&s.key) {
                 Some(have) => {
                     if have.value.merge(&s.value).is_err() {
@@ -378,6 +383,7 @@ impl Merger {
                 None if full => self.stats.series_dropped += 1,
                 None => {
                     w.series.insert(s.key.clone(), s);
+                    test.held_series += 1;
                 }
             }
         }
@@ -539,6 +545,7 @@ fn drain(test_id: &str, test: &mut TestState, stats: &mut MergeStats, events: &m
 
 fn evict(test: &mut TestState, test_id: &str, start: u64, mut w: WindowState, events: &mut Vec<Event>) {
     test.horizon = test.horizon.max(start + 1);
+    test.held_series -= w.series.len();
     for r in &w.reports {
         if let Some(gen) = test.generators.get_mut(&r.generator) {
             gen.evicted_seq = Some(gen.evicted_seq.map_or(r.seq, |s| s.max(r.seq)));

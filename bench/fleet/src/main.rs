@@ -7,8 +7,8 @@
 //!
 //! With `--hostile N`, N more connections misbehave for as long as the
 //! honest ones run: random bytes behind a valid header, honest windows with
-//! bytes overwritten, truncated frames, text messages, windows of thousands
-//! of random series, frames before the hello; each reconnects whenever the
+//! bytes overwritten, truncated frames, text messages, frames the exporter
+//! sends (not generators), frames before the hello; each reconnects whenever the
 //! exporter closes it. They use test ids of their own, so the honest test's
 //! totals stay checkable.
 
@@ -142,7 +142,7 @@ impl Rng {
 /// One bad message of a random kind.
 fn garbage(rng: &mut Rng, h: usize, args: &Args) -> Message {
     let header = [&wire::MAGIC[..], &[wire::VERSION]].concat();
-    match rng.below(6) {
+    match rng.below(5) {
         0 => {
             let mut f = header;
             (0..rng.below(4096)).for_each(|_| f.push(rng.next() as u8));
@@ -166,26 +166,6 @@ fn garbage(rng: &mut Rng, h: usize, args: &Args) -> Message {
             Message::Binary(f[..rng.below(f.len() as u64) as usize].to_vec().into())
         }
         3 => Message::Text("{\"hello\": true}".into()),
-        4 => {
-            // Thousands of random series in one valid window.
-            let series = (0..500)
-                .map(|_| SeriesWindow {
-                    key: SeriesKey::new("http_reqs", Tags::from_pairs([("name", format!("r{}", rng.next()))])),
-                    unit: Unit::None,
-                    value: Aggregate::Counter(1.0),
-                })
-                .collect();
-            let w = WindowReport {
-                generator: format!("hostile-{h}"),
-                test_id: format!("hostile-{h}"),
-                seq: rng.below(1 << 20),
-                start_unix_ms: (now_ms() / 1000) * 1000,
-                len_ms: 1000,
-                series,
-                health: HealthRecord::default(),
-            };
-            Message::Binary(wire::encode(&ToExporter::Window(w)).into())
-        }
         _ => Message::Binary(wire::encode(&ToGenerator::Ack { seqs: vec![1, 2, 3] }).into()),
     }
 }

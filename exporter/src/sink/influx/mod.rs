@@ -115,8 +115,28 @@ impl InfluxSink {
         }
         let text = resp.text().await.unwrap_or_default();
         let text = text.trim().chars().take(300).collect::<String>();
-        Err(SinkError::from_status(status.as_u16(), format!("{}: HTTP {status}: {text}", self.name)))
+        let message = format!("{}: HTTP {status}: {text}", self.name);
+        if status == reqwest::StatusCode::BAD_REQUEST {
+            if let Some(dropped) = partial_write_dropped(&text).filter(|d| *d <= lines) {
+                // InfluxDB 1.x stored every other line of the batch.
+                return Ok(WriteOk { points: lines - dropped, bytes, refused: Some((dropped, message)) });
+            }
+        }
+        Err(SinkError::from_status(status.as_u16(), message))
     }
+}
+
+/// The points InfluxDB 1.x says it dropped in a "partial write" answer
+/// (`{"error":"partial write: … dropped=N"}`), which stores every other
+/// point of the batch; `None` for any other answer (then the batch is
+/// halved until the refused lines are found).
+fn partial_write_dropped(answer: &str) -> Option<u64> {
+    if !answer.contains("partial write") {
+        return None;
+    }
+    let after = &answer[answer.rfind("dropped=")? + "dropped=".len()..];
+    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 fn describe(e: &reqwest::Error) -> String {
@@ -183,4 +203,19 @@ pub(crate) fn gzip(data: &[u8]) -> Result<Vec<u8>, SinkError> {
     let mut gz = GzEncoder::new(Vec::with_capacity(data.len() / 4 + 64), Compression::fast());
     gz.write_all(data).map_err(|e| SinkError::bad_data(format!("gzip: {e}")))?;
     gz.finish().map_err(|e| SinkError::bad_data(format!("gzip: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partial_write_dropped;
+
+    #[test]
+    fn a_partial_write_says_how_many_points_were_dropped() {
+        let conflict = r#"{"error":"partial write: field type conflict: input field \"value\" on measurement \"vus_max\" is type float, already exists as type string dropped=3"}"#;
+        assert_eq!(partial_write_dropped(conflict), Some(3));
+        let limit = r#"{"error":"partial write: max-values-per-tag limit exceeded (100025/100000): measurement=\"http_reqs\" tag=\"name\" value=\"r1\" dropped=12"}"#;
+        assert_eq!(partial_write_dropped(limit), Some(12));
+        assert_eq!(partial_write_dropped(r#"{"error":"unable to parse 'x y': invalid field format"}"#), None);
+        assert_eq!(partial_write_dropped("partial write: dropped=many"), None);
+    }
 }
