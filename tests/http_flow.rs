@@ -114,3 +114,67 @@ fn https_targets_verify_certificates_unless_told_not_to() {
     assert!(s["metrics"]["http_req_tls_handshaking"]["max"].as_f64().unwrap() > 0.0, "{s}");
     assert_eq!(server.stats()["by_status"]["200"], 10);
 }
+
+/// A login journey: each iteration logs in as its own user, captures the
+/// token from the JSON answer and the user from a later answer, and uses
+/// them in the next requests; the testbed accepts only valid tokens. A
+/// capture that finds nothing fails its check and ends the iteration
+/// before the request that would need it.
+#[test]
+fn captured_values_feed_the_later_steps_of_the_iteration() {
+    let server = Testbed::http();
+    let base = &server.url;
+    let doc = json!({
+        "options": {"scenarios": {"s": {"executor": "shared-iterations", "vus": 3, "iterations": 30}}},
+        "flows": {
+            "default": {"type": "http", "steps": [
+                {"request": {"method": "POST", "url": format!("{base}/auth/login"),
+                             "body": {"username": "user-{{vu}}-{{iter}}", "password": "x"}},
+                 "capture": {"jwt": {"json": "$.access_token"}, "kind": {"json": "$.token_type"}},
+                 "checks": {"status": 200}},
+                {"request": {"url": format!("{base}/api/items/7"),
+                             "headers": {"Authorization": "{{kind}} {{jwt}}"}},
+                 "capture": {"user": {"regex": "\"user\":\"([^\"]+)\""}},
+                 "checks": {"status": 200}},
+                {"request": {"method": "POST", "url": format!("{base}/echo"), "body": "I am {{user}}"},
+                 "checks": {"bodyContains": "I am user-"}}
+            ]},
+            "missing": {"type": "http", "steps": [
+                {"request": {"url": format!("{base}/json")}, "capture": {"nope": {"json": "$.no.such.field"}}},
+                {"request": {"url": format!("{base}/status/204?never={{nope}}")}}
+            ]}
+        }
+    });
+    let (out, s) = run_scenario(&doc, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let checks = &s["root_group"]["checks"];
+    let counts = [
+        ("status is 200", 60),
+        ("capture jwt", 30),
+        ("capture kind", 30),
+        ("capture user", 30),
+        ("body contains \"I am user-\"", 30),
+    ];
+    for (name, n) in counts {
+        assert_eq!(
+            (checks[name]["passes"].as_u64(), checks[name]["fails"].as_u64()),
+            (Some(n), Some(0)),
+            "{name}: {checks}"
+        );
+    }
+    let stats = server.stats();
+    assert_eq!(stats["auth"]["authorized"], 30, "every API call carried its captured token: {stats}");
+
+    // The flow whose capture finds nothing.
+    let mut doc = doc;
+    doc["options"]["scenarios"]["s"]["exec"] = json!("missing");
+    doc["options"]["scenarios"]["s"]["iterations"] = json!(5);
+    doc["options"]["scenarios"]["s"]["vus"] = json!(1);
+    let before = server.stats()["by_status"]["204"].as_u64().unwrap_or(0);
+    let (out, s) = run_scenario(&doc, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let checks = &s["root_group"]["checks"];
+    assert_eq!(checks["capture nope"]["fails"], 5, "{checks}");
+    assert_eq!(server.stats()["by_status"]["204"].as_u64().unwrap_or(0), before, "the step after it never ran");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("capture nope: nothing found"), "{}", describe(&out));
+}

@@ -3,8 +3,9 @@
 //! Known placeholders: `{{vu}}`, `{{iter}}`, `{{scenario}}`, `{{env.NAME}}`,
 //! the shared token of a token-manager flow (`{{token}}`, or
 //! `{{token.NAME}}` when there are several), plus the variables a flow
-//! declares for its own templates (the IM flows' `{{seq}}`, …, see
-//! [`Template::parse_with`]; a flow variable named `token` takes precedence).
+//! declares for its own templates (the IM flows' `{{seq}}`, …, an http
+//! flow's captures, see [`Template::parse_with`]; a flow variable named
+//! `token` takes precedence).
 //! An unknown placeholder is a configuration error at load time, not an
 //! empty string at run time.
 
@@ -111,11 +112,11 @@ impl Template {
 
     /// Appends the rendering for `ctx` to `out`.
     pub fn render_into(&self, ctx: &IterCtx<'_>, out: &mut String) {
-        self.render_with(ctx, &[], out)
+        self.render_with::<&str>(ctx, &[], out)
     }
 
     /// Appends the rendering for `ctx` and the flow variables' `values` to `out`.
-    pub fn render_with(&self, ctx: &IterCtx<'_>, values: &[&str], out: &mut String) {
+    pub fn render_with<S: AsRef<str>>(&self, ctx: &IterCtx<'_>, values: &[S], out: &mut String) {
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.push_str(t),
@@ -127,7 +128,7 @@ impl Template {
                 }
                 Part::Scenario => out.push_str(ctx.scenario),
                 Part::Env(name) => out.push_str(ctx.env.get(name).map(String::as_str).unwrap_or("")),
-                Part::Var(i) => out.push_str(values.get(*i).copied().unwrap_or("")),
+                Part::Var(i) => out.push_str(values.get(*i).map_or("", AsRef::as_ref)),
                 Part::Token(r) => out.push_str(ctx.tokens.iter().find(|c| c.reference == *r).map_or("", |c| c.value())),
             }
         }

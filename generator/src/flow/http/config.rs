@@ -1,5 +1,6 @@
 //! Parsing of `type: http` flows: steps, requests, checks.
 
+use super::capture::Capture;
 use super::check::Check;
 use crate::config::reader::Obj;
 use crate::flow::template::Template;
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 /// Fields of an http flow.
 pub const FIELDS: &[&str] = &["type", "steps", "sleep", "insecureSkipTLSVerify"];
-const STEP_FIELDS: &[&str] = &["request", "checks", "sleep"];
+const STEP_FIELDS: &[&str] = &["request", "checks", "capture", "sleep"];
 const REQUEST_FIELDS: &[&str] = &["method", "url", "headers", "body", "timeout", "name"];
 
 /// k6's default request timeout.
@@ -41,6 +42,8 @@ pub struct RequestStep {
     pub name: Option<String>,
     /// Checks on the response.
     pub checks: Vec<Check>,
+    /// Values taken from the response for the later steps.
+    pub captures: Vec<Capture>,
     /// Sleep after the request.
     pub sleep: Option<Duration>,
     /// Keep the response body even without a check reading it (the token
@@ -51,7 +54,7 @@ pub struct RequestStep {
 impl RequestStep {
     /// True when a check needs the response body kept.
     pub fn needs_body(&self) -> bool {
-        self.keep_body || self.checks.iter().any(Check::needs_body)
+        self.keep_body || self.checks.iter().any(Check::needs_body) || self.captures.iter().any(Capture::needs_body)
     }
 
     /// Every template of the request: URL, header values, body.
@@ -74,12 +77,15 @@ pub fn parse_steps(obj: &Obj) -> Option<Vec<Step>> {
     }
     let mut steps = Vec::new();
     let mut ok = true;
+    // The flow's variables, in the order steps capture them: a step's
+    // templates may use what the steps before it captured.
+    let mut vars: Vec<String> = Vec::new();
     for (i, item) in list.iter().enumerate() {
         let Some(step) = Obj::new(item, format!("{}[{i}]", obj.path_of("steps")), obj.report) else {
             ok = false;
             continue;
         };
-        match parse_step(&step) {
+        match parse_step(&step, &mut vars) {
             Some(s) => steps.push(s),
             None => ok = false,
         }
@@ -88,11 +94,13 @@ pub fn parse_steps(obj: &Obj) -> Option<Vec<Step>> {
     ok.then_some(steps)
 }
 
-fn parse_step(step: &Obj) -> Option<Step> {
+fn parse_step(step: &Obj, vars: &mut Vec<String>) -> Option<Step> {
     let sleep = step.duration("sleep");
     let Some(request) = step.object("request") else {
-        if step.has("checks") {
-            step.error("checks", "needs a request in the same step");
+        for field in ["checks", "capture"] {
+            if step.has(field) {
+                step.error(field, "needs a request in the same step");
+            }
         }
         return match sleep {
             Some(d) => Some(Step::Sleep(d)),
@@ -109,11 +117,19 @@ fn parse_step(step: &Obj) -> Option<Step> {
         None => Vec::new(),
     };
     let before = step.report.is_clean();
-    let mut r = parse_request(request)?;
+    // The request's own templates cannot use what it captures; the later
+    // steps' can, even when this step has problems (no cascade of errors).
+    let r = parse_request_with(request, vars);
+    let captures = match step.object("capture") {
+        Some(c) => Capture::parse_all(c, vars),
+        None => Vec::new(),
+    };
+    let mut r = r?;
     if !before || !step.report.is_clean() {
         return None;
     }
     r.checks = checks;
+    r.captures = captures;
     r.sleep = sleep;
     Some(Step::Request(Box::new(r)))
 }
@@ -121,6 +137,13 @@ fn parse_step(step: &Obj) -> Option<Step> {
 /// Reads one `request` object (method, url, headers, body, timeout, name);
 /// the step's checks and sleep are added by the caller.
 pub fn parse_request(request: Obj) -> Option<RequestStep> {
+    parse_request_with(request, &[])
+}
+
+/// As [`parse_request`], with the flow variables `vars` known to its
+/// templates.
+fn parse_request_with(request: Obj, vars: &[String]) -> Option<RequestStep> {
+    let template = |obj: &Obj, field: &str, text: &str| template_with(obj, field, text, vars);
     let report = request.report;
     let before = report.is_clean();
     let method = request.string("method").unwrap_or_else(|| "GET".into());
@@ -174,12 +197,29 @@ pub fn parse_request(request: Obj) -> Option<RequestStep> {
         return None;
     }
     let (method, url) = (method?, url?);
-    Some(RequestStep { method, url, headers, body, timeout, name, checks: Vec::new(), sleep: None, keep_body: false })
+    Some(RequestStep {
+        method,
+        url,
+        headers,
+        body,
+        timeout,
+        name,
+        checks: Vec::new(),
+        captures: Vec::new(),
+        sleep: None,
+        keep_body: false,
+    })
 }
 
 /// Compiles `text`, reporting a bad placeholder on `field`.
 pub fn template(obj: &Obj, field: &str, text: &str) -> Option<Template> {
-    match Template::parse(text) {
+    template_with(obj, field, text, &[])
+}
+
+/// As [`template`], with the flow variables `vars`.
+fn template_with(obj: &Obj, field: &str, text: &str, vars: &[String]) -> Option<Template> {
+    let vars: Vec<&str> = vars.iter().map(String::as_str).collect();
+    match Template::parse_with(text, &vars) {
         Ok(t) => Some(t),
         Err(e) => {
             obj.error(field, e);

@@ -3,10 +3,12 @@
 //! # Layout
 //! - [`config`]: steps as written in the scenario file.
 //! - [`check`]: status / body / JSON checks.
+//! - [`capture`]: values taken from a response for the later steps.
 //! - [`client`]: the per-VU hyper connection and TLS.
 //! - this file: one iteration, and the series each request records into
 //!   (resolved once per VU, step and status code, then cached).
 
+pub mod capture;
 pub mod check;
 pub mod client;
 pub mod config;
@@ -37,6 +39,8 @@ pub struct HttpFlow {
     tls: tokio_rustls::TlsConnector,
     /// Shared tokens the templates read.
     tokens: TokenRefs,
+    /// Variables the steps capture (their slots run from 0).
+    vars: usize,
 }
 
 impl std::fmt::Debug for HttpFlow {
@@ -73,8 +77,11 @@ struct VuIo {
     tags: Tags,
     /// Per step: `(status, series)`; a handful of statuses per step at most.
     series: Vec<Vec<(u16, RequestSeries)>>,
-    /// Per step: one `checks` series per check.
+    /// Per step: one `checks` series per check, then one per capture
+    /// (`capture NAME`).
     checks: Vec<Vec<SeriesId>>,
+    /// This iteration's captured values, by slot.
+    vars: Vec<String>,
     data_sent: SeriesId,
     data_received: SeriesId,
 }
@@ -119,6 +126,7 @@ struct Outcome {
     waiting: Duration,
     duration: Duration,
     body: Vec<u8>,
+    headers: http::HeaderMap,
 }
 
 impl HttpFlow {
@@ -137,7 +145,8 @@ impl HttpFlow {
 
     fn new(steps: Vec<Step>, sleep: Option<Duration>, insecure: bool) -> HttpFlow {
         let tokens = TokenRefs::new(requests(&steps).flat_map(RequestStep::templates).flat_map(|t| t.token_refs()));
-        HttpFlow { steps, sleep, tls: client::tls_connector(insecure), tokens }
+        let vars = requests(&steps).flat_map(|r| &r.captures).map(|c| c.slot + 1).max().unwrap_or(0);
+        HttpFlow { steps, sleep, tls: client::tls_connector(insecure), tokens, vars }
     }
 
     /// Shared tokens the templates read.
@@ -162,15 +171,18 @@ impl HttpFlow {
             .steps
             .iter()
             .map(|step| match step {
-                Step::Request(r) => r
-                    .checks
-                    .iter()
-                    .map(|c| {
-                        let mut t = tags.clone();
-                        t.insert("check", c.name.clone());
-                        metrics.series(CHECKS, t)
-                    })
-                    .collect(),
+                Step::Request(r) => {
+                    let names = r.checks.iter().map(|c| c.name.clone());
+                    let captures = r.captures.iter().map(|c| format!("capture {}", c.name));
+                    names
+                        .chain(captures)
+                        .map(|name| {
+                            let mut t = tags.clone();
+                            t.insert("check", name);
+                            metrics.series(CHECKS, t)
+                        })
+                        .collect()
+                }
                 Step::Sleep(_) => Vec::new(),
             })
             .collect();
@@ -182,6 +194,7 @@ impl HttpFlow {
             tags: tags.clone(),
             series: vec![Vec::new(); self.steps.len()],
             checks,
+            vars: vec![String::new(); self.vars],
             data_sent: metrics.series(DATA_SENT, tags.clone()),
             data_received: metrics.series(DATA_RECEIVED, tags.clone()),
         };
@@ -196,6 +209,8 @@ impl HttpFlow {
             t.ready().await?;
         }
         let ctx = IterCtx { tokens: &vu.tokens, ..*ctx };
+        // Captured values live for one iteration.
+        vu.io.vars.iter_mut().for_each(String::clear);
         for (i, step) in self.steps.iter().enumerate() {
             match step {
                 Step::Sleep(d) => pause(Some(*d)).await,
@@ -234,7 +249,9 @@ impl HttpFlow {
         let target = match &vu.targets[step] {
             Some(t) => t.clone(),
             None => {
-                let t = Arc::new(Target::parse(r.url.render(ctx))?);
+                let mut url = String::new();
+                r.url.render_with(ctx, &vu.vars, &mut url);
+                let t = Arc::new(Target::parse(url)?);
                 if r.url.is_static() {
                     vu.targets[step] = Some(t.clone());
                 }
@@ -242,7 +259,11 @@ impl HttpFlow {
             }
         };
         let (url, origin) = (&target.url, &target.origin);
-        let body = r.body.as_ref().map(|b| Bytes::from(b.render(ctx))).unwrap_or_default();
+        let body = r.body.as_ref().map_or_else(Bytes::new, |b| {
+            let mut out = String::new();
+            b.render_with(ctx, &vu.vars, &mut out);
+            Bytes::from(out)
+        });
 
         let mut timings = ConnectTimings::default();
         let mut attempt = 0;
@@ -271,7 +292,9 @@ impl HttpFlow {
             let headers = req.headers_mut();
             headers.insert(HOST, target.host.clone());
             for (name, value) in &r.headers {
-                let value = HeaderValue::try_from(value.render(ctx)).map_err(|_| {
+                let mut rendered = String::new();
+                value.render_with(ctx, &vu.vars, &mut rendered);
+                let value = HeaderValue::try_from(rendered).map_err(|_| {
                     FlowError::Step(format!("header {name} of {url:?} has a character not allowed in headers"))
                 })?;
                 headers.append(name, value);
@@ -315,15 +338,20 @@ impl HttpFlow {
                 s.trend(series.waiting, ms(o.waiting));
             }
         });
+        let mut json = None;
         if !r.checks.is_empty() {
             let body: &[u8] = outcome.as_ref().map_or(&[], |o| o.body.as_slice());
-            let mut json = None;
             let ids = &vu.checks[step];
             vu.metrics.batch(|s| {
                 for (check, id) in r.checks.iter().zip(ids) {
                     s.rate(*id, check.passes(status, body, &mut json));
                 }
             });
+        }
+        if !r.captures.is_empty() {
+            vu.capture(step, r, outcome.as_ref(), &mut json).map_err(|name| {
+                FlowError::Step(format!("capture {name}: nothing found in the answer of {url} (status {status})"))
+            })?;
         }
         Ok((status, outcome.map(|o| o.body).unwrap_or_default()))
     }
@@ -348,7 +376,7 @@ async fn send(
     let resp = conn.sender.send_request(req).await?;
     let waiting = start.elapsed();
     let status = resp.status().as_u16();
-    let mut body = resp.into_body();
+    let (parts, mut body) = resp.into_parts();
     let mut kept = Vec::new();
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame?.into_data() {
@@ -357,10 +385,38 @@ async fn send(
             }
         }
     }
-    Ok(Outcome { status, waiting, duration: start.elapsed(), body: kept })
+    Ok(Outcome { status, waiting, duration: start.elapsed(), body: kept, headers: parts.headers })
 }
 
 impl VuIo {
+    /// Stores the step's captures from `outcome` and counts each as the
+    /// check `capture NAME`; the first one that found nothing (and has no
+    /// default) is returned by name, which ends the iteration.
+    fn capture<'r>(
+        &mut self,
+        step: usize,
+        r: &'r RequestStep,
+        outcome: Option<&Outcome>,
+        json: &mut Option<Option<serde_json::Value>>,
+    ) -> Result<(), &'r str> {
+        let empty = http::HeaderMap::new();
+        let (body, headers) = outcome.map_or((&[][..], &empty), |o| (o.body.as_slice(), &o.headers));
+        let ids = &self.checks[step][r.checks.len()..];
+        let mut missing = None;
+        for (c, id) in r.captures.iter().zip(ids) {
+            let value = c.extract(body, headers, json);
+            self.metrics.batch(|s| s.rate(*id, value.is_some()));
+            match value {
+                Some(v) => self.vars[c.slot] = v,
+                None => {
+                    missing = Some(c.name.as_str());
+                    break;
+                }
+            }
+        }
+        missing.map_or(Ok(()), Err)
+    }
+
     fn request_series(&mut self, step: usize, status: u16, r: &RequestStep, url: &str) -> RequestSeries {
         if let Some((_, s)) = self.series[step].iter().find(|(code, _)| *code == status) {
             return *s;
