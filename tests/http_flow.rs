@@ -178,3 +178,44 @@ fn captured_values_feed_the_later_steps_of_the_iteration() {
     assert_eq!(server.stats()["by_status"]["204"].as_u64().unwrap_or(0), before, "the step after it never ran");
     assert!(String::from_utf8_lossy(&out.stderr).contains("capture nope: nothing found"), "{}", describe(&out));
 }
+
+/// A request's own tags reach its series (a threshold selects them), and
+/// the template functions render per request: random statuses from a list,
+/// a fresh UUID each time.
+#[test]
+fn request_tags_and_template_functions() {
+    let server = Testbed::http();
+    let base = &server.url;
+    let doc = json!({
+        "options": {
+            "scenarios": {"s": {"executor": "shared-iterations", "vus": 2, "iterations": 40}},
+            "thresholds": {"http_reqs{kind:pick}": ["count==40"], "http_reqs{kind:plain}": ["count==40"]}
+        },
+        "flows": {"default": {"type": "http", "steps": [
+            {"request": {"url": format!("{base}/status/{{{{random.pick(200, 204)}}}}?id={{{{uuid}}}}&n={{{{random.int(1,9)}}}}"),
+                         "tags": {"kind": "pick"}}},
+            {"request": {"method": "POST", "url": format!("{base}/echo"), "body": "{{uuid}}", "tags": {"kind": "plain"}},
+             "capture": {"echoed": {"regex": "^([0-9a-f-]{36})$"}}},
+            {"sleep": "1ms..3ms"}
+        ]}}
+    });
+    let (out, s) = run_scenario(&doc, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(s["metrics"]["http_reqs{kind:pick}"]["count"], 40.0, "{}", s["metrics"]);
+    let stats = server.stats();
+    let (ok, empty) =
+        (stats["by_status"]["200"].as_u64().unwrap_or(0), stats["by_status"]["204"].as_u64().unwrap_or(0));
+    assert_eq!(ok + empty, 80, "{stats}");
+    assert!(empty > 0 && empty < 40, "both statuses were picked: {stats}");
+    assert_eq!(s["root_group"]["checks"]["capture echoed"]["passes"], 40, "a UUID each time");
+
+    let mut bad = doc.clone();
+    bad["flows"]["default"]["steps"][0]["request"]["tags"] = json!({"status": "x", "team": "a\nb"});
+    bad["flows"]["default"]["steps"][2]["sleep"] = json!("3s..1s");
+    let (out, _) = run_scenario(&bad, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(104), "{stderr}");
+    assert!(stderr.contains("request.tags.status: \"status\" is set by Volley itself"), "{stderr}");
+    assert!(stderr.contains("request.tags.team: the tag value \"a\\nb\" cannot be stored"), "{stderr}");
+    assert!(stderr.contains("steps[2].sleep: \"3s..1s\": the shorter duration comes first"), "{stderr}");
+}

@@ -208,6 +208,22 @@ impl<'a> Obj<'a> {
     }
 
     /// An optional duration (k6 string, or a number of milliseconds).
+    /// An optional think time: a duration or a range (`"1s..3s"`).
+    pub fn think(&self, name: &str) -> Option<crate::flow::think::Think> {
+        let text = match self.get(name)? {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            other => {
+                self.error(
+                    name,
+                    format!("must be a duration such as \"1s\" or a range \"1s..3s\", found {}", type_name(other)),
+                );
+                return None;
+            }
+        };
+        crate::flow::think::Think::parse(&text).map_err(|e| self.error(name, e)).ok()
+    }
+
     pub fn duration(&self, name: &str) -> Option<Duration> {
         let text = match self.get(name)? {
             Value::String(s) => s.clone(),

@@ -20,6 +20,7 @@ pub mod jsonpath;
 pub mod net;
 pub mod noop;
 pub mod template;
+pub mod think;
 pub mod token;
 pub mod ws;
 

@@ -1,6 +1,8 @@
 //! `{{...}}` placeholders in URLs, headers and bodies, compiled once.
 //!
 //! Known placeholders: `{{vu}}`, `{{iter}}`, `{{scenario}}`, `{{env.NAME}}`,
+//! the functions `{{random.int(1,100)}}` (inclusive), `{{random.pick(a,b,c)}}`,
+//! `{{uuid}}` (a random version-4 UUID) and `{{now.ms}}` (Unix milliseconds),
 //! the shared token of a token-manager flow (`{{token}}`, or
 //! `{{token.NAME}}` when there are several), plus the variables a flow
 //! declares for its own templates (the IM flows' `{{seq}}`, …, an http
@@ -25,6 +27,14 @@ enum Part {
     /// A token-manager's token: `""` for `{{token}}`, the flow name for
     /// `{{token.NAME}}`.
     Token(String),
+    /// `{{random.int(LO,HI)}}`, both inclusive.
+    RandomInt(i64, i64),
+    /// `{{random.pick(a,b,…)}}`.
+    Pick(Vec<String>),
+    /// `{{uuid}}`.
+    Uuid,
+    /// `{{now.ms}}`.
+    NowMs,
 }
 
 /// A compiled template.
@@ -57,13 +67,27 @@ impl Template {
                 "vu" => Part::Vu,
                 "iter" => Part::Iter,
                 "scenario" => Part::Scenario,
+                "uuid" => Part::Uuid,
+                "now.ms" => Part::NowMs,
+                f if f.starts_with("random.") => function(f)?,
                 env if env.starts_with("env.") && env.len() > 4 => Part::Env(env[4..].to_string()),
                 other => match vars.iter().position(|v| *v == other) {
                     Some(i) => Part::Var(i),
                     None if other == "token" => Part::Token(String::new()),
                     None if other.starts_with("token.") && other.len() > 6 => Part::Token(other[6..].to_string()),
                     None => {
-                        let mut known = vec!["vu", "iter", "scenario", "env.NAME", "token", "token.NAME"];
+                        let mut known = vec![
+                            "vu",
+                            "iter",
+                            "scenario",
+                            "env.NAME",
+                            "token",
+                            "token.NAME",
+                            "random.int(LO,HI)",
+                            "random.pick(a,b)",
+                            "uuid",
+                            "now.ms",
+                        ];
                         known.extend_from_slice(vars);
                         let known: Vec<String> = known.iter().map(|k| format!("{{{{{k}}}}}")).collect();
                         return Err(format!("unknown placeholder {{{{{other}}}}} (known: {})", known.join(", ")));
@@ -130,6 +154,18 @@ impl Template {
                 Part::Env(name) => out.push_str(ctx.env.get(name).map(String::as_str).unwrap_or("")),
                 Part::Var(i) => out.push_str(values.get(*i).map_or("", AsRef::as_ref)),
                 Part::Token(r) => out.push_str(ctx.tokens.iter().find(|c| c.reference == *r).map_or("", |c| c.value())),
+                Part::RandomInt(lo, hi) => {
+                    let _ = write!(out, "{}", rand::Rng::gen_range(&mut rand::thread_rng(), *lo..=*hi));
+                }
+                Part::Pick(items) => {
+                    out.push_str(&items[rand::Rng::gen_range(&mut rand::thread_rng(), 0..items.len())])
+                }
+                Part::Uuid => push_uuid(out),
+                Part::NowMs => {
+                    let ms =
+                        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+                    let _ = write!(out, "{ms}");
+                }
             }
         }
     }
@@ -139,6 +175,44 @@ impl Template {
         let mut out = String::with_capacity(self.source.len() + 8);
         self.render_into(ctx, &mut out);
         out
+    }
+}
+
+/// `random.int(LO,HI)` or `random.pick(a,b,…)`.
+fn function(call: &str) -> Result<Part, String> {
+    let bad = |why: &str| Err(format!("{{{{{call}}}}}: {why}"));
+    let Some((name, rest)) = call.split_once('(') else {
+        return bad("expected random.int(LO,HI) or random.pick(a,b,…)");
+    };
+    let Some(args) = rest.strip_suffix(')') else { return bad("missing \")\"") };
+    let args: Vec<&str> = args.split(',').map(str::trim).collect();
+    match name.trim() {
+        "random.int" => {
+            let nums: Vec<i64> = args.iter().filter_map(|a| a.parse().ok()).collect();
+            match nums[..] {
+                [lo, hi] if args.len() == 2 && lo <= hi => Ok(Part::RandomInt(lo, hi)),
+                [_, _] if args.len() == 2 => bad("the low bound must not be above the high one"),
+                _ => bad("takes two whole numbers, LO and HI"),
+            }
+        }
+        "random.pick" if args.iter().all(|a| !a.is_empty()) => {
+            Ok(Part::Pick(args.into_iter().map(str::to_string).collect()))
+        }
+        "random.pick" => bad("takes a list of non-empty values"),
+        _ => bad("the random functions are random.int(LO,HI) and random.pick(a,b,…)"),
+    }
+}
+
+/// A random version-4 UUID, as 36 characters.
+fn push_uuid(out: &mut String) {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    for (i, byte) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        let _ = write!(out, "{byte:02x}");
     }
 }
 
@@ -156,6 +230,36 @@ mod tests {
         assert!(!t.is_static());
         assert_eq!(t.env_refs().collect::<Vec<_>>(), vec!["BASE"]);
         assert!(Template::parse("{{env.BASE}}/x").unwrap().is_static());
+    }
+
+    #[test]
+    fn functions_render_within_their_bounds() {
+        let env = HashMap::new();
+        let ctx = IterCtx { vu: 1, iter: 0, scenario: "s", env: &env, stopping: None, tokens: &[] };
+        let t = Template::parse("{{random.int(3, 5)}}|{{random.pick(a, b)}}|{{uuid}}|{{now.ms}}").unwrap();
+        assert!(!t.is_static());
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let out = t.render(&ctx);
+            let parts: Vec<&str> = out.split('|').collect();
+            let n: i64 = parts[0].parse().unwrap();
+            assert!((3..=5).contains(&n), "{out}");
+            assert!(["a", "b"].contains(&parts[1]), "{out}");
+            let uuid = parts[2];
+            assert_eq!((uuid.len(), &uuid[14..15]), (36, "4"), "{uuid}");
+            assert!(seen.insert(uuid.to_string()), "a uuid repeated");
+            assert!(parts[3].parse::<u64>().unwrap() > 1_700_000_000_000);
+        }
+        for (bad, why) in [
+            ("{{random.int(5,3)}}", "the low bound"),
+            ("{{random.int(1)}}", "two whole numbers"),
+            ("{{random.pick(a,,b)}}", "non-empty"),
+            ("{{random.float(1,2)}}", "random.int(LO,HI) and random.pick"),
+            ("{{random.int(1,2}}", "missing"),
+        ] {
+            let e = Template::parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -4,13 +4,17 @@ use super::capture::Capture;
 use super::check::Check;
 use crate::config::reader::Obj;
 use crate::flow::template::Template;
+use crate::flow::think::Think;
 use http::{HeaderName, Method};
 use std::time::Duration;
 
 /// Fields of an http flow.
 pub const FIELDS: &[&str] = &["type", "steps", "sleep", "insecureSkipTLSVerify"];
 const STEP_FIELDS: &[&str] = &["request", "checks", "capture", "sleep"];
-const REQUEST_FIELDS: &[&str] = &["method", "url", "headers", "body", "timeout", "name"];
+const REQUEST_FIELDS: &[&str] = &["method", "url", "headers", "body", "timeout", "name", "tags"];
+/// Tags Volley sets on every request series itself.
+const SYSTEM_TAGS: &[&str] =
+    &["method", "status", "url", "name", "expected_response", "scenario", "check", "group", "testid", "generator"];
 
 /// k6's default request timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -20,8 +24,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 pub enum Step {
     /// A request, its checks and an optional sleep after it.
     Request(Box<RequestStep>),
-    /// A pause.
-    Sleep(Duration),
+    /// A pause (fixed or a random range).
+    Sleep(Think),
 }
 
 /// A request step.
@@ -40,12 +44,14 @@ pub struct RequestStep {
     /// The `name` tag; defaults to the URL (its template when it varies per
     /// VU or iteration, so templated URLs do not create a series per VU).
     pub name: Option<String>,
+    /// The request's own tags (`tags: {kind: auth}`), on its series.
+    pub tags: Vec<(String, String)>,
     /// Checks on the response.
     pub checks: Vec<Check>,
     /// Values taken from the response for the later steps.
     pub captures: Vec<Capture>,
     /// Sleep after the request.
-    pub sleep: Option<Duration>,
+    pub sleep: Option<Think>,
     /// Keep the response body even without a check reading it (the token
     /// manager reads the token from it).
     pub keep_body: bool,
@@ -95,7 +101,7 @@ pub fn parse_steps(obj: &Obj) -> Option<Vec<Step>> {
 }
 
 fn parse_step(step: &Obj, vars: &mut Vec<String>) -> Option<Step> {
-    let sleep = step.duration("sleep");
+    let sleep = step.think("sleep");
     let Some(request) = step.object("request") else {
         for field in ["checks", "capture"] {
             if step.has(field) {
@@ -192,6 +198,20 @@ fn parse_request_with(request: Obj, vars: &[String]) -> Option<RequestStep> {
         request.error("timeout", "must be greater than 0");
     }
     let name = request.string("name");
+    let tags = request.string_map("tags").unwrap_or_default();
+    for (k, v) in &tags {
+        let path = format!("tags.{k}");
+        if SYSTEM_TAGS.contains(&k.as_str()) {
+            let hint = if k == "name" { " (use the request's name field)" } else { "" };
+            request.error(&path, format!("\"{k}\" is set by Volley itself{hint}"));
+        }
+        for (what, s) in [("name", k), ("value", v)] {
+            if let Err(e) = volley_exporter::sink::influx::line::storable(s) {
+                request
+                    .error(&path, format!("the tag {what} {s:?} cannot be stored unchanged by a metric store: it {e}"));
+            }
+        }
+    }
     request.finish_with(REQUEST_FIELDS);
     if !before || !report.is_clean() {
         return None;
@@ -204,6 +224,7 @@ fn parse_request_with(request: Obj, vars: &[String]) -> Option<RequestStep> {
         body,
         timeout,
         name,
+        tags,
         checks: Vec::new(),
         captures: Vec::new(),
         sleep: None,

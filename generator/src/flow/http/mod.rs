@@ -14,6 +14,7 @@ pub mod client;
 pub mod config;
 
 use crate::config::reader::Obj;
+use crate::flow::think::Think;
 use crate::flow::token::{TokenCache, TokenRefs};
 use crate::flow::{pause, FlowError, IterCtx};
 use crate::metrics::builtin::*;
@@ -35,7 +36,7 @@ use volley_window::Tags;
 /// A compiled http flow.
 pub struct HttpFlow {
     steps: Vec<Step>,
-    sleep: Option<Duration>,
+    sleep: Option<Think>,
     tls: tokio_rustls::TlsConnector,
     /// Shared tokens the templates read.
     tokens: TokenRefs,
@@ -132,7 +133,7 @@ struct Outcome {
 impl HttpFlow {
     /// Reads the flow's steps and options.
     pub fn parse(obj: &Obj) -> Option<HttpFlow> {
-        let sleep = obj.duration("sleep");
+        let sleep = obj.think("sleep");
         let insecure = obj.boolean("insecureSkipTLSVerify").unwrap_or(false);
         let steps = config::parse_steps(obj)?;
         Some(HttpFlow::new(steps, sleep, insecure))
@@ -143,7 +144,7 @@ impl HttpFlow {
         HttpFlow::new(vec![Step::Request(Box::new(request))], None, insecure)
     }
 
-    fn new(steps: Vec<Step>, sleep: Option<Duration>, insecure: bool) -> HttpFlow {
+    fn new(steps: Vec<Step>, sleep: Option<Think>, insecure: bool) -> HttpFlow {
         let tokens = TokenRefs::new(requests(&steps).flat_map(RequestStep::templates).flat_map(|t| t.token_refs()));
         let vars = requests(&steps).flat_map(|r| &r.captures).map(|c| c.slot + 1).max().unwrap_or(0);
         HttpFlow { steps, sleep, tls: client::tls_connector(insecure), tokens, vars }
@@ -213,14 +214,14 @@ impl HttpFlow {
         vu.io.vars.iter_mut().for_each(String::clear);
         for (i, step) in self.steps.iter().enumerate() {
             match step {
-                Step::Sleep(d) => pause(Some(*d)).await,
+                Step::Sleep(t) => pause(Some(t.sample())).await,
                 Step::Request(r) => {
                     self.request(&mut vu.io, i, r, &ctx).await?;
-                    pause(r.sleep).await;
+                    pause(r.sleep.map(|t| t.sample())).await;
                 }
             }
         }
-        pause(self.sleep).await;
+        pause(self.sleep.map(|t| t.sample())).await;
         Ok(())
     }
 
@@ -422,6 +423,9 @@ impl VuIo {
             return *s;
         }
         let mut tags = self.tags.clone();
+        for (k, v) in &r.tags {
+            tags.insert(k.as_str(), v.as_str());
+        }
         tags.insert("method", r.method.as_str());
         tags.insert("status", status.to_string());
         // A URL that varies per VU or iteration is tagged by its template,
