@@ -58,6 +58,11 @@ pub struct MergeConfig {
     /// (`series_dropped`). With `max_open_windows` and the exporter's test
     /// cap, this bounds the merge's memory whatever generators send.
     pub max_series: usize,
+    /// Judge windows against this process's clock: refuse those more than
+    /// [`MAX_AHEAD`] ahead, hold each until the clock passes its end. Off
+    /// in a generator's embedded pipeline, which merges only its own
+    /// windows (stamped on the exporter's clock when it streams to one).
+    pub wall_clock: bool,
 }
 
 /// Default [`MergeConfig::max_series`]: room for a fleet's windows of
@@ -72,6 +77,7 @@ impl Default for MergeConfig {
             late_horizon: Duration::from_secs(10),
             max_open_windows: 600,
             max_series: DEFAULT_MAX_SERIES,
+            wall_clock: true,
         }
     }
 }
@@ -332,7 +338,7 @@ impl Merger {
     pub fn ingest(&mut self, report: WindowReport, now: Instant) -> (Ingest, Option<HealthPoint>) {
         self.stats.received += 1;
         let ahead = Duration::from_millis(report.start_unix_ms.saturating_sub(self.wall(now)));
-        if ahead > MAX_AHEAD {
+        if self.cfg.wall_clock && ahead > MAX_AHEAD {
             self.stats.off_clock += 1;
             return (Ingest::OffClock, None);
         }
@@ -408,7 +414,8 @@ impl Merger {
         let mut events = self.take_reacks();
         let (grace, horizon, max_open) = (self.cfg.grace, self.cfg.late_horizon, self.cfg.max_open_windows);
         let wall = self.wall(now);
-        let settle_ms = (grace + horizon).as_millis() as u64;
+        let settle_ms = if self.cfg.wall_clock { (grace + horizon).as_millis() as u64 } else { 0 };
+        let wall = if self.cfg.wall_clock { wall } else { u64::MAX };
         for (test_id, test) in &mut self.tests {
             let forced = test.windows.len().saturating_sub(max_open);
             let starts: Vec<u64> = test.windows.keys().copied().collect();
@@ -482,8 +489,10 @@ impl Merger {
             .values()
             .flat_map(|t| t.windows.iter())
             .map(|(start, w)| {
-                if w.flushed && !w.dirty {
+                if w.flushed && !w.dirty && self.cfg.wall_clock {
                     (w.first_seen + grace + horizon).max(self.instant_at(start + w.len_ms + settle_ms))
+                } else if w.flushed && !w.dirty {
+                    w.first_seen + grace + horizon
                 } else {
                     w.first_seen + grace
                 }
@@ -632,6 +641,19 @@ mod tests {
         assert!(m.poll(t0 + Duration::from_secs(60)).is_empty(), "nothing acknowledged");
         let honest = now - now % 1000;
         assert_eq!(m.ingest(report("a", 0, honest, 7.0, &[]), t0).0, Ingest::Merged);
+    }
+
+    #[test]
+    fn without_the_wall_clock_a_window_ahead_is_merged_and_settles_on_time() {
+        let t0 = Instant::now();
+        let cfg = MergeConfig { wall_clock: false, ..Default::default() };
+        let mut m = Merger::new(cfg);
+        m.register("t", "g", t0);
+        let start = unix_now_ms() + 3_600_000;
+        assert_eq!(m.ingest(report("g", 0, start, 4.0, &[]), t0).0, Ingest::Merged);
+        let ev = m.poll(t0 + Duration::from_secs(16));
+        assert_eq!(stored(&ev), vec![r("g", 0)]);
+        assert_eq!(m.open_windows(), 0, "evicted after grace and horizon");
     }
 
     #[test]

@@ -143,7 +143,8 @@ where
             // One of a fleet writing directly: its points carry its name.
             let in_fleet = !plan.share.is_full() || meeting.is_some() || output.generator_id.is_some();
             let writer = in_fleet.then(|| opts.generator_id.clone());
-            let cfg = PipelineConfig { report_tests: Some(1), writer, ..PipelineConfig::default() };
+            let merge = volley_exporter::merge::MergeConfig { wall_clock: false, ..Default::default() };
+            let cfg = PipelineConfig { report_tests: Some(1), writer, merge, ..PipelineConfig::default() };
             match Pipeline::start(&outs, cfg, log.clone()) {
                 Ok(p) => {
                     if output.report.is_some() {
