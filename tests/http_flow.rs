@@ -113,6 +113,13 @@ fn https_targets_verify_certificates_unless_told_not_to() {
     assert_eq!(s["metrics"]["checks"]["passes"], 10);
     assert!(s["metrics"]["http_req_tls_handshaking"]["max"].as_f64().unwrap() > 0.0, "{s}");
     assert_eq!(server.stats()["by_status"]["200"], 10);
+    // The same as a k6 option for every http flow of the file.
+    let mut global = flow(false);
+    global["flows"]["default"].as_object_mut().unwrap().remove("insecureSkipTLSVerify");
+    global["options"]["insecureSkipTLSVerify"] = json!(true);
+    let (out, s) = run_scenario(&global, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(s["metrics"]["checks"]["passes"], 10);
 }
 
 /// A login journey: each iteration logs in as its own user, captures the
@@ -218,4 +225,59 @@ fn request_tags_and_template_functions() {
     assert!(stderr.contains("request.tags.status: \"status\" is set by Volley itself"), "{stderr}");
     assert!(stderr.contains("request.tags.team: the tag value \"a\\nb\" cannot be stored"), "{stderr}");
     assert!(stderr.contains("steps[2].sleep: \"3s..1s\": the shorter duration comes first"), "{stderr}");
+}
+
+/// Accepts connections on a loopback port and records every request head
+/// (a raw server, to see exactly which headers arrive); answers 200.
+fn head_recorder() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+            let mut writer = conn;
+            loop {
+                let mut head = String::new();
+                let mut line = String::new();
+                while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) && line != "\r\n" {
+                    head.push_str(&line);
+                    line.clear();
+                }
+                if head.is_empty() {
+                    break;
+                }
+                seen.lock().unwrap().push(head.to_ascii_lowercase());
+                let _ = writer.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+            }
+        }
+    });
+    (url, heads)
+}
+
+/// k6's `userAgent`: a default `User-Agent` on every request, replaced by
+/// the option, removed by `""`, and a request's own header wins.
+#[test]
+fn the_user_agent_option_sets_the_default_header() {
+    let (url, heads) = head_recorder();
+    let run = |options: serde_json::Value, headers: serde_json::Value| {
+        heads.lock().unwrap().clear();
+        let mut doc = json!({
+            "options": {"scenarios": {"s": {"executor": "shared-iterations", "vus": 1, "iterations": 1}}},
+            "flows": {"default": {"type": "http", "steps": [{"request": {"url": format!("{url}/x"), "headers": headers}}]}}
+        });
+        for (k, v) in options.as_object().unwrap() {
+            doc["options"][k] = v.clone();
+        }
+        let (out, _) = run_scenario(&doc, &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        heads.lock().unwrap().clone()
+    };
+    let ua = |heads: &[String]| heads[0].lines().find_map(|l| l.strip_prefix("user-agent: ").map(str::to_string));
+    assert!(ua(&run(json!({}), json!({}))).unwrap().starts_with("volley/"));
+    assert_eq!(ua(&run(json!({"userAgent": "MyAgent/1.0"}), json!({}))).as_deref(), Some("myagent/1.0"));
+    assert_eq!(ua(&run(json!({"userAgent": ""}), json!({}))), None);
+    assert_eq!(ua(&run(json!({"userAgent": "A"}), json!({"User-Agent": "Own/2"}))).as_deref(), Some("own/2"));
 }

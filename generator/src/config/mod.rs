@@ -112,6 +112,8 @@ const OPTION_FIELDS: &[&str] = &[
     "executionSegment",
     "executionSegmentSequence",
     "localIPs",
+    "userAgent",
+    "insecureSkipTLSVerify",
 ];
 
 /// Reads and validates a scenario file (`.json`, `.yaml` or `.yml`).
@@ -191,6 +193,7 @@ fn read_plan(doc: &Value, overrides: &Overrides, report: &Report) -> Option<Test
     }
     process_env.extend(overrides.env.iter().cloned());
 
+    let http_options = read_http_options(options.as_ref());
     let mut flows: Flows = HashMap::new();
     // Flows written but invalid: their problems are reported already, so a
     // scenario using one is not also told the flow does not exist.
@@ -206,7 +209,7 @@ fn read_plan(doc: &Value, overrides: &Overrides, report: &Report) -> Option<Test
                 }
             };
             let def = resolved.as_ref().unwrap_or(def);
-            match Obj::new(def, f.path_of(name), report).and_then(|o| FlowDef::parse(o, name)) {
+            match Obj::new(def, f.path_of(name), report).and_then(|o| FlowDef::parse(o, name, &http_options)) {
                 Some(flow) => {
                     flows.insert(name.clone(), Arc::new(flow));
                 }
@@ -367,6 +370,21 @@ fn read_plan(doc: &Value, overrides: &Overrides, report: &Report) -> Option<Test
         vu_offset,
         local_ips,
     })
+}
+
+/// k6's http options: `userAgent` (`""` sends none), `insecureSkipTLSVerify`.
+fn read_http_options(options: Option<&Obj>) -> crate::flow::http::HttpOptions {
+    let mut http = crate::flow::http::HttpOptions::default();
+    if let Some(o) = options {
+        if let Some(ua) = o.string("userAgent") {
+            http.user_agent = (!ua.is_empty()).then_some(ua.clone());
+            if http::HeaderValue::from_str(&ua).is_err() {
+                o.error("userAgent", format!("{ua:?} has a character not allowed in a header"));
+            }
+        }
+        http.insecure_tls = o.boolean("insecureSkipTLSVerify").unwrap_or(false);
+    }
+    http
 }
 
 /// Refuses a VU count (this generator's share of every scenario) that

@@ -115,11 +115,11 @@ pub enum FlowVu {
 
 impl FlowDef {
     /// Reads the entry `name` of `flows`.
-    pub fn parse(obj: Obj, name: &str) -> Option<FlowDef> {
+    pub fn parse(obj: Obj, name: &str, http: &http::HttpOptions) -> Option<FlowDef> {
         let kind = obj.string("type");
         let flow = match kind.as_deref() {
             Some("noop") => noop::NoopFlow::parse(&obj).map(FlowDef::Noop),
-            Some("http") => http::HttpFlow::parse(&obj).map(FlowDef::Http),
+            Some("http") => http::HttpFlow::parse(&obj, http).map(FlowDef::Http),
             Some("ws-ping") => ws::WsFlow::parse(&obj, ws::config::Kind::Ping).map(|f| FlowDef::Ws(Box::new(f))),
             Some("im-e2e") => ws::WsFlow::parse(&obj, ws::config::Kind::ImE2e).map(|f| FlowDef::Ws(Box::new(f))),
             Some("token-manager") => token::TokenManagerFlow::parse(&obj, name).map(|f| FlowDef::Token(Box::new(f))),

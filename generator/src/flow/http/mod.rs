@@ -33,6 +33,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use volley_window::Tags;
 
+/// k6 options that apply to every http flow of a file.
+#[derive(Clone, Debug)]
+pub struct HttpOptions {
+    /// `userAgent`: the `User-Agent` sent when a request sets none (`None`:
+    /// no header, what `userAgent: ""` asks for).
+    pub user_agent: Option<String>,
+    /// `insecureSkipTLSVerify`: accept any certificate.
+    pub insecure_tls: bool,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self { user_agent: Some(format!("volley/{}", env!("CARGO_PKG_VERSION"))), insecure_tls: false }
+    }
+}
+
 /// A compiled http flow.
 pub struct HttpFlow {
     steps: Vec<Step>,
@@ -42,6 +58,8 @@ pub struct HttpFlow {
     tokens: TokenRefs,
     /// Variables the steps capture (their slots run from 0).
     vars: usize,
+    /// Sent as `User-Agent` when a request sets none.
+    user_agent: Option<HeaderValue>,
 }
 
 impl std::fmt::Debug for HttpFlow {
@@ -131,12 +149,15 @@ struct Outcome {
 }
 
 impl HttpFlow {
-    /// Reads the flow's steps and options.
-    pub fn parse(obj: &Obj) -> Option<HttpFlow> {
+    /// Reads the flow's steps and options; the file's k6 options apply
+    /// where the flow says nothing.
+    pub fn parse(obj: &Obj, options: &HttpOptions) -> Option<HttpFlow> {
         let sleep = obj.think("sleep");
-        let insecure = obj.boolean("insecureSkipTLSVerify").unwrap_or(false);
+        let insecure = obj.boolean("insecureSkipTLSVerify").unwrap_or(options.insecure_tls);
         let steps = config::parse_steps(obj)?;
-        Some(HttpFlow::new(steps, sleep, insecure))
+        let mut flow = HttpFlow::new(steps, sleep, insecure);
+        flow.user_agent = options.user_agent.as_deref().and_then(|ua| HeaderValue::from_str(ua).ok());
+        Some(flow)
     }
 
     /// A flow of one request (what the token manager sends).
@@ -147,7 +168,8 @@ impl HttpFlow {
     fn new(steps: Vec<Step>, sleep: Option<Think>, insecure: bool) -> HttpFlow {
         let tokens = TokenRefs::new(requests(&steps).flat_map(RequestStep::templates).flat_map(|t| t.token_refs()));
         let vars = requests(&steps).flat_map(|r| &r.captures).map(|c| c.slot + 1).max().unwrap_or(0);
-        HttpFlow { steps, sleep, tls: client::tls_connector(insecure), tokens, vars }
+        let user_agent = HttpOptions::default().user_agent.and_then(|ua| HeaderValue::from_str(&ua).ok());
+        HttpFlow { steps, sleep, tls: client::tls_connector(insecure), tokens, vars, user_agent }
     }
 
     /// Shared tokens the templates read.
@@ -299,6 +321,9 @@ impl HttpFlow {
                     FlowError::Step(format!("header {name} of {url:?} has a character not allowed in headers"))
                 })?;
                 headers.append(name, value);
+            }
+            if let Some(ua) = &self.user_agent {
+                headers.entry(http::header::USER_AGENT).or_insert_with(|| ua.clone());
             }
             let before = vu.conns[idx].counts.get();
             let sent = tokio::time::timeout(r.timeout, send(&mut vu.conns[idx], req, r.needs_body())).await;
@@ -462,7 +487,7 @@ mod tests {
         let doc = serde_json::json!({"type": "http", "steps": [{"request": {"url": "http://127.0.0.1:1/"}}]});
         let report = crate::config::reader::Report::default();
         let obj = crate::config::reader::Obj::new(&doc, "f", &report).unwrap();
-        let flow = super::HttpFlow::parse(&obj).unwrap();
+        let flow = super::HttpFlow::parse(&obj, &super::HttpOptions::default()).unwrap();
         let metrics = crate::metrics::Metrics::new(10, |_| {});
         let mut vu = flow.new_vu(&volley_window::Tags::new(), &metrics, None);
         let env = std::collections::HashMap::new();
