@@ -228,7 +228,8 @@ fn request_tags_and_template_functions() {
 }
 
 /// Accepts connections on a loopback port and records every request head
-/// (a raw server, to see exactly which headers arrive); answers 200.
+/// (a raw server, to see exactly which headers arrive); answers 200 and
+/// sets the cookie `sid=abc`.
 fn head_recorder() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use std::io::{BufRead, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -250,7 +251,8 @@ fn head_recorder() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
                     break;
                 }
                 seen.lock().unwrap().push(head.to_ascii_lowercase());
-                let _ = writer.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+                let _ =
+                    writer.write_all(b"HTTP/1.1 200 OK\r\nset-cookie: sid=abc; Path=/\r\ncontent-length: 0\r\n\r\n");
             }
         }
     });
@@ -280,4 +282,29 @@ fn the_user_agent_option_sets_the_default_header() {
     assert_eq!(ua(&run(json!({"userAgent": "MyAgent/1.0"}), json!({}))).as_deref(), Some("myagent/1.0"));
     assert_eq!(ua(&run(json!({"userAgent": ""}), json!({}))), None);
     assert_eq!(ua(&run(json!({"userAgent": "A"}), json!({"User-Agent": "Own/2"}))).as_deref(), Some("own/2"));
+}
+
+/// The per-VU cookie jar, as k6's: a cookie set by one response goes back
+/// on the later requests of the iteration, every iteration starts empty,
+/// and `cookies: false` turns it off.
+#[test]
+fn cookies_go_back_within_an_iteration() {
+    let (url, heads) = head_recorder();
+    let run = |cookies: bool| {
+        heads.lock().unwrap().clear();
+        let doc = json!({
+            "options": {"scenarios": {"s": {"executor": "per-vu-iterations", "vus": 1, "iterations": 2}}},
+            "flows": {"default": {"type": "http", "cookies": cookies, "steps": [
+                {"request": {"url": format!("{url}/login")}},
+                {"request": {"url": format!("{url}/cart")}}
+            ]}}
+        });
+        let (out, _) = run_scenario(&doc, &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let seen = heads.lock().unwrap().clone();
+        seen.iter().map(|h| h.lines().find_map(|l| l.strip_prefix("cookie: ").map(str::to_string))).collect::<Vec<_>>()
+    };
+    let sid = Some("sid=abc".to_string());
+    assert_eq!(run(true), vec![None, sid.clone(), None, sid]);
+    assert_eq!(run(false), vec![None, None, None, None]);
 }

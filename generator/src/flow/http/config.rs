@@ -9,7 +9,7 @@ use http::{HeaderName, Method};
 use std::time::Duration;
 
 /// Fields of an http flow.
-pub const FIELDS: &[&str] = &["type", "steps", "sleep", "insecureSkipTLSVerify"];
+pub const FIELDS: &[&str] = &["type", "steps", "sleep", "insecureSkipTLSVerify", "cookies"];
 const STEP_FIELDS: &[&str] = &["request", "checks", "capture", "sleep"];
 const REQUEST_FIELDS: &[&str] = &["method", "url", "headers", "body", "timeout", "name", "tags"];
 /// Tags Volley sets on every request series itself.

@@ -4,6 +4,7 @@
 //! - [`config`]: steps as written in the scenario file.
 //! - [`check`]: status / body / JSON checks.
 //! - [`capture`]: values taken from a response for the later steps.
+//! - [`cookies`]: the per-VU cookie jar.
 //! - [`client`]: the per-VU hyper connection and TLS.
 //! - this file: one iteration, and the series each request records into
 //!   (resolved once per VU, step and status code, then cached).
@@ -12,6 +13,7 @@ pub mod capture;
 pub mod check;
 pub mod client;
 pub mod config;
+pub mod cookies;
 
 use crate::config::reader::Obj;
 use crate::flow::think::Think;
@@ -60,6 +62,8 @@ pub struct HttpFlow {
     vars: usize,
     /// Sent as `User-Agent` when a request sets none.
     user_agent: Option<HeaderValue>,
+    /// `cookies`: keep a per-VU cookie jar (default true, as k6).
+    cookies: bool,
 }
 
 impl std::fmt::Debug for HttpFlow {
@@ -101,6 +105,8 @@ struct VuIo {
     checks: Vec<Vec<SeriesId>>,
     /// This iteration's captured values, by slot.
     vars: Vec<String>,
+    /// This iteration's cookies.
+    jar: cookies::Jar,
     data_sent: SeriesId,
     data_received: SeriesId,
 }
@@ -156,6 +162,7 @@ impl HttpFlow {
         let insecure = obj.boolean("insecureSkipTLSVerify").unwrap_or(options.insecure_tls);
         let steps = config::parse_steps(obj)?;
         let mut flow = HttpFlow::new(steps, sleep, insecure);
+        flow.cookies = obj.boolean("cookies").unwrap_or(true);
         flow.user_agent = options.user_agent.as_deref().and_then(|ua| HeaderValue::from_str(ua).ok());
         Some(flow)
     }
@@ -169,7 +176,7 @@ impl HttpFlow {
         let tokens = TokenRefs::new(requests(&steps).flat_map(RequestStep::templates).flat_map(|t| t.token_refs()));
         let vars = requests(&steps).flat_map(|r| &r.captures).map(|c| c.slot + 1).max().unwrap_or(0);
         let user_agent = HttpOptions::default().user_agent.and_then(|ua| HeaderValue::from_str(&ua).ok());
-        HttpFlow { steps, sleep, tls: client::tls_connector(insecure), tokens, vars, user_agent }
+        HttpFlow { steps, sleep, tls: client::tls_connector(insecure), tokens, vars, user_agent, cookies: true }
     }
 
     /// Shared tokens the templates read.
@@ -218,6 +225,7 @@ impl HttpFlow {
             series: vec![Vec::new(); self.steps.len()],
             checks,
             vars: vec![String::new(); self.vars],
+            jar: cookies::Jar::default(),
             data_sent: metrics.series(DATA_SENT, tags.clone()),
             data_received: metrics.series(DATA_RECEIVED, tags.clone()),
         };
@@ -232,8 +240,9 @@ impl HttpFlow {
             t.ready().await?;
         }
         let ctx = IterCtx { tokens: &vu.tokens, ..*ctx };
-        // Captured values live for one iteration.
+        // Captured values and cookies live for one iteration.
         vu.io.vars.iter_mut().for_each(String::clear);
+        vu.io.jar.clear();
         for (i, step) in self.steps.iter().enumerate() {
             match step {
                 Step::Sleep(t) => pause(Some(t.sample())).await,
@@ -325,6 +334,13 @@ impl HttpFlow {
             if let Some(ua) = &self.user_agent {
                 headers.entry(http::header::USER_AGENT).or_insert_with(|| ua.clone());
             }
+            if self.cookies && !headers.contains_key(http::header::COOKIE) {
+                if let Some(c) = vu.jar.header(&origin.host, target.path.path(), origin.tls) {
+                    if let Ok(v) = HeaderValue::try_from(c) {
+                        headers.insert(http::header::COOKIE, v);
+                    }
+                }
+            }
             let before = vu.conns[idx].counts.get();
             let sent = tokio::time::timeout(r.timeout, send(&mut vu.conns[idx], req, r.needs_body())).await;
             let after = vu.conns[idx].counts.get();
@@ -351,6 +367,9 @@ impl HttpFlow {
         };
 
         let status = outcome.as_ref().map_or(0, |o| o.status);
+        if let (true, Some(o)) = (self.cookies, &outcome) {
+            vu.jar.store(&origin.host, target.path.path(), &o.headers);
+        }
         let series = vu.request_series(step, status, r, url);
         let failed = !(200..400).contains(&status);
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
