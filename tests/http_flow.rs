@@ -308,3 +308,38 @@ fn cookies_go_back_within_an_iteration() {
     assert_eq!(run(true), vec![None, sid.clone(), None, sid]);
     assert_eq!(run(false), vec![None, None, None, None]);
 }
+
+/// Forms are URL-encoded when sent (a captured value with `&` stays one
+/// field); multipart bodies carry fields and a file read at load time.
+#[test]
+fn forms_and_multipart_bodies_reach_the_server() {
+    let server = Testbed::http();
+    let dir = Scratch::new("multipart");
+    let file = dir.write("upload.txt", "file contents 42");
+    let doc = json!({
+        "options": {"scenarios": {"s": {"executor": "shared-iterations", "vus": 1, "iterations": 3}}},
+        "flows": {"default": {"type": "http", "steps": [
+            {"request": {"method": "POST", "url": format!("{}/echo", server.url), "body": "a&b=c"},
+             "capture": {"raw": {"regex": "^(.*)$"}}},
+            {"request": {"method": "POST", "url": format!("{}/echo", server.url),
+                         "form": {"user": "u{{vu}}", "note": "{{raw}}"}},
+             "checks": {"bodyContains": "user=u1&note=a%26b%3Dc"}},
+            {"request": {"method": "POST", "url": format!("{}/echo", server.url),
+                         "multipart": {"title": "iter {{iter}}", "upload": format!("@{}", file.display())}},
+             "checks": {"bodyContains": "filename=\"upload.txt\"\r\nContent-Type: application/octet-stream\r\n\r\nfile contents 42\r\n"}}
+        ]}}
+    });
+    let (out, s) = run_scenario(&doc, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(s["metrics"]["checks"]["passes"], 9, "{}", s["root_group"]["checks"]);
+    assert_eq!(s["metrics"]["checks"]["fails"], 0, "{}", s["root_group"]["checks"]);
+
+    let mut bad = doc.clone();
+    bad["flows"]["default"]["steps"][1]["request"]["body"] = json!("x");
+    bad["flows"]["default"]["steps"][2]["request"]["multipart"]["upload"] = json!("@/no/such/file");
+    let (out, _) = run_scenario(&bad, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(104), "{stderr}");
+    assert!(stderr.contains("steps[1].request.form: a request has one body: body or form"), "{stderr}");
+    assert!(stderr.contains("steps[2].request.multipart.upload: cannot read \"/no/such/file\""), "{stderr}");
+}

@@ -1,5 +1,6 @@
 //! Parsing of `type: http` flows: steps, requests, checks.
 
+use super::body::{self, Body};
 use super::capture::Capture;
 use super::check::Check;
 use crate::config::reader::Obj;
@@ -11,7 +12,7 @@ use std::time::Duration;
 /// Fields of an http flow.
 pub const FIELDS: &[&str] = &["type", "steps", "sleep", "insecureSkipTLSVerify", "cookies"];
 const STEP_FIELDS: &[&str] = &["request", "checks", "capture", "sleep"];
-const REQUEST_FIELDS: &[&str] = &["method", "url", "headers", "body", "timeout", "name", "tags"];
+const REQUEST_FIELDS: &[&str] = &["method", "url", "headers", "body", "form", "multipart", "timeout", "name", "tags"];
 /// Tags Volley sets on every request series itself.
 const SYSTEM_TAGS: &[&str] =
     &["method", "status", "url", "name", "expected_response", "scenario", "check", "group", "testid", "generator"];
@@ -38,7 +39,7 @@ pub struct RequestStep {
     /// Request headers.
     pub headers: Vec<(HeaderName, Template)>,
     /// Request body.
-    pub body: Option<Template>,
+    pub body: Option<Body>,
     /// Limit on the whole request.
     pub timeout: Duration,
     /// The `name` tag; defaults to the URL (its template when it varies per
@@ -65,7 +66,8 @@ impl RequestStep {
 
     /// Every template of the request: URL, header values, body.
     pub fn templates(&self) -> impl Iterator<Item = &Template> {
-        std::iter::once(&self.url).chain(self.headers.iter().map(|(_, h)| h)).chain(&self.body)
+        let body = self.body.iter().flat_map(Body::templates);
+        std::iter::once(&self.url).chain(self.headers.iter().map(|(_, h)| h)).chain(body)
     }
 }
 
@@ -181,18 +183,28 @@ fn parse_request_with(request: Obj, vars: &[String]) -> Option<RequestStep> {
             Err(_) => request.error(&path, "is not a valid header name"),
         }
     }
+    let given: Vec<&str> = ["body", "form", "multipart"].into_iter().filter(|f| request.has(f)).collect();
+    if given.len() > 1 {
+        request.error(given[1], format!("a request has one body: {} or {}", given[0], given[1]));
+    }
     let body = match request.get("body") {
         None => None,
-        Some(serde_json::Value::String(s)) => template(&request, "body", s),
+        Some(serde_json::Value::String(s)) => template(&request, "body", s).map(Body::Text),
         Some(other @ (serde_json::Value::Object(_) | serde_json::Value::Array(_))) => {
             // A structured body is sent as JSON.
             if !headers.iter().any(|(h, _)| h == http::header::CONTENT_TYPE) {
                 headers.push((http::header::CONTENT_TYPE, Template::parse("application/json").ok()?));
             }
-            template(&request, "body", &other.to_string())
+            template(&request, "body", &other.to_string()).map(Body::Text)
         }
-        Some(other) => template(&request, "body", &other.to_string()),
+        Some(other) => template(&request, "body", &other.to_string()).map(Body::Text),
     };
+    let body = body.or_else(|| form_body(&request, vars)).or_else(|| multipart_body(&request, vars));
+    if let Some(kind) = body.as_ref().and_then(Body::content_type) {
+        if !headers.iter().any(|(h, _)| h == http::header::CONTENT_TYPE) {
+            headers.push((http::header::CONTENT_TYPE, Template::parse(&kind).ok()?));
+        }
+    }
     let timeout = request.duration("timeout").unwrap_or(DEFAULT_TIMEOUT);
     if timeout.is_zero() {
         request.error("timeout", "must be greater than 0");
@@ -230,6 +242,31 @@ fn parse_request_with(request: Obj, vars: &[String]) -> Option<RequestStep> {
         sleep: None,
         keep_body: false,
     })
+}
+
+/// `form: {name: value}`: fields URL-encoded when sent.
+fn form_body(request: &Obj, vars: &[String]) -> Option<Body> {
+    let fields = request.string_map("form")?;
+    let compiled = fields
+        .iter()
+        .filter_map(|(k, v)| template_with(request, &format!("form.{k}"), v, vars).map(|t| (k.clone(), t)))
+        .collect::<Vec<_>>();
+    (compiled.len() == fields.len()).then_some(Body::Form(compiled))
+}
+
+/// `multipart: {name: value, file: "@path"}`.
+fn multipart_body(request: &Obj, vars: &[String]) -> Option<Body> {
+    let fields = request.string_map("multipart")?;
+    let mut parts = Vec::new();
+    for (k, v) in &fields {
+        let path = format!("multipart.{k}");
+        let part = match v.strip_prefix('@') {
+            Some(file) => body::read_file(file).map_err(|e| request.error(&path, e)).ok(),
+            None => template_with(request, &path, v, vars).map(body::Part::Field),
+        };
+        parts.extend(part.map(|p| (k.clone(), p)));
+    }
+    (parts.len() == fields.len()).then(|| Body::Multipart(body::boundary(), parts))
 }
 
 /// Compiles `text`, reporting a bad placeholder on `field`.

@@ -3,12 +3,14 @@
 //! # Layout
 //! - [`config`]: steps as written in the scenario file.
 //! - [`check`]: status / body / JSON checks.
+//! - [`body`]: request bodies (text, forms, multipart).
 //! - [`capture`]: values taken from a response for the later steps.
 //! - [`cookies`]: the per-VU cookie jar.
 //! - [`client`]: the per-VU hyper connection and TLS.
 //! - this file: one iteration, and the series each request records into
 //!   (resolved once per VU, step and status code, then cached).
 
+pub mod body;
 pub mod capture;
 pub mod check;
 pub mod client;
@@ -291,11 +293,7 @@ impl HttpFlow {
             }
         };
         let (url, origin) = (&target.url, &target.origin);
-        let body = r.body.as_ref().map_or_else(Bytes::new, |b| {
-            let mut out = String::new();
-            b.render_with(ctx, &vu.vars, &mut out);
-            Bytes::from(out)
-        });
+        let body = r.body.as_ref().map_or_else(Bytes::new, |b| b.render(ctx, &vu.vars));
 
         let mut timings = ConnectTimings::default();
         let mut attempt = 0;
