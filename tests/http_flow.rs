@@ -227,10 +227,12 @@ fn request_tags_and_template_functions() {
     assert!(stderr.contains("steps[2].sleep: \"3s..1s\": the shorter duration comes first"), "{stderr}");
 }
 
-/// Accepts connections on a loopback port and records every request head
-/// (a raw server, to see exactly which headers arrive); answers 200 and
-/// sets the cookie `sid=abc`.
-fn head_recorder() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+/// Accepts connections on a loopback port, records every request head
+/// (lowercased; a raw server, to see exactly which headers arrive) and
+/// answers each with `answer(request line)`.
+fn raw_server(
+    answer: impl Fn(&str) -> String + Send + 'static,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use std::io::{BufRead, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -250,13 +252,26 @@ fn head_recorder() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
                 if head.is_empty() {
                     break;
                 }
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase().strip_prefix("content-length: ").map(|n| n.trim().parse().unwrap_or(0))
+                    })
+                    .unwrap_or(0usize);
+                let mut body = vec![0; length];
+                let _ = std::io::Read::read_exact(&mut reader, &mut body);
+                let reply = answer(head.lines().next().unwrap_or_default());
                 seen.lock().unwrap().push(head.to_ascii_lowercase());
-                let _ =
-                    writer.write_all(b"HTTP/1.1 200 OK\r\nset-cookie: sid=abc; Path=/\r\ncontent-length: 0\r\n\r\n");
+                let _ = writer.write_all(reply.as_bytes());
             }
         }
     });
     (url, heads)
+}
+
+/// A raw server answering 200 and setting the cookie `sid=abc`.
+fn head_recorder() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    raw_server(|_| "HTTP/1.1 200 OK\r\nset-cookie: sid=abc; Path=/\r\ncontent-length: 0\r\n\r\n".to_string())
 }
 
 /// k6's `userAgent`: a default `User-Agent` on every request, replaced by
@@ -342,4 +357,52 @@ fn forms_and_multipart_bodies_reach_the_server() {
     assert_eq!(out.status.code(), Some(104), "{stderr}");
     assert!(stderr.contains("steps[1].request.form: a request has one body: body or form"), "{stderr}");
     assert!(stderr.contains("steps[2].request.multipart.upload: cannot read \"/no/such/file\""), "{stderr}");
+}
+
+/// Redirects are followed as k6 does (each hop counted as a request, a 303
+/// or a 302 after a POST becomes a GET, cookies set on the way go along),
+/// up to `maxRedirects`; checks read the last answer.
+#[test]
+fn redirects_are_followed_up_to_max_redirects() {
+    let (url, heads) = raw_server(|line| {
+        let path = line.split_whitespace().nth(1).unwrap_or("/");
+        let found =
+            |to: &str, extra: &str| format!("HTTP/1.1 302 Found\r\nlocation: {to}\r\n{extra}content-length: 0\r\n\r\n");
+        match path {
+            "/login" => found("/home", "set-cookie: sid=s1; Path=/\r\n"),
+            "/loop" => found("/loop", ""),
+            _ => "HTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\nwelcome".to_string(),
+        }
+    });
+    let doc = |max: Option<u64>, path: &str| {
+        let mut doc = json!({
+            "options": {"scenarios": {"s": {"executor": "shared-iterations", "vus": 1, "iterations": 1}}},
+            "flows": {"default": {"type": "http", "steps": [
+                {"request": {"method": "POST", "url": format!("{url}{path}"), "form": {"user": "a"}},
+                 "checks": {"status": 200, "bodyContains": "welcome"}}
+            ]}}
+        });
+        if let Some(m) = max {
+            doc["options"]["maxRedirects"] = json!(m);
+        }
+        doc
+    };
+    let (out, s) = run_scenario(&doc(None, "/login"), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(s["metrics"]["http_reqs"]["count"], 2.0, "the login and the page it sends to");
+    assert_eq!(s["metrics"]["checks"]["passes"], 2, "{}", s["root_group"]["checks"]);
+    let seen = heads.lock().unwrap().clone();
+    assert!(seen[0].starts_with("post /login "), "{seen:?}");
+    assert!(seen[1].starts_with("get /home ") && seen[1].contains("cookie: sid=s1"), "{seen:?}");
+    assert!(!seen[1].contains("content-type"), "the dropped body's type is dropped too: {seen:?}");
+
+    heads.lock().unwrap().clear();
+    let (out, s) = run_scenario(&doc(Some(3), "/loop"), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(s["metrics"]["http_reqs"]["count"], 4.0, "the request and 3 redirects");
+    assert_eq!(s["root_group"]["checks"]["status is 200"]["fails"], 1, "the last answer is still a redirect");
+
+    heads.lock().unwrap().clear();
+    let (_, s) = run_scenario(&doc(Some(0), "/login"), &[]);
+    assert_eq!(s["metrics"]["http_reqs"]["count"], 1.0, "maxRedirects 0 follows none");
 }

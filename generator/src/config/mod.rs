@@ -114,6 +114,7 @@ const OPTION_FIELDS: &[&str] = &[
     "localIPs",
     "userAgent",
     "insecureSkipTLSVerify",
+    "maxRedirects",
 ];
 
 /// Reads and validates a scenario file (`.json`, `.yaml` or `.yml`).
@@ -383,6 +384,12 @@ fn read_http_options(options: Option<&Obj>) -> crate::flow::http::HttpOptions {
             }
         }
         http.insecure_tls = o.boolean("insecureSkipTLSVerify").unwrap_or(false);
+        if let Some(n) = o.uint("maxRedirects", 0) {
+            match u32::try_from(n) {
+                Ok(n) => http.max_redirects = n,
+                Err(_) => o.error("maxRedirects", "is too large"),
+            }
+        }
     }
     http
 }

@@ -37,6 +37,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use volley_window::Tags;
 
+/// k6's default `maxRedirects`.
+pub const DEFAULT_MAX_REDIRECTS: u32 = 10;
+
 /// k6 options that apply to every http flow of a file.
 #[derive(Clone, Debug)]
 pub struct HttpOptions {
@@ -45,11 +48,17 @@ pub struct HttpOptions {
     pub user_agent: Option<String>,
     /// `insecureSkipTLSVerify`: accept any certificate.
     pub insecure_tls: bool,
+    /// `maxRedirects`: redirects followed per request (0: none).
+    pub max_redirects: u32,
 }
 
 impl Default for HttpOptions {
     fn default() -> Self {
-        Self { user_agent: Some(format!("volley/{}", env!("CARGO_PKG_VERSION"))), insecure_tls: false }
+        Self {
+            user_agent: Some(format!("volley/{}", env!("CARGO_PKG_VERSION"))),
+            insecure_tls: false,
+            max_redirects: DEFAULT_MAX_REDIRECTS,
+        }
     }
 }
 
@@ -66,6 +75,8 @@ pub struct HttpFlow {
     user_agent: Option<HeaderValue>,
     /// `cookies`: keep a per-VU cookie jar (default true, as k6).
     cookies: bool,
+    /// Redirects followed per request.
+    max_redirects: u32,
 }
 
 impl std::fmt::Debug for HttpFlow {
@@ -165,6 +176,7 @@ impl HttpFlow {
         let steps = config::parse_steps(obj)?;
         let mut flow = HttpFlow::new(steps, sleep, insecure);
         flow.cookies = obj.boolean("cookies").unwrap_or(true);
+        flow.max_redirects = options.max_redirects;
         flow.user_agent = options.user_agent.as_deref().and_then(|ua| HeaderValue::from_str(ua).ok());
         Some(flow)
     }
@@ -178,7 +190,16 @@ impl HttpFlow {
         let tokens = TokenRefs::new(requests(&steps).flat_map(RequestStep::templates).flat_map(|t| t.token_refs()));
         let vars = requests(&steps).flat_map(|r| &r.captures).map(|c| c.slot + 1).max().unwrap_or(0);
         let user_agent = HttpOptions::default().user_agent.and_then(|ua| HeaderValue::from_str(&ua).ok());
-        HttpFlow { steps, sleep, tls: client::tls_connector(insecure), tokens, vars, user_agent, cookies: true }
+        HttpFlow {
+            steps,
+            sleep,
+            tls: client::tls_connector(insecure),
+            tokens,
+            vars,
+            user_agent,
+            cookies: true,
+            max_redirects: DEFAULT_MAX_REDIRECTS,
+        }
     }
 
     /// Shared tokens the templates read.
@@ -272,29 +293,21 @@ impl HttpFlow {
         self.request(&mut vu.io, 0, r, &ctx).await
     }
 
-    async fn request(
+    /// Sends one request to `target` on this VU's connection to its origin
+    /// (retrying once on a fresh connection when a kept-alive one was
+    /// closed meanwhile); `None` when no answer came.
+    #[allow(clippy::too_many_arguments)]
+    async fn exchange(
         &self,
         vu: &mut VuIo,
-        step: usize,
         r: &RequestStep,
         ctx: &IterCtx<'_>,
-    ) -> Result<(u16, Vec<u8>), FlowError> {
-        // A URL without per-VU or per-iteration placeholders is parsed once per VU.
-        let target = match &vu.targets[step] {
-            Some(t) => t.clone(),
-            None => {
-                let mut url = String::new();
-                r.url.render_with(ctx, &vu.vars, &mut url);
-                let t = Arc::new(Target::parse(url)?);
-                if r.url.is_static() {
-                    vu.targets[step] = Some(t.clone());
-                }
-                t
-            }
-        };
+        target: &Target,
+        method: &http::Method,
+        body: &Bytes,
+        cross_origin: bool,
+    ) -> Result<(Option<Outcome>, ConnectTimings), FlowError> {
         let (url, origin) = (&target.url, &target.origin);
-        let body = r.body.as_ref().map_or_else(Bytes::new, |b| b.render(ctx, &vu.vars));
-
         let mut timings = ConnectTimings::default();
         let mut attempt = 0;
         let outcome = loop {
@@ -317,11 +330,19 @@ impl HttpFlow {
                 },
             };
             let mut req = http::Request::new(Full::new(body.clone()));
-            *req.method_mut() = r.method.clone();
+            *req.method_mut() = method.clone();
             *req.uri_mut() = target.path.clone();
             let headers = req.headers_mut();
             headers.insert(HOST, target.host.clone());
             for (name, value) in &r.headers {
+                // Credentials do not follow a redirect to another host, nor
+                // the body's type a redirect that dropped the body.
+                let dropped_body = body.is_empty() && r.body.is_some();
+                if cross_origin && *name == http::header::AUTHORIZATION
+                    || dropped_body && *name == http::header::CONTENT_TYPE
+                {
+                    continue;
+                }
                 let mut rendered = String::new();
                 value.render_with(ctx, &vu.vars, &mut rendered);
                 let value = HeaderValue::try_from(rendered).map_err(|_| {
@@ -363,24 +384,58 @@ impl HttpFlow {
                 }
             }
         };
+        Ok((outcome, timings))
+    }
 
-        let status = outcome.as_ref().map_or(0, |o| o.status);
-        if let (true, Some(o)) = (self.cookies, &outcome) {
-            vu.jar.store(&origin.host, target.path.path(), &o.headers);
-        }
-        let series = vu.request_series(step, status, r, url);
-        let failed = !(200..400).contains(&status);
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        vu.metrics.batch(|s| {
-            s.add(series.reqs, 1.0);
-            s.rate(series.failed, failed);
-            s.trend(series.connecting, ms(timings.connecting));
-            s.trend(series.tls, ms(timings.tls));
-            if let Some(o) = &outcome {
-                s.trend(series.duration, ms(o.duration));
-                s.trend(series.waiting, ms(o.waiting));
+    async fn request(
+        &self,
+        vu: &mut VuIo,
+        step: usize,
+        r: &RequestStep,
+        ctx: &IterCtx<'_>,
+    ) -> Result<(u16, Vec<u8>), FlowError> {
+        // A URL without per-VU or per-iteration placeholders is parsed once per VU.
+        let first = match &vu.targets[step] {
+            Some(t) => t.clone(),
+            None => {
+                let mut url = String::new();
+                r.url.render_with(ctx, &vu.vars, &mut url);
+                let t = Arc::new(Target::parse(url)?);
+                if r.url.is_static() {
+                    vu.targets[step] = Some(t.clone());
+                }
+                t
             }
-        });
+        };
+        let mut target = first.clone();
+        let mut method = r.method.clone();
+        let mut body = r.body.as_ref().map_or_else(Bytes::new, |b| b.render(ctx, &vu.vars));
+        let mut hops = 0;
+        // Every hop of a redirect is a request of its own, as in k6; checks
+        // and captures read the last answer.
+        let outcome = loop {
+            let cross_origin = target.origin.host != first.origin.host;
+            let (outcome, timings) = self.exchange(vu, r, ctx, &target, &method, &body, cross_origin).await?;
+            let status = outcome.as_ref().map_or(0, |o| o.status);
+            if let (true, Some(o)) = (self.cookies, &outcome) {
+                vu.jar.store(&target.origin.host, target.path.path(), &o.headers);
+            }
+            vu.record(step, r, &first.url, status, outcome.as_ref(), &timings);
+            let next = outcome.as_ref().filter(|_| hops < self.max_redirects).and_then(|o| redirect(&target, o));
+            let Some(next) = next else { break outcome };
+            hops += 1;
+            if let Some(o) = &outcome {
+                if o.status == 303 && method != http::Method::HEAD
+                    || matches!(o.status, 301 | 302) && method == http::Method::POST
+                {
+                    method = http::Method::GET;
+                    body = Bytes::new();
+                }
+            }
+            target = Arc::new(next?);
+        };
+        let url = &first.url;
+        let status = outcome.as_ref().map_or(0, |o| o.status);
         let mut json = None;
         if !r.checks.is_empty() {
             let body: &[u8] = outcome.as_ref().map_or(&[], |o| o.body.as_slice());
@@ -431,7 +486,46 @@ async fn send(
     Ok(Outcome { status, waiting, duration: start.elapsed(), body: kept, headers: parts.headers })
 }
 
+/// Where a redirect answer points, if it is one (`Location` resolved
+/// against the request's URL).
+fn redirect(from: &Target, o: &Outcome) -> Option<Result<Target, FlowError>> {
+    if !matches!(o.status, 301 | 302 | 303 | 307 | 308) {
+        return None;
+    }
+    let location = o.headers.get(http::header::LOCATION)?.to_str().ok()?;
+    let next = url::Url::parse(&from.url).and_then(|base| base.join(location));
+    Some(match next {
+        Ok(u) => Target::parse(u.to_string()),
+        Err(e) => Err(FlowError::Step(format!("redirect from {:?} to {location:?}: {e}", from.url))),
+    })
+}
+
 impl VuIo {
+    /// Records one answered (or failed) request in its step's series.
+    fn record(
+        &mut self,
+        step: usize,
+        r: &RequestStep,
+        url: &str,
+        status: u16,
+        outcome: Option<&Outcome>,
+        timings: &ConnectTimings,
+    ) {
+        let series = self.request_series(step, status, r, url);
+        let failed = !(200..400).contains(&status);
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        self.metrics.batch(|s| {
+            s.add(series.reqs, 1.0);
+            s.rate(series.failed, failed);
+            s.trend(series.connecting, ms(timings.connecting));
+            s.trend(series.tls, ms(timings.tls));
+            if let Some(o) = outcome {
+                s.trend(series.duration, ms(o.duration));
+                s.trend(series.waiting, ms(o.waiting));
+            }
+        });
+    }
+
     /// Stores the step's captures from `outcome` and counts each as the
     /// check `capture NAME`; the first one that found nothing (and has no
     /// default) is returned by name, which ends the iteration.
