@@ -246,14 +246,7 @@ fn read_plan(doc: &Value, overrides: &Overrides, report: &Report) -> Option<Test
         }
         tags = Tags::from_pairs(options.string_map("tags").unwrap_or_default());
         for (k, v) in tags.iter() {
-            for (what, s) in [("name", k), ("value", v)] {
-                if let Err(e) = volley_exporter::sink::influx::line::storable(s) {
-                    options.error(
-                        &format!("tags.{k}"),
-                        format!("the tag {what} {s:?} cannot be stored unchanged by a metric store: it {e}"),
-                    );
-                }
-            }
+            options.check_tag(&format!("tags.{k}"), k, v);
         }
         if let Some(t) = options.object("thresholds") {
             thresholds = crate::threshold::parse_all(t);

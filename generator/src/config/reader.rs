@@ -280,6 +280,16 @@ impl<'a> Obj<'a> {
         self.map.iter()
     }
 
+    /// Reports, on `path`, a tag name or value a metric store could not keep
+    /// unchanged (tags are written wherever the windows go).
+    pub fn check_tag(&self, path: &str, name: &str, value: &str) {
+        for (what, s) in [("name", name), ("value", value)] {
+            if let Err(e) = volley_exporter::sink::influx::line::storable(s) {
+                self.error(path, format!("the tag {what} {s:?} cannot be stored unchanged by a metric store: it {e}"));
+            }
+        }
+    }
+
     /// Reports every field not in `known`, suggesting the closest known name.
     pub fn finish_with(self, known: &[&str]) {
         for key in self.map.keys() {

@@ -217,12 +217,7 @@ fn parse_request_with(request: Obj, vars: &[String]) -> Option<RequestStep> {
             let hint = if k == "name" { " (use the request's name field)" } else { "" };
             request.error(&path, format!("\"{k}\" is set by Volley itself{hint}"));
         }
-        for (what, s) in [("name", k), ("value", v)] {
-            if let Err(e) = volley_exporter::sink::influx::line::storable(s) {
-                request
-                    .error(&path, format!("the tag {what} {s:?} cannot be stored unchanged by a metric store: it {e}"));
-            }
-        }
+        request.check_tag(&path, k, v);
     }
     request.finish_with(REQUEST_FIELDS);
     if !before || !report.is_clean() {
