@@ -406,3 +406,26 @@ fn redirects_are_followed_up_to_max_redirects() {
     let (_, s) = run_scenario(&doc(Some(0), "/login"), &[]);
     assert_eq!(s["metrics"]["http_reqs"]["count"], 1.0, "maxRedirects 0 follows none");
 }
+
+/// A response body is read to its end and counted, but at most 16 MiB of it
+/// is kept for checks and captures: a huge answer cannot grow a VU's memory.
+#[test]
+fn at_most_sixteen_mebibytes_of_a_body_are_kept() {
+    let size = 17 << 20;
+    let (url, _) = raw_server(move |_| {
+        format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\nSTART{}END", size + 8, "a".repeat(size))
+    });
+    let doc = json!({
+        "options": {"scenarios": {"s": {"executor": "shared-iterations", "vus": 1, "iterations": 1}}},
+        "flows": {"default": {"type": "http", "steps": [
+            {"request": {"url": format!("{url}/big")}, "checks": {"bodyContains": "START"}},
+            {"request": {"url": format!("{url}/big")}, "checks": {"bodyContains": "END"}}
+        ]}}
+    });
+    let (out, s) = run_scenario(&doc, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let checks = &s["root_group"]["checks"];
+    assert_eq!(checks["body contains \"START\""]["passes"], 1, "{checks}");
+    assert_eq!(checks["body contains \"END\""]["fails"], 1, "the tail past 16 MiB is not kept: {checks}");
+    assert!(s["metrics"]["data_received"]["count"].as_f64().unwrap() > 2.0 * (17 << 20) as f64, "all of it is counted");
+}

@@ -37,6 +37,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use volley_window::Tags;
 
+/// The most of a response body kept for checks and captures; the rest is
+/// read and counted but not kept, so a VU's memory stays bounded whatever
+/// a target answers.
+pub const MAX_KEPT_BODY: usize = 16 << 20;
+
 /// k6's default `maxRedirects`.
 pub const DEFAULT_MAX_REDIRECTS: u32 = 10;
 
@@ -478,8 +483,10 @@ async fn send(
     let mut kept = Vec::new();
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame?.into_data() {
-            if keep_body {
-                kept.extend_from_slice(&data);
+            if keep_body && kept.len() < MAX_KEPT_BODY {
+                // Read to the end (it is counted), keep at most the bound.
+                let room = MAX_KEPT_BODY - kept.len();
+                kept.extend_from_slice(&data[..data.len().min(room)]);
             }
         }
     }
