@@ -205,13 +205,16 @@ impl ScenarioRun {
         self.started.get().copied()
     }
 
-    /// Runs one iteration unless interrupted; true when it completed.
+    /// Runs one iteration unless interrupted; false when it was cut off
+    /// (the VU stops).
     pub async fn iterate(&self, vu: &mut Vu) -> bool {
         self.iterate_until(vu, std::future::pending()).await
     }
 
     /// Runs one iteration, cut off by the scenario interrupt or by `cut`
-    /// (ramping-vus uses it for `gracefulRampDown`); true when it completed.
+    /// (ramping-vus uses it for `gracefulRampDown`); false when it was cut
+    /// off. An iteration the flow gave up on counts as interrupted but is
+    /// not cut off.
     pub async fn iterate_until(&self, vu: &mut Vu, cut: impl Future<Output = ()>) -> bool {
         let start = Instant::now();
         let ctx = IterCtx {
@@ -225,18 +228,22 @@ impl ScenarioRun {
         vu.iterations += 1;
         // The flow is polled first so an iteration that is ready at once
         // never registers with the stop signals.
-        let completed = tokio::select! {
+        // `None`: cut off; `Some(false)`: the flow gave up on the iteration
+        // (counted as interrupted, as k6 counts an iteration that threw;
+        // the VU goes on).
+        let outcome = tokio::select! {
             biased;
-            r = self.flow.iterate(&mut vu.state, &ctx) => {
-                if let Err(e) = r {
+            r = self.flow.iterate(&mut vu.state, &ctx) => Some(match r {
+                Ok(()) => true,
+                Err(e) => {
                     self.report_error(&e);
+                    false
                 }
-                true
-            }
-            _ = self.interrupt.cancelled() => false,
-            _ = cut => false,
+            }),
+            _ = self.interrupt.cancelled() => None,
+            _ = cut => None,
         };
-        if completed {
+        if outcome == Some(true) {
             let ms = start.elapsed().as_secs_f64() * 1e3;
             let s = self.series;
             self.metrics.batch(|shard| {
@@ -247,7 +254,7 @@ impl ScenarioRun {
         } else {
             self.stats.interrupted.add(1);
         }
-        completed
+        outcome.is_some()
     }
 
     fn report_error(&self, e: &crate::flow::FlowError) {

@@ -13,8 +13,10 @@
 //!   every other flow can read.
 //! - [`net`]: TCP connections from a chosen source address (`--local-ips`).
 //! - [`template`]: `{{vu}}`-style placeholders, compiled once.
+//! - [`condition`]: `if:` conditions over rendered templates.
 //! - [`jsonpath`]: dotted JSON paths for checks and frame recognisers.
 
+pub mod condition;
 pub mod http;
 pub mod jsonpath;
 pub mod net;
@@ -86,7 +88,7 @@ pub enum FlowDef {
     /// `type: noop`
     Noop(noop::NoopFlow),
     /// `type: http`
-    Http(http::HttpFlow),
+    Http(Box<http::HttpFlow>),
     /// `type: ws-ping` / `type: im-e2e`
     Ws(Box<ws::WsFlow>),
     /// `type: token-manager`
@@ -119,7 +121,7 @@ impl FlowDef {
         let kind = obj.string("type");
         let flow = match kind.as_deref() {
             Some("noop") => noop::NoopFlow::parse(&obj).map(FlowDef::Noop),
-            Some("http") => http::HttpFlow::parse(&obj, http).map(FlowDef::Http),
+            Some("http") => http::HttpFlow::parse(&obj, http).map(|f| FlowDef::Http(Box::new(f))),
             Some("ws-ping") => ws::WsFlow::parse(&obj, ws::config::Kind::Ping).map(|f| FlowDef::Ws(Box::new(f))),
             Some("im-e2e") => ws::WsFlow::parse(&obj, ws::config::Kind::ImE2e).map(|f| FlowDef::Ws(Box::new(f))),
             Some("token-manager") => token::TokenManagerFlow::parse(&obj, name).map(|f| FlowDef::Token(Box::new(f))),

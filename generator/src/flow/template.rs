@@ -24,6 +24,9 @@ enum Part {
     Env(String),
     /// The flow's own variable at this index of its declared names.
     Var(usize),
+    /// `{{NAME.length}}`: the items of a list variable (the characters of
+    /// a text one).
+    Length(usize),
     /// A token-manager's token: `""` for `{{token}}`, the flow name for
     /// `{{token.NAME}}`.
     Token(String),
@@ -71,8 +74,16 @@ impl Template {
                 "now.ms" => Part::NowMs,
                 f if f.starts_with("random.") => function(f)?,
                 env if env.starts_with("env.") && env.len() > 4 => Part::Env(env[4..].to_string()),
-                other => match vars.iter().position(|v| *v == other) {
+                // The last declaration wins: a loop's variables shadow the
+                // flow's while the loop lasts.
+                other => match vars.iter().rposition(|v| *v == other) {
                     Some(i) => Part::Var(i),
+                    None if other.ends_with(".length")
+                        && vars.iter().any(|v| Some(*v) == other.strip_suffix(".length")) =>
+                    {
+                        let name = &other[..other.len() - 7];
+                        Part::Length(vars.iter().rposition(|v| *v == name).expect("declared"))
+                    }
                     None if other == "token" => Part::Token(String::new()),
                     None if other.starts_with("token.") && other.len() > 6 => Part::Token(other[6..].to_string()),
                     None => {
@@ -88,7 +99,8 @@ impl Template {
                             "uuid",
                             "now.ms",
                         ];
-                        known.extend_from_slice(vars);
+                        // Hidden (out-of-scope) variables start with NUL.
+                        known.extend(vars.iter().filter(|v| !v.starts_with('\0')));
                         let known: Vec<String> = known.iter().map(|k| format!("{{{{{k}}}}}")).collect();
                         return Err(format!("unknown placeholder {{{{{other}}}}} (known: {})", known.join(", ")));
                     }
@@ -131,16 +143,16 @@ impl Template {
 
     /// True when the template uses flow variable `index`.
     pub fn uses_var(&self, index: usize) -> bool {
-        self.parts.contains(&Part::Var(index))
+        self.parts.iter().any(|p| matches!(p, Part::Var(i) | Part::Length(i) if *i == index))
     }
 
     /// Appends the rendering for `ctx` to `out`.
     pub fn render_into(&self, ctx: &IterCtx<'_>, out: &mut String) {
-        self.render_with::<&str>(ctx, &[], out)
+        self.render_with::<[&str]>(ctx, &[], out)
     }
 
     /// Appends the rendering for `ctx` and the flow variables' `values` to `out`.
-    pub fn render_with<S: AsRef<str>>(&self, ctx: &IterCtx<'_>, values: &[S], out: &mut String) {
+    pub fn render_with<V: Vars + ?Sized>(&self, ctx: &IterCtx<'_>, values: &V, out: &mut String) {
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.push_str(t),
@@ -152,7 +164,10 @@ impl Template {
                 }
                 Part::Scenario => out.push_str(ctx.scenario),
                 Part::Env(name) => out.push_str(ctx.env.get(name).map(String::as_str).unwrap_or("")),
-                Part::Var(i) => out.push_str(values.get(*i).map_or("", AsRef::as_ref)),
+                Part::Var(i) => values.push_var(*i, out),
+                Part::Length(i) => {
+                    let _ = write!(out, "{}", values.length(*i));
+                }
                 Part::Token(r) => out.push_str(ctx.tokens.iter().find(|c| c.reference == *r).map_or("", |c| c.value())),
                 Part::RandomInt(lo, hi) => {
                     let _ = write!(out, "{}", rand::Rng::gen_range(&mut rand::thread_rng(), *lo..=*hi));
@@ -175,6 +190,34 @@ impl Template {
         let mut out = String::with_capacity(self.source.len() + 8);
         self.render_into(ctx, &mut out);
         out
+    }
+}
+
+/// The values of a flow's variables at render time, by slot.
+pub trait Vars {
+    /// Appends variable `slot`'s text (nothing when it has no value).
+    fn push_var(&self, slot: usize, out: &mut String);
+    /// The items of list variable `slot`, or the characters of a text one.
+    fn length(&self, slot: usize) -> usize;
+}
+
+impl<S: AsRef<str>> Vars for [S] {
+    fn push_var(&self, slot: usize, out: &mut String) {
+        out.push_str(self.get(slot).map_or("", AsRef::as_ref));
+    }
+
+    fn length(&self, slot: usize) -> usize {
+        self.get(slot).map_or(0, |s| s.as_ref().chars().count())
+    }
+}
+
+impl<S: AsRef<str>, const N: usize> Vars for [S; N] {
+    fn push_var(&self, slot: usize, out: &mut String) {
+        self[..].push_var(slot, out)
+    }
+
+    fn length(&self, slot: usize) -> usize {
+        self[..].length(slot)
     }
 }
 

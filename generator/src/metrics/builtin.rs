@@ -33,6 +33,8 @@ pub const VUS: MetricDef = def("vus", Gauge, Unit::None);
 pub const VUS_MAX: MetricDef = def("vus_max", Gauge, Unit::None);
 /// Check outcomes.
 pub const CHECKS: MetricDef = def("checks", Rate, Unit::None);
+/// Time a `group` of steps took (tag `group`: `::outer::inner`).
+pub const GROUP_DURATION: MetricDef = def("group_duration", Trend, Unit::Time);
 /// HTTP requests made.
 pub const HTTP_REQS: MetricDef = def("http_reqs", Counter, Unit::None);
 /// Request sent to response fully received.
@@ -94,6 +96,7 @@ pub const ALL: &[MetricDef] = &[
     DATA_RECEIVED,
     DATA_SENT,
     DROPPED_ITERATIONS,
+    GROUP_DURATION,
     HTTP_REQ_CONNECTING,
     HTTP_REQ_DURATION,
     HTTP_REQ_FAILED,

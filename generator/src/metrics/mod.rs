@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`builtin`]: k6's built-in metric names, types and units.
+//! - [`custom`]: metrics a scenario file defines.
 //! - [`registry`]: series interning and the per-metric cardinality cap.
 //! - [`shard`]: per-thread recording shards, merged when a window closes.
 //! - [`Metrics`]: the cheap-to-clone handle flows and executors record through,
@@ -9,6 +10,7 @@
 //!   [`volley_window::WindowReport`].
 
 pub mod builtin;
+pub mod custom;
 pub mod registry;
 pub mod shard;
 

@@ -68,21 +68,43 @@ pub fn to_json(outcome: &RunOutcome, stats: &[TrendStat]) -> Value {
         }
     }
 
-    let mut checks = Map::new();
-    for name in totals.tag_values("checks", "check") {
-        let sel = Tags::from_pairs([("check", name.as_str())]);
-        if let Some((_, Aggregate::Rate { passes, fails })) = totals.metric("checks", &sel) {
-            let path = format!("::{name}");
-            checks.insert(
-                name.clone(),
-                json!({"name": name, "path": path, "id": md5_hex(path.as_bytes()), "passes": passes, "fails": fails}),
-            );
-        }
+    json!({"root_group": root_group(totals), "metrics": metrics})
+}
+
+/// k6's group tree: checks by the `group` tag (`::a::b`) they were made
+/// in, each group with its `name`, `path` and `id` (MD5 of the path).
+fn root_group(totals: &super::totals::RunTotals) -> Value {
+    let mut counts: std::collections::BTreeMap<(String, String), (u64, u64)> = Default::default();
+    for (key, (_, agg)) in totals.range("checks") {
+        let (Some(check), Aggregate::Rate { passes, fails }) = (key.tags.get("check"), agg) else { continue };
+        let group = key.tags.get("group").unwrap_or("").to_string();
+        let c = counts.entry((group, check.to_string())).or_default();
+        c.0 += passes;
+        c.1 += fails;
     }
-    json!({
-        "root_group": {"name": "", "path": "", "id": md5_hex(b""), "groups": {}, "checks": checks},
-        "metrics": metrics,
-    })
+    let mut root = group_node("", "");
+    for ((group, name), (passes, fails)) in counts {
+        let mut node = &mut root;
+        let mut path = String::new();
+        for part in group.split("::").filter(|p| !p.is_empty()) {
+            path.push_str("::");
+            path.push_str(part);
+            node = node["groups"]
+                .as_object_mut()
+                .expect("groups is an object")
+                .entry(part.to_string())
+                .or_insert_with(|| group_node(part, &path));
+        }
+        let check_path = format!("{path}::{name}");
+        node["checks"][&name] = json!({
+            "name": name, "path": check_path, "id": md5_hex(check_path.as_bytes()), "passes": passes, "fails": fails
+        });
+    }
+    root
+}
+
+fn group_node(name: &str, path: &str) -> Value {
+    json!({"name": name, "path": path, "id": md5_hex(path.as_bytes()), "groups": {}, "checks": {}})
 }
 
 /// MD5 in hex: k6 identifies groups and checks by the MD5 of their path.

@@ -4,7 +4,7 @@
 //! (`multipart: {field: value, upload: "@path/to/file"}`; files are read
 //! when the scenario is loaded, at most [`MAX_FILE_BYTES`] each).
 
-use crate::flow::template::Template;
+use crate::flow::template::{Template, Vars};
 use crate::flow::IterCtx;
 use bytes::Bytes;
 
@@ -53,7 +53,7 @@ impl Body {
     }
 
     /// The bytes for one request.
-    pub fn render(&self, ctx: &IterCtx<'_>, vars: &[String]) -> Bytes {
+    pub fn render<V: Vars + ?Sized>(&self, ctx: &IterCtx<'_>, vars: &V) -> Bytes {
         let text = |t: &Template| {
             let mut out = String::new();
             t.render_with(ctx, vars, &mut out);
@@ -135,7 +135,7 @@ mod tests {
             ("title".into(), Part::Field(Template::parse("hello {{vu}}").unwrap())),
             ("upload".into(), read_file(file.to_str().unwrap()).unwrap()),
         ];
-        let body = Body::Multipart("B".into(), parts).render(&ctx, &[]);
+        let body = Body::Multipart("B".into(), parts).render(&ctx, &[] as &[&str]);
         let want = b"--B\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nhello 7\r\n--B\r\nContent-Disposition: form-data; name=\"upload\"; filename=\"pic.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n\x00\x01binary\r\n--B--\r\n";
         assert_eq!(&body[..], &want[..]);
         assert!(read_file("/nonexistent/x").unwrap_err().contains("cannot read"));

@@ -7,20 +7,27 @@
 //!   csrf:   { header: X-CSRF-Token }       # a response header
 //!   session: { cookie: sid }               # a cookie the response sets
 //!   order:  { regex: 'order-(\d+)', default: "0" }   # the first group
+//!   ids:    { json: "$.orders[*].id", all: true }  # every match, a list
 //! ```
+//!
+//! With `all: true` the value is a list (json, regex or header): a loop can
+//! go over it, `{{ids.length}}` counts it, `{{ids}}` joins it with commas.
+//! A list with no match is an empty list, not a missing value: the body
+//! still has to be there (JSON that parses, for `json`).
 //!
 //! A capture that finds nothing fails the check `capture NAME`, and the
 //! rest of the iteration is skipped (a request built from a missing value
 //! would only measure an error), unless it has a `default`. Values live per
 //! VU for one iteration: every iteration starts with none.
 
+use super::vars::Value as Var;
 use crate::config::reader::Obj;
-use crate::flow::jsonpath::JsonPath;
+use crate::flow::jsonpath::{JsonPath, MAX_MATCHES};
 use http::{HeaderMap, HeaderName};
 use serde_json::Value;
 
 /// Fields of one capture.
-const FIELDS: &[&str] = &["json", "regex", "header", "cookie", "default"];
+const FIELDS: &[&str] = &["json", "regex", "header", "cookie", "default", "all"];
 /// Names the templates already give a meaning to.
 const RESERVED: &[&str] = &["vu", "iter", "scenario", "env", "token", "data", "setup", "loop", "random", "uuid", "now"];
 
@@ -42,6 +49,8 @@ pub struct Capture {
     pub slot: usize,
     source: Source,
     default: Option<String>,
+    /// `all: true`: every match, as a list.
+    all: bool,
 }
 
 impl Capture {
@@ -55,12 +64,16 @@ impl Capture {
                 obj.error(name, e);
                 continue;
             }
+            let all = c.boolean("all").unwrap_or(false);
+            if all && c.has("cookie") {
+                c.error("all", "applies to json, regex and header captures (a cookie has one value)");
+            }
             if let Some(source) = source(&c) {
-                let slot = vars.iter().position(|v| v == name).unwrap_or_else(|| {
+                let slot = vars.iter().rposition(|v| v == name).unwrap_or_else(|| {
                     vars.push(name.clone());
                     vars.len() - 1
                 });
-                out.push(Capture { name: name.clone(), slot, source, default: c.string("default") });
+                out.push(Capture { name: name.clone(), slot, source, default: c.string("default"), all });
             }
             c.finish_with(FIELDS);
         }
@@ -74,8 +87,15 @@ impl Capture {
 
     /// The captured value, or the default. `json` caches the parsed body
     /// across a step's checks and captures.
-    pub fn extract(&self, body: &[u8], headers: &HeaderMap, json: &mut Option<Option<Value>>) -> Option<String> {
-        let found = match &self.source {
+    pub fn extract(&self, body: &[u8], headers: &HeaderMap, json: &mut Option<Option<Value>>) -> Option<Var> {
+        let found =
+            if self.all { self.every(body, headers, json) } else { self.first(body, headers, json).map(Var::Text) };
+        found.or_else(|| self.default.clone().map(Var::Text))
+    }
+
+    /// The first match.
+    fn first(&self, body: &[u8], headers: &HeaderMap, json: &mut Option<Option<Value>>) -> Option<String> {
+        match &self.source {
             Source::Json(path) => {
                 let doc = json.get_or_insert_with(|| serde_json::from_slice(body).ok());
                 doc.as_ref().and_then(|d| path.get(d)).and_then(plain)
@@ -87,8 +107,28 @@ impl Capture {
                 .map(|m| m.as_str().to_string()),
             Source::Header(name) => headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string),
             Source::Cookie(name) => cookie(headers, name),
+        }
+    }
+
+    /// Every match (at most [`MAX_MATCHES`]); `None` only when the body is
+    /// not what the source reads (not JSON, not text).
+    fn every(&self, body: &[u8], headers: &HeaderMap, json: &mut Option<Option<Value>>) -> Option<Var> {
+        let items = match &self.source {
+            Source::Json(path) => {
+                let doc = json.get_or_insert_with(|| serde_json::from_slice(body).ok());
+                path.all(doc.as_ref()?).into_iter().filter_map(plain).collect()
+            }
+            Source::Regex(re) => re
+                .captures_iter(std::str::from_utf8(body).ok()?)
+                .filter_map(|c| c.get(1).map(|m| m.as_str().to_string()))
+                .take(MAX_MATCHES)
+                .collect(),
+            Source::Header(name) => {
+                headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).map(str::to_string).collect()
+            }
+            Source::Cookie(name) => cookie(headers, name).into_iter().collect(),
         };
-        found.or_else(|| self.default.clone())
+        Some(Var::List(items))
     }
 }
 
@@ -125,7 +165,8 @@ fn source(c: &Obj) -> Option<Source> {
     }
 }
 
-fn check_name(name: &str) -> Result<(), String> {
+/// A variable name: letters, digits and _, not one templates already use.
+pub fn check_name(name: &str) -> Result<(), String> {
     let mut chars = name.chars();
     let starts = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     if !starts || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
@@ -188,14 +229,30 @@ mod tests {
         headers.append(http::header::SET_COOKIE, "theme=dark; Path=/".parse().unwrap());
         headers.append(http::header::SET_COOKIE, "sid=s3ss10n; HttpOnly".parse().unwrap());
         let mut json = None;
-        let mut got: Vec<(String, Option<String>)> =
+        let mut got: Vec<(String, Option<Var>)> =
             caps.iter().map(|c| (c.name.clone(), c.extract(body, &headers, &mut json))).collect();
-        got.sort();
+        got.sort_by(|a, b| a.0.cmp(&b.0));
         let want = [("csrf", "abc"), ("earlier", "none"), ("order", "17"), ("sid", "s3ss10n"), ("user", "42")];
-        assert_eq!(got, want.map(|(n, v)| (n.to_string(), Some(v.to_string()))));
+        assert_eq!(got, want.map(|(n, v)| (n.to_string(), Some(Var::Text(v.to_string())))));
         assert_eq!(caps.iter().find(|c| c.name == "earlier").unwrap().slot, 0, "a name captured again keeps its slot");
         let user = caps.iter().find(|c| c.name == "user").unwrap();
         assert!(user.extract(b"", &HeaderMap::new(), &mut None).is_none());
+    }
+
+    #[test]
+    fn all_collects_every_match_as_a_list() {
+        let (caps, _, errors) = parse(serde_json::json!({
+            "ids": {"json": "$.orders[*].id", "all": true},
+            "words": {"regex": "w(\\d)", "all": true},
+            "none": {"json": "$.nothing[*]", "all": true}
+        }));
+        assert_eq!(errors, "");
+        let body = br#"{"orders": [{"id": 4}, {"id": "x"}, {"id": null}], "t": "w1 w2 w3"}"#;
+        let mut json = None;
+        let got: Vec<Option<Var>> = caps.iter().map(|c| c.extract(body, &HeaderMap::new(), &mut json)).collect();
+        let list = |items: &[&str]| Some(Var::List(items.iter().map(|s| s.to_string()).collect()));
+        assert_eq!(got, vec![list(&["4", "x"]), list(&["1", "2", "3"]), list(&[])]);
+        assert_eq!(caps[0].extract(b"not json", &HeaderMap::new(), &mut None), None, "no JSON is nothing found");
     }
 
     #[test]
@@ -207,7 +264,8 @@ mod tests {
             "vu": {"json": "$.x"},
             "1st": {"json": "$.x"},
             "d": {},
-            "e": {"json": "$.x", "all": true}
+            "e": {"json": "$.x", "all": true, "every": 1},
+            "f": {"cookie": "sid", "all": true}
         }));
         for want in [
             "steps[0].capture.a: takes only one of json, regex, header, cookie",
@@ -216,7 +274,8 @@ mod tests {
             "steps[0].capture.vu: \"vu\" is a template name already",
             "steps[0].capture.1st: a capture name is letters, digits and _",
             "steps[0].capture.d: needs one of json, regex, header, cookie",
-            "steps[0].capture.e.all: unknown field",
+            "steps[0].capture.e.every: unknown field",
+            "steps[0].capture.f.all: applies to json, regex and header captures",
         ] {
             assert!(errors.contains(want), "{want:?} not in:\n{errors}");
         }

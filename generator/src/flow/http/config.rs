@@ -1,4 +1,4 @@
-//! Parsing of `type: http` flows: steps, requests, checks.
+//! Parsing of an http flow's requests (its steps are in `steps`).
 
 use super::body::{self, Body};
 use super::capture::Capture;
@@ -11,7 +11,6 @@ use std::time::Duration;
 
 /// Fields of an http flow.
 pub const FIELDS: &[&str] = &["type", "steps", "sleep", "insecureSkipTLSVerify", "cookies"];
-const STEP_FIELDS: &[&str] = &["request", "checks", "capture", "sleep"];
 const REQUEST_FIELDS: &[&str] = &["method", "url", "headers", "body", "form", "multipart", "timeout", "name", "tags"];
 /// Tags Volley sets on every request series itself.
 const SYSTEM_TAGS: &[&str] =
@@ -19,15 +18,6 @@ const SYSTEM_TAGS: &[&str] =
 
 /// k6's default request timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// One step of an http flow.
-#[derive(Debug)]
-pub enum Step {
-    /// A request, its checks and an optional sleep after it.
-    Request(Box<RequestStep>),
-    /// A pause (fixed or a random range).
-    Sleep(Think),
-}
 
 /// A request step.
 #[derive(Debug)]
@@ -56,6 +46,10 @@ pub struct RequestStep {
     /// Keep the response body even without a check reading it (the token
     /// manager reads the token from it).
     pub keep_body: bool,
+    /// Position among the flow's requests (what per-VU tables index).
+    pub index: usize,
+    /// The `group` tag (`::a::b`) when inside a group.
+    pub group: Option<String>,
 }
 
 impl RequestStep {
@@ -71,77 +65,6 @@ impl RequestStep {
     }
 }
 
-/// Reads the `steps` list.
-pub fn parse_steps(obj: &Obj) -> Option<Vec<Step>> {
-    let Some(list) = obj.array("steps") else {
-        if !obj.has("steps") {
-            obj.error("steps", "is required: a list of {request, checks, sleep}");
-        }
-        return None;
-    };
-    if list.is_empty() {
-        obj.error("steps", "must list at least one step");
-        return None;
-    }
-    let mut steps = Vec::new();
-    let mut ok = true;
-    // The flow's variables, in the order steps capture them: a step's
-    // templates may use what the steps before it captured.
-    let mut vars: Vec<String> = Vec::new();
-    for (i, item) in list.iter().enumerate() {
-        let Some(step) = Obj::new(item, format!("{}[{i}]", obj.path_of("steps")), obj.report) else {
-            ok = false;
-            continue;
-        };
-        match parse_step(&step, &mut vars) {
-            Some(s) => steps.push(s),
-            None => ok = false,
-        }
-        step.finish_with(STEP_FIELDS);
-    }
-    ok.then_some(steps)
-}
-
-fn parse_step(step: &Obj, vars: &mut Vec<String>) -> Option<Step> {
-    let sleep = step.think("sleep");
-    let Some(request) = step.object("request") else {
-        for field in ["checks", "capture"] {
-            if step.has(field) {
-                step.error(field, "needs a request in the same step");
-            }
-        }
-        return match sleep {
-            Some(d) => Some(Step::Sleep(d)),
-            None => {
-                if !step.has("sleep") {
-                    step.report.error(step.path.clone(), "a step needs a request or a sleep");
-                }
-                None
-            }
-        };
-    };
-    let checks = match step.object("checks") {
-        Some(c) => Check::parse_all(c),
-        None => Vec::new(),
-    };
-    let before = step.report.is_clean();
-    // The request's own templates cannot use what it captures; the later
-    // steps' can, even when this step has problems (no cascade of errors).
-    let r = parse_request_with(request, vars);
-    let captures = match step.object("capture") {
-        Some(c) => Capture::parse_all(c, vars),
-        None => Vec::new(),
-    };
-    let mut r = r?;
-    if !before || !step.report.is_clean() {
-        return None;
-    }
-    r.checks = checks;
-    r.captures = captures;
-    r.sleep = sleep;
-    Some(Step::Request(Box::new(r)))
-}
-
 /// Reads one `request` object (method, url, headers, body, timeout, name);
 /// the step's checks and sleep are added by the caller.
 pub fn parse_request(request: Obj) -> Option<RequestStep> {
@@ -150,7 +73,7 @@ pub fn parse_request(request: Obj) -> Option<RequestStep> {
 
 /// As [`parse_request`], with the flow variables `vars` known to its
 /// templates.
-fn parse_request_with(request: Obj, vars: &[String]) -> Option<RequestStep> {
+pub(super) fn parse_request_with(request: Obj, vars: &[String]) -> Option<RequestStep> {
     let template = |obj: &Obj, field: &str, text: &str| template_with(obj, field, text, vars);
     let report = request.report;
     let before = report.is_clean();
@@ -236,6 +159,8 @@ fn parse_request_with(request: Obj, vars: &[String]) -> Option<RequestStep> {
         captures: Vec::new(),
         sleep: None,
         keep_body: false,
+        index: 0,
+        group: None,
     })
 }
 

@@ -1,8 +1,11 @@
 //! `type: http`: a list of request steps with templating and checks.
 //!
 //! # Layout
-//! - [`config`]: steps as written in the scenario file.
-//! - [`check`]: status / body / JSON checks.
+//! - [`config`]: requests as written in the scenario file.
+//! - [`steps`]: the steps (groups, loops, conditions, metrics) compiled
+//!   into a flat program.
+//! - [`vars`]: the iteration's variables.
+//! - [`check`]: status / header / body / JSON / duration checks.
 //! - [`body`]: request bodies (text, forms, multipart).
 //! - [`capture`]: values taken from a response for the later steps.
 //! - [`cookies`]: the per-VU cookie jar.
@@ -16,6 +19,8 @@ pub mod check;
 pub mod client;
 pub mod config;
 pub mod cookies;
+pub mod steps;
+pub mod vars;
 
 use crate::config::reader::Obj;
 use crate::flow::think::Think;
@@ -27,7 +32,6 @@ use crate::metrics::Metrics;
 use bytes::Bytes;
 use client::{ConnectTimings, Connection, Origin};
 pub use config::RequestStep;
-use config::Step;
 pub use config::FIELDS;
 use http::header::{HeaderValue, HOST};
 use http::Uri;
@@ -35,6 +39,8 @@ use http_body_util::{BodyExt, Full};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use steps::{Op, Over, Program};
+use vars::Value;
 use volley_window::Tags;
 
 /// The most of a response body kept for checks and captures; the rest is
@@ -69,13 +75,11 @@ impl Default for HttpOptions {
 
 /// A compiled http flow.
 pub struct HttpFlow {
-    steps: Vec<Step>,
+    program: Program,
     sleep: Option<Think>,
     tls: tokio_rustls::TlsConnector,
     /// Shared tokens the templates read.
     tokens: TokenRefs,
-    /// Variables the steps capture (their slots run from 0).
-    vars: usize,
     /// Sent as `User-Agent` when a request sets none.
     user_agent: Option<HeaderValue>,
     /// `cookies`: keep a per-VU cookie jar (default true, as k6).
@@ -86,7 +90,7 @@ pub struct HttpFlow {
 
 impl std::fmt::Debug for HttpFlow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpFlow").field("steps", &self.steps).field("sleep", &self.sleep).finish()
+        f.debug_struct("HttpFlow").field("program", &self.program).field("sleep", &self.sleep).finish()
     }
 }
 
@@ -112,17 +116,23 @@ struct VuIo {
     conns: Vec<Connection>,
     /// The source address of its connections (`--local-ips`), if set.
     local: Option<IpAddr>,
-    /// Per step: the parsed URL, when it is the same for every iteration.
+    /// Per request: the parsed URL, when it is the same for every iteration.
     targets: Vec<Option<Arc<Target>>>,
     metrics: Metrics,
     tags: Tags,
-    /// Per step: `(status, series)`; a handful of statuses per step at most.
+    /// Per request: `(status, series)`; a handful of statuses per request.
     series: Vec<Vec<(u16, RequestSeries)>>,
-    /// Per step: one `checks` series per check, then one per capture
+    /// Per request: one `checks` series per check, then one per capture
     /// (`capture NAME`).
     checks: Vec<Vec<SeriesId>>,
-    /// This iteration's captured values, by slot.
-    vars: Vec<String>,
+    /// This iteration's variables, by slot.
+    vars: Vec<Value>,
+    /// Per group: its `group_duration` series, and when it was entered.
+    groups: Vec<(SeriesId, Instant)>,
+    /// Per loop: the pass it is on.
+    loops: Vec<u64>,
+    /// Per metric step: its series.
+    custom: Vec<SeriesId>,
     /// This iteration's cookies.
     jar: cookies::Jar,
     data_sent: SeriesId,
@@ -178,8 +188,8 @@ impl HttpFlow {
     pub fn parse(obj: &Obj, options: &HttpOptions) -> Option<HttpFlow> {
         let sleep = obj.think("sleep");
         let insecure = obj.boolean("insecureSkipTLSVerify").unwrap_or(options.insecure_tls);
-        let steps = config::parse_steps(obj)?;
-        let mut flow = HttpFlow::new(steps, sleep, insecure);
+        let program = steps::compile(obj, Vec::new())?;
+        let mut flow = HttpFlow::new(program, sleep, insecure);
         flow.cookies = obj.boolean("cookies").unwrap_or(true);
         flow.max_redirects = options.max_redirects;
         flow.user_agent = options.user_agent.as_deref().and_then(|ua| HeaderValue::from_str(ua).ok());
@@ -188,19 +198,17 @@ impl HttpFlow {
 
     /// A flow of one request (what the token manager sends).
     pub fn single(request: RequestStep, insecure: bool) -> HttpFlow {
-        HttpFlow::new(vec![Step::Request(Box::new(request))], None, insecure)
+        HttpFlow::new(Program::single(request), None, insecure)
     }
 
-    fn new(steps: Vec<Step>, sleep: Option<Think>, insecure: bool) -> HttpFlow {
-        let tokens = TokenRefs::new(requests(&steps).flat_map(RequestStep::templates).flat_map(|t| t.token_refs()));
-        let vars = requests(&steps).flat_map(|r| &r.captures).map(|c| c.slot + 1).max().unwrap_or(0);
+    fn new(program: Program, sleep: Option<Think>, insecure: bool) -> HttpFlow {
+        let tokens = TokenRefs::new(program.templates().flat_map(|t| t.token_refs()));
         let user_agent = HttpOptions::default().user_agent.and_then(|ua| HeaderValue::from_str(&ua).ok());
         HttpFlow {
-            steps,
+            program,
             sleep,
             tls: client::tls_connector(insecure),
             tokens,
-            vars,
             user_agent,
             cookies: true,
             max_redirects: DEFAULT_MAX_REDIRECTS,
@@ -214,8 +222,7 @@ impl HttpFlow {
 
     /// Environment variables the templates read.
     pub fn env_refs(&self) -> Vec<&str> {
-        let mut refs: Vec<&str> =
-            requests(&self.steps).flat_map(RequestStep::templates).flat_map(|t| t.env_refs()).collect();
+        let mut refs: Vec<&str> = self.program.templates().flat_map(|t| t.env_refs()).collect();
         refs.sort_unstable();
         refs.dedup();
         refs
@@ -225,34 +232,57 @@ impl HttpFlow {
     /// series on first use of each status code. The VU's connections come
     /// from `local` when given.
     pub fn new_vu(&self, tags: &Tags, metrics: &Metrics, local: Option<IpAddr>) -> HttpVu {
+        let in_group = |group: &Option<String>| {
+            let mut t = tags.clone();
+            if let Some(g) = group {
+                t.insert("group", g.as_str());
+            }
+            t
+        };
         let checks = self
-            .steps
-            .iter()
-            .map(|step| match step {
-                Step::Request(r) => {
-                    let names = r.checks.iter().map(|c| c.name.clone());
-                    let captures = r.captures.iter().map(|c| format!("capture {}", c.name));
-                    names
-                        .chain(captures)
-                        .map(|name| {
-                            let mut t = tags.clone();
-                            t.insert("check", name);
-                            metrics.series(CHECKS, t)
-                        })
-                        .collect()
-                }
-                Step::Sleep(_) => Vec::new(),
+            .program
+            .requests()
+            .map(|r| {
+                let names = r.checks.iter().map(|c| c.name.clone());
+                let captures = r.captures.iter().map(|c| format!("capture {}", c.name));
+                names
+                    .chain(captures)
+                    .map(|name| {
+                        let mut t = in_group(&r.group);
+                        t.insert("check", name);
+                        metrics.series(CHECKS, t)
+                    })
+                    .collect()
             })
             .collect();
+        let groups = self
+            .program
+            .groups
+            .iter()
+            .map(|g| (metrics.series(GROUP_DURATION, in_group(&Some(g.clone()))), Instant::now()))
+            .collect();
+        let custom = self
+            .program
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Metric(m) => Some(metrics.series(m.def, in_group(&m.group))),
+                _ => None,
+            })
+            .collect();
+        let requests = self.program.requests;
         let io = VuIo {
             conns: Vec::new(),
             local,
-            targets: vec![None; self.steps.len()],
+            targets: vec![None; requests],
             metrics: metrics.clone(),
             tags: tags.clone(),
-            series: vec![Vec::new(); self.steps.len()],
+            series: vec![Vec::new(); requests],
             checks,
-            vars: vec![String::new(); self.vars],
+            vars: vec![Value::default(); self.program.vars.len()],
+            groups,
+            loops: vec![0; self.program.loops],
+            custom,
             jar: cookies::Jar::default(),
             data_sent: metrics.series(DATA_SENT, tags.clone()),
             data_received: metrics.series(DATA_RECEIVED, tags.clone()),
@@ -268,16 +298,40 @@ impl HttpFlow {
             t.ready().await?;
         }
         let ctx = IterCtx { tokens: &vu.tokens, ..*ctx };
-        // Captured values and cookies live for one iteration.
-        vu.io.vars.iter_mut().for_each(String::clear);
+        // Variables and cookies live for one iteration.
+        vu.io.vars.iter_mut().for_each(Value::clear);
         vu.io.jar.clear();
-        for (i, step) in self.steps.iter().enumerate() {
-            match step {
-                Step::Sleep(t) => pause(Some(t.sample())).await,
-                Step::Request(r) => {
-                    self.request(&mut vu.io, i, r, &ctx).await?;
+        let ops = &self.program.ops;
+        let mut pc = 0;
+        while let Some(op) = ops.get(pc) {
+            pc += 1;
+            match op {
+                Op::Request(r) => {
+                    self.request(&mut vu.io, r, &ctx).await?;
                     pause(r.sleep.map(|t| t.sample())).await;
                 }
+                Op::Sleep(t) => pause(Some(t.sample())).await,
+                Op::Enter(g) => vu.io.groups[*g].1 = Instant::now(),
+                Op::Leave(g) => {
+                    let (series, entered) = vu.io.groups[*g];
+                    vu.io.metrics.trend(series, entered.elapsed().as_secs_f64() * 1e3);
+                }
+                Op::LoopInit(l) => vu.io.loops[*l] = 0,
+                Op::LoopTest(t) => {
+                    if !vu.io.next_pass(t) {
+                        pc = t.exit;
+                    }
+                }
+                Op::LoopNext { id, test } => {
+                    vu.io.loops[*id] += 1;
+                    pc = *test;
+                }
+                Op::If { cond, skip } => {
+                    if !cond.holds(&ctx, &vu.io.vars[..]) {
+                        pc = *skip;
+                    }
+                }
+                Op::Metric(m) => vu.io.sample(m, &ctx)?,
             }
         }
         pause(self.sleep.map(|t| t.sample())).await;
@@ -288,14 +342,14 @@ impl HttpFlow {
     /// returns the status (0 when no response came) and the body. Metrics
     /// are recorded as for any request.
     pub async fn fetch(&self, vu: &mut HttpVu, ctx: &IterCtx<'_>) -> Result<(u16, Vec<u8>), FlowError> {
-        let Some(Step::Request(r)) = self.steps.first() else {
+        let Some(r) = self.program.requests().next() else {
             return Err(FlowError::Step("no request to send".into()));
         };
         for t in &mut vu.tokens {
             t.ready().await?;
         }
         let ctx = IterCtx { tokens: &vu.tokens, ..*ctx };
-        self.request(&mut vu.io, 0, r, &ctx).await
+        self.request(&mut vu.io, r, &ctx).await
     }
 
     /// Sends one request to `target` on this VU's connection to its origin
@@ -349,7 +403,7 @@ impl HttpFlow {
                     continue;
                 }
                 let mut rendered = String::new();
-                value.render_with(ctx, &vu.vars, &mut rendered);
+                value.render_with(ctx, &vu.vars[..], &mut rendered);
                 let value = HeaderValue::try_from(rendered).map_err(|_| {
                     FlowError::Step(format!("header {name} of {url:?} has a character not allowed in headers"))
                 })?;
@@ -392,19 +446,14 @@ impl HttpFlow {
         Ok((outcome, timings))
     }
 
-    async fn request(
-        &self,
-        vu: &mut VuIo,
-        step: usize,
-        r: &RequestStep,
-        ctx: &IterCtx<'_>,
-    ) -> Result<(u16, Vec<u8>), FlowError> {
+    async fn request(&self, vu: &mut VuIo, r: &RequestStep, ctx: &IterCtx<'_>) -> Result<(u16, Vec<u8>), FlowError> {
+        let step = r.index;
         // A URL without per-VU or per-iteration placeholders is parsed once per VU.
         let first = match &vu.targets[step] {
             Some(t) => t.clone(),
             None => {
                 let mut url = String::new();
-                r.url.render_with(ctx, &vu.vars, &mut url);
+                r.url.render_with(ctx, &vu.vars[..], &mut url);
                 let t = Arc::new(Target::parse(url)?);
                 if r.url.is_static() {
                     vu.targets[step] = Some(t.clone());
@@ -414,7 +463,7 @@ impl HttpFlow {
         };
         let mut target = first.clone();
         let mut method = r.method.clone();
-        let mut body = r.body.as_ref().map_or_else(Bytes::new, |b| b.render(ctx, &vu.vars));
+        let mut body = r.body.as_ref().map_or_else(Bytes::new, |b| b.render(ctx, &vu.vars[..]));
         let mut hops = 0;
         // Every hop of a redirect is a request of its own, as in k6; checks
         // and captures read the last answer.
@@ -443,11 +492,15 @@ impl HttpFlow {
         let status = outcome.as_ref().map_or(0, |o| o.status);
         let mut json = None;
         if !r.checks.is_empty() {
-            let body: &[u8] = outcome.as_ref().map_or(&[], |o| o.body.as_slice());
+            let empty = http::HeaderMap::new();
+            let answer = match &outcome {
+                Some(o) => check::Answer { status, body: &o.body, headers: &o.headers, duration: o.duration },
+                None => check::Answer { status, body: &[], headers: &empty, duration: Duration::ZERO },
+            };
             let ids = &vu.checks[step];
             vu.metrics.batch(|s| {
                 for (check, id) in r.checks.iter().zip(ids) {
-                    s.rate(*id, check.passes(status, body, &mut json));
+                    s.rate(*id, check.passes(&answer, &mut json));
                 }
             });
         }
@@ -458,14 +511,6 @@ impl HttpFlow {
         }
         Ok((status, outcome.map(|o| o.body).unwrap_or_default()))
     }
-}
-
-/// The request steps among `steps`.
-fn requests(steps: &[Step]) -> impl Iterator<Item = &RequestStep> {
-    steps.iter().filter_map(|s| match s {
-        Step::Request(r) => Some(&**r),
-        Step::Sleep(_) => None,
-    })
 }
 
 /// Sends one request and reads the whole response.
@@ -508,6 +553,56 @@ fn redirect(from: &Target, o: &Outcome) -> Option<Result<Target, FlowError>> {
 }
 
 impl VuIo {
+    /// Starts the next pass of a loop, setting its variables; false when
+    /// the loop is done.
+    fn next_pass(&mut self, t: &steps::LoopTest) -> bool {
+        let pass = self.loops[t.id];
+        let more = match t.over {
+            Over::Count(n) => pass < n,
+            Over::List { list, item } => match usize::try_from(pass).ok().and_then(|i| self.vars[list].item(i)) {
+                Some(value) => {
+                    let value = value.to_string();
+                    self.vars[item].set_text(&value);
+                    true
+                }
+                None => false,
+            },
+        };
+        if more {
+            let mut index = std::mem::take(&mut self.vars[t.index]);
+            if let Value::Text(s) = &mut index {
+                s.clear();
+                let _ = std::fmt::Write::write_fmt(s, format_args!("{pass}"));
+            }
+            self.vars[t.index] = index;
+        }
+        more
+    }
+
+    /// Records one sample of a custom metric; a value that is not a number
+    /// ends the iteration (a rate takes a truth instead).
+    fn sample(&mut self, m: &steps::MetricStep, ctx: &IterCtx<'_>) -> Result<(), FlowError> {
+        let mut text = String::new();
+        m.value.render_with(ctx, &self.vars[..], &mut text);
+        let id = self.custom[m.index];
+        if m.def.kind == volley_window::MetricKind::Rate {
+            self.metrics.rate(id, crate::flow::condition::truthy(&text));
+            return Ok(());
+        }
+        let value: f64 = text
+            .trim()
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite())
+            .ok_or_else(|| FlowError::Step(format!("metric {}: {text:?} is not a number", m.def.name)))?;
+        match m.def.kind {
+            volley_window::MetricKind::Counter => self.metrics.add(id, value),
+            volley_window::MetricKind::Gauge => self.metrics.set_gauge(id, value),
+            _ => self.metrics.trend(id, value),
+        }
+        Ok(())
+    }
+
     /// Records one answered (or failed) request in its step's series.
     fn record(
         &mut self,
@@ -568,6 +663,9 @@ impl VuIo {
         let mut tags = self.tags.clone();
         for (k, v) in &r.tags {
             tags.insert(k.as_str(), v.as_str());
+        }
+        if let Some(g) = &r.group {
+            tags.insert("group", g.as_str());
         }
         tags.insert("method", r.method.as_str());
         tags.insert("status", status.to_string());
