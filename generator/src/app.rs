@@ -53,6 +53,7 @@ fn run_command(args: RunArgs) -> i32 {
         system_env: !args.no_system_env,
         split: args.split.to_split(),
         local_ips: args.local_ips.clone(),
+        base_dir: None,
     };
     let plan = match config::load_file(&args.file, &overrides) {
         Ok(plan) => plan,
@@ -330,6 +331,7 @@ fn write_report(reports: &Reports, path: &std::path::Path, test_id: &str, outcom
         Some(Abort::Threshold(why)) => notes.push(format!("aborted: {why}")),
         Some(Abort::Signal) => notes.push("interrupted before the end of its schedule".to_string()),
         Some(Abort::Operator(why)) => notes.push(format!("stopped: {why}")),
+        Some(Abort::Setup(e)) => notes.push(e.to_string()),
         None => {}
     }
     let source = format!("volley run, {}", crate::config::duration::format_duration(outcome.elapsed));
@@ -419,6 +421,8 @@ pub fn finish(outcome: &RunOutcome, output: &OutputArgs, trend_stats: &[crate::s
     }
     let incomplete = outcome.delivery.iter().filter(|d| !d.complete).count();
     match (&outcome.aborted, outcome.thresholds_ok()) {
+        (Some(Abort::Setup(crate::flow::setup::SetupError::Timeout(_))), _) => exit::SETUP_TIMEOUT,
+        (Some(Abort::Setup(_)), _) => exit::SCRIPT_EXCEPTION,
         (_, false) | (Some(Abort::Threshold(_)), _) => exit::THRESHOLDS_FAILED,
         (Some(Abort::Signal | Abort::Operator(_)), true) => exit::EXTERNAL_ABORT,
         (None, true) if incomplete > 0 => {

@@ -7,7 +7,9 @@
 //! - [`config`]: the scenario file → a validated [`config::TestPlan`].
 //! - [`executor`]: the seven k6 executors (plans are pure, runs drive VUs).
 //! - [`engine`]: runs a plan: scenarios, the window clock, stops, totals.
-//! - [`flow`]: what one iteration does (`noop`, `http`).
+//! - [`flow`]: what one iteration does (`noop`, `http`, the IM flows, the
+//!   token manager, `setup`).
+//! - [`data`]: test data files (`data:`), read once, shared by every VU.
 //! - [`metrics`]: series registry and per-thread shards, drained per window.
 //! - [`threshold`]: k6 threshold expressions, evaluated on merged totals.
 //! - [`summary`]: the text summary and k6's summary-export JSON.
@@ -29,6 +31,7 @@ pub mod clock;
 pub mod config;
 pub mod console;
 pub mod control;
+pub mod data;
 pub mod demo;
 pub mod engine;
 pub mod executor;
@@ -49,6 +52,10 @@ pub mod exit {
     pub const THRESHOLDS_FAILED: i32 = 99;
     /// The scenario file or the flags are invalid; nothing ran.
     pub const INVALID_CONFIG: i32 = 104;
+    /// The setup flow did not finish within `setupTimeout`.
+    pub const SETUP_TIMEOUT: i32 = 100;
+    /// The setup flow failed (k6's code for an exception in the script).
+    pub const SCRIPT_EXCEPTION: i32 = 107;
     /// Stopped by Ctrl-C / SIGTERM (the summary was still printed).
     pub const EXTERNAL_ABORT: i32 = 105;
     /// The generator itself failed (runtime, I/O).

@@ -67,6 +67,12 @@ pub struct TestPlan {
     /// Source addresses of the VUs' connections (`--local-ips`,
     /// `options.localIPs`), checked to be usable on this machine.
     pub local_ips: Option<Arc<local_ips::IpPool>>,
+    /// The `setup` flow, run once before the scenarios.
+    pub setup: Option<Arc<FlowDef>>,
+    /// What the setup flow captures, for every other flow.
+    pub setup_values: Arc<crate::flow::setup::SetupValues>,
+    /// `setupTimeout`.
+    pub setup_timeout: Duration,
 }
 
 /// Command-line settings that shape the plan.
@@ -86,6 +92,9 @@ pub struct Overrides {
     pub split: Split,
     /// `--local-ips`: the VUs' source addresses (wins over `options.localIPs`).
     pub local_ips: Option<String>,
+    /// Where the relative paths of the file start (data files, multipart
+    /// files): the scenario file's directory. `None`: the working directory.
+    pub base_dir: Option<std::path::PathBuf>,
 }
 
 /// `--execution-segment`, `--execution-segment-sequence` and `--vu-offset`.
@@ -99,7 +108,7 @@ pub struct Split {
     pub vu_offset: Option<u64>,
 }
 
-const TOP_FIELDS: &[&str] = &["options", "flows"];
+const TOP_FIELDS: &[&str] = &["options", "data", "flows"];
 const OPTION_FIELDS: &[&str] = &[
     "scenarios",
     "thresholds",
@@ -115,6 +124,7 @@ const OPTION_FIELDS: &[&str] = &[
     "userAgent",
     "insecureSkipTLSVerify",
     "maxRedirects",
+    "setupTimeout",
 ];
 
 /// Reads and validates a scenario file (`.json`, `.yaml` or `.yml`).
@@ -123,7 +133,11 @@ pub fn load_file(path: &Path, overrides: &Overrides) -> Result<TestPlan, ConfigE
     let text =
         std::fs::read_to_string(path).map_err(|e| single(&shown, format!("cannot read the scenario file: {e}")))?;
     let doc = parse_document(&text, path).map_err(|e| single(&shown, e))?;
-    load(&doc, overrides)
+    let mut overrides = overrides.clone();
+    if overrides.base_dir.is_none() {
+        overrides.base_dir = path.parent().map(Path::to_path_buf);
+    }
+    load(&doc, &overrides)
 }
 
 fn single(path: &str, message: String) -> ConfigErrors {
@@ -185,6 +199,7 @@ pub fn load(doc: &Value, overrides: &Overrides) -> Result<TestPlan, ConfigErrors
 fn read_plan(doc: &Value, overrides: &Overrides, report: &Report) -> Option<TestPlan> {
     let top = Obj::new(doc, "", report)?;
     let options = top.object("options");
+    let data_obj = top.object("data");
     let flows_obj = top.object("flows");
     top.finish_with(TOP_FIELDS);
 
@@ -194,23 +209,34 @@ fn read_plan(doc: &Value, overrides: &Overrides, report: &Report) -> Option<Test
     }
     process_env.extend(overrides.env.iter().cloned());
 
-    let http_options = read_http_options(options.as_ref());
+    let mut scope = crate::flow::Scope {
+        http: read_http_options(options.as_ref()),
+        data: Arc::new(crate::data::DataSets::parse(data_obj, overrides.base_dir.as_deref())),
+        setup: Default::default(),
+        base: overrides.base_dir.clone(),
+    };
     let mut flows: Flows = HashMap::new();
     // Flows written but invalid: their problems are reported already, so a
     // scenario using one is not also told the flow does not exist.
     let mut invalid_flows: Vec<String> = Vec::new();
+    // The setup flow first: what it captures is a variable of the others.
+    let setup = flows_obj.as_ref().and_then(|f| {
+        let def = f.get(crate::flow::setup::NAME)?;
+        let flow = read_flow(f, crate::flow::setup::NAME, def, &scope, &process_env)?;
+        match &flow {
+            FlowDef::Http(h) => {
+                scope.setup = Arc::new(crate::flow::setup::SetupValues::new(h.captured()));
+                Some(Arc::new(flow))
+            }
+            _ => {
+                report.error(f.path_of(crate::flow::setup::NAME), "the setup flow must be of type http");
+                None
+            }
+        }
+    });
     if let Some(f) = &flows_obj {
-        for (name, def) in f.entries() {
-            let resolved = match crate::flow::ws::config::resolve_user_base(def, &process_env) {
-                Ok(r) => r,
-                Err(e) => {
-                    report.error(reader::join(&f.path_of(name), "userBase"), e);
-                    invalid_flows.push(name.clone());
-                    continue;
-                }
-            };
-            let def = resolved.as_ref().unwrap_or(def);
-            match Obj::new(def, f.path_of(name), report).and_then(|o| FlowDef::parse(o, name, &http_options)) {
+        for (name, def) in f.entries().filter(|(n, _)| *n != crate::flow::setup::NAME) {
+            match read_flow(f, name, def, &scope, &process_env) {
                 Some(flow) => {
                     flows.insert(name.clone(), Arc::new(flow));
                 }
@@ -218,6 +244,7 @@ fn read_plan(doc: &Value, overrides: &Overrides, report: &Report) -> Option<Test
             }
         }
     }
+    let mut setup_timeout = crate::flow::setup::DEFAULT_TIMEOUT;
 
     let mut scenarios = Vec::new();
     let mut thresholds = Vec::new();
@@ -252,6 +279,9 @@ fn read_plan(doc: &Value, overrides: &Overrides, report: &Report) -> Option<Test
             thresholds = crate::threshold::parse_all(t);
         }
         scenarios = read_scenarios(&options);
+        if let Some(d) = options.duration("setupTimeout") {
+            setup_timeout = d;
+        }
         options.finish_with(OPTION_FIELDS);
     }
     if let Some(default) = default_scenario(overrides) {
@@ -335,11 +365,14 @@ fn read_plan(doc: &Value, overrides: &Overrides, report: &Report) -> Option<Test
         .split
         .vu_offset
         .unwrap_or_else(|| scenarios.iter().map(|s| share.before(s.executor.executor().max_vus())).sum());
+    check_data(&scope.data, &scenarios, &flows, setup.as_deref(), &share, vu_offset, report);
     for s in &mut scenarios {
         s.executor = s.executor.segmented(&share);
     }
     check_capacity(&scenarios, report);
-    let known_metrics: Vec<&str> = crate::metrics::builtin::ALL.iter().map(|d| d.name).collect();
+    // Custom metrics are defined by the flows, parsed above.
+    let custom = crate::metrics::custom::all();
+    let known_metrics: Vec<&str> = crate::metrics::builtin::ALL.iter().chain(custom.iter()).map(|d| d.name).collect();
     for set in &thresholds {
         if !known_metrics.contains(&set.metric.as_str()) {
             let hint = reader::closest(&set.metric, &known_metrics)
@@ -363,7 +396,64 @@ fn read_plan(doc: &Value, overrides: &Overrides, report: &Report) -> Option<Test
         share,
         vu_offset,
         local_ips,
+        setup,
+        setup_values: scope.setup.clone(),
+        setup_timeout,
     })
+}
+
+/// Reads flow `name` of the `flows` object `f`.
+fn read_flow(
+    f: &Obj,
+    name: &str,
+    def: &Value,
+    scope: &crate::flow::Scope,
+    process_env: &HashMap<String, String>,
+) -> Option<FlowDef> {
+    let resolved = match crate::flow::ws::config::resolve_user_base(def, process_env) {
+        Ok(r) => r,
+        Err(e) => {
+            f.report.error(reader::join(&f.path_of(name), "userBase"), e);
+            return None;
+        }
+    };
+    let def = resolved.as_ref().unwrap_or(def);
+    Obj::new(def, f.path_of(name), f.report).and_then(|o| FlowDef::parse(o, name, scope))
+}
+
+/// Gives sequential data sets this generator's rows, and checks that a
+/// `unique` set has a row for every VU number of the fleet up to this
+/// generator's last.
+fn check_data(
+    data: &crate::data::DataSets,
+    scenarios: &[ScenarioPlan],
+    flows: &Flows,
+    setup: Option<&FlowDef>,
+    share: &Share,
+    vu_offset: u64,
+    report: &Report,
+) {
+    if let Err(e) = data.assign(share) {
+        report.error("data", e);
+    }
+    let mut used: Vec<usize> = scenarios
+        .iter()
+        .filter_map(|s| flows.get(&s.base.exec))
+        .map(|f| &**f)
+        .chain(setup)
+        .filter_map(|f| match f {
+            FlowDef::Http(h) => Some(h.data_sets().to_vec()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    used.sort_unstable();
+    used.dedup();
+    let local: u64 =
+        scenarios.iter().map(|s| share.scale(s.executor.executor().max_vus())).fold(0, u64::saturating_add);
+    if let Err(e) = data.check_unique(&used, vu_offset.saturating_add(local)) {
+        report.error("data", e);
+    }
 }
 
 /// k6's http options: `userAgent` (`""` sends none), `insecureSkipTLSVerify`.

@@ -121,6 +121,8 @@ pub enum Abort {
     Threshold(String),
     /// Stopped through the control API (this generator's or the fleet's).
     Operator(String),
+    /// The setup flow failed; no scenario ran.
+    Setup(crate::flow::setup::SetupError),
 }
 
 impl Abort {
@@ -130,6 +132,7 @@ impl Abort {
             Abort::Signal => "interrupted by signal".into(),
             Abort::Threshold(why) => format!("{why} (abortOnFail)"),
             Abort::Operator(why) => why.clone(),
+            Abort::Setup(e) => e.to_string(),
         }
     }
 }
@@ -357,6 +360,25 @@ pub async fn run(
                 Ok(note) => console.info(&note),
                 Err(e) => console.warn(&e),
             }
+        }
+    }
+
+    // The setup flow runs before any scenario; if it fails none starts.
+    if let Some(flow) = &plan.setup {
+        let result = crate::flow::setup::run(
+            flow,
+            &plan.setup_values,
+            &plan.process_env,
+            &test_tags,
+            &metrics,
+            plan.setup_timeout,
+        )
+        .await;
+        if let Err(e) = result {
+            console.warn(&format!("{e}; no scenario starts"));
+            aborted.lock().get_or_insert(Abort::Setup(e));
+            stop_new.cancel();
+            interrupt.cancel();
         }
     }
 

@@ -77,6 +77,20 @@ impl Condition {
         }
     }
 
+    /// Every template of the condition.
+    pub fn templates(&self) -> Vec<&Template> {
+        match self {
+            Condition::Truthy(t) => vec![t],
+            Condition::Compare(a, _, b) => vec![a, b],
+            Condition::Not(c) => c.templates(),
+            Condition::And(a, b) | Condition::Or(a, b) => {
+                let mut v = a.templates();
+                v.extend(b.templates());
+                v
+            }
+        }
+    }
+
     /// Evaluates the condition for one iteration.
     pub fn holds<V: Vars + ?Sized>(&self, ctx: &IterCtx<'_>, vars: &V) -> bool {
         let render = |t: &Template| {

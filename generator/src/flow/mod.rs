@@ -14,6 +14,7 @@
 //! - [`net`]: TCP connections from a chosen source address (`--local-ips`).
 //! - [`template`]: `{{vu}}`-style placeholders, compiled once.
 //! - [`condition`]: `if:` conditions over rendered templates.
+//! - [`setup`]: the `setup` flow, run once before the scenarios.
 //! - [`jsonpath`]: dotted JSON paths for checks and frame recognisers.
 
 pub mod condition;
@@ -21,6 +22,7 @@ pub mod http;
 pub mod jsonpath;
 pub mod net;
 pub mod noop;
+pub mod setup;
 pub mod template;
 pub mod think;
 pub mod token;
@@ -82,6 +84,20 @@ pub enum FlowError {
     },
 }
 
+/// What every flow of a scenario file shares: the file's http options,
+/// its test data, the setup flow's values and where relative paths start.
+#[derive(Debug, Default)]
+pub struct Scope {
+    /// k6's http options (`userAgent`, `maxRedirects`, …).
+    pub http: http::HttpOptions,
+    /// The `data` section.
+    pub data: Arc<crate::data::DataSets>,
+    /// What the `setup` flow captures (none without one).
+    pub setup: Arc<setup::SetupValues>,
+    /// The scenario file's directory (multipart files are read from it).
+    pub base: Option<std::path::PathBuf>,
+}
+
 /// A compiled flow.
 #[derive(Debug)]
 pub enum FlowDef {
@@ -117,11 +133,11 @@ pub enum FlowVu {
 
 impl FlowDef {
     /// Reads the entry `name` of `flows`.
-    pub fn parse(obj: Obj, name: &str, http: &http::HttpOptions) -> Option<FlowDef> {
+    pub fn parse(obj: Obj, name: &str, scope: &Scope) -> Option<FlowDef> {
         let kind = obj.string("type");
         let flow = match kind.as_deref() {
             Some("noop") => noop::NoopFlow::parse(&obj).map(FlowDef::Noop),
-            Some("http") => http::HttpFlow::parse(&obj, http).map(|f| FlowDef::Http(Box::new(f))),
+            Some("http") => http::HttpFlow::parse(&obj, scope).map(|f| FlowDef::Http(Box::new(f))),
             Some("ws-ping") => ws::WsFlow::parse(&obj, ws::config::Kind::Ping).map(|f| FlowDef::Ws(Box::new(f))),
             Some("im-e2e") => ws::WsFlow::parse(&obj, ws::config::Kind::ImE2e).map(|f| FlowDef::Ws(Box::new(f))),
             Some("token-manager") => token::TokenManagerFlow::parse(&obj, name).map(|f| FlowDef::Token(Box::new(f))),

@@ -33,6 +33,9 @@ pub fn render(outcome: &RunOutcome, trend_stats: &[TrendStat]) -> String {
         Some(Abort::Operator(why)) => {
             let _ = writeln!(out, "  The test was stopped after {}: {why}.", format_duration(outcome.elapsed));
         }
+        Some(Abort::Setup(e)) => {
+            let _ = writeln!(out, "  No scenario ran: {e}.");
+        }
         None => {}
     }
     if !outcome.thresholds_ok() {
@@ -169,21 +172,7 @@ fn totals(out: &mut String, outcome: &RunOutcome, stats: &[TrendStat]) {
         line(out, "checks_succeeded", &percent(passes, total));
         line(out, "checks_failed", &percent(fails, total));
         let _ = writeln!(out);
-        for name in t.tag_values("checks", "check") {
-            let sel = Tags::from_pairs([("check", name.as_str())]);
-            if let Some((_, Aggregate::Rate { passes, fails })) = t.metric("checks", &sel) {
-                if fails == 0 {
-                    let _ = writeln!(out, "    ✓ {name}");
-                } else {
-                    let _ = writeln!(
-                        out,
-                        "    ✗ {name}\n      ↳  {}% — ✓ {passes} / ✗ {fails}",
-                        number(round4(passes as f64 * 100.0 / (passes + fails) as f64))
-                    );
-                }
-            }
-        }
-        let _ = writeln!(out);
+        check_lines(out, t);
     }
     let groups: [(&str, &[&str]); 6] = [
         (
@@ -199,7 +188,15 @@ fn totals(out: &mut String, outcome: &RunOutcome, stats: &[TrendStat]) {
         ),
         (
             "EXECUTION",
-            &["dropped_iterations", "iteration_duration", "iteration_start_lag", "iterations", "vus", "vus_max"],
+            &[
+                "dropped_iterations",
+                "group_duration",
+                "iteration_duration",
+                "iteration_start_lag",
+                "iterations",
+                "vus",
+                "vus_max",
+            ],
         ),
         ("WEBSOCKET", &["ws_auth_fail", "ws_auth_ok", "ws_connect_fail", "ws_connect_ok", "ws_pong_rtt_ms"]),
         (
@@ -233,6 +230,62 @@ fn totals(out: &mut String, outcome: &RunOutcome, stats: &[TrendStat]) {
                         line(out, "  { expected_response:true }", &value(&agg, unit, stats, outcome));
                     }
                 }
+            }
+        }
+        let _ = writeln!(out);
+    }
+    // Metrics the scenario file defined (`metric:` steps), as k6's CUSTOM.
+    let listed: Vec<&str> = groups.iter().flat_map(|(_, m)| m.iter().copied()).chain(["checks", "threshold"]).collect();
+    let custom: Vec<&str> = t.metric_names().into_iter().filter(|m| !listed.contains(m)).collect();
+    if !custom.is_empty() {
+        let _ = writeln!(out, "    CUSTOM");
+        for m in custom {
+            if let Some((unit, agg)) = t.metric(m, &Tags::new()) {
+                line(out, m, &value(&agg, unit, stats, outcome));
+            }
+        }
+        let _ = writeln!(out);
+    }
+}
+
+/// One line per check: those outside any group first, then each group's
+/// under its name (`█ login`, `█ login › form` when nested).
+fn check_lines(out: &mut String, t: &crate::summary::totals::RunTotals) {
+    let mut by_group: std::collections::BTreeMap<String, Vec<(String, u64, u64)>> = Default::default();
+    for (key, (_, agg)) in t.range("checks") {
+        let (Some(name), Aggregate::Rate { passes, fails }) = (key.tags.get("check"), agg) else { continue };
+        let group = key.tags.get("group").unwrap_or("").to_string();
+        let list = by_group.entry(group).or_default();
+        match list.iter_mut().find(|(n, _, _)| n == name) {
+            Some(c) => {
+                c.1 += passes;
+                c.2 += fails;
+            }
+            None => list.push((name.to_string(), *passes, *fails)),
+        }
+    }
+    for (group, mut checks) in by_group {
+        let indent = if group.is_empty() {
+            "    "
+        } else {
+            let _ = writeln!(
+                out,
+                "    █ {}
+",
+                group.trim_start_matches("::").replace("::", " › ")
+            );
+            "      "
+        };
+        checks.sort();
+        for (name, passes, fails) in checks {
+            if fails == 0 {
+                let _ = writeln!(out, "{indent}✓ {name}");
+            } else {
+                let _ = writeln!(
+                    out,
+                    "{indent}✗ {name}\n{indent}  ↳  {}% — ✓ {passes} / ✗ {fails}",
+                    number(round4(passes as f64 * 100.0 / (passes + fails) as f64))
+                );
             }
         }
         let _ = writeln!(out);

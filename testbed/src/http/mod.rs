@@ -8,6 +8,7 @@
 
 pub mod auth;
 mod routes;
+pub mod shop;
 mod stats;
 mod tls;
 
@@ -31,6 +32,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// The largest request body the shop reads.
+const MAX_BODY: usize = 64 << 20;
+
 /// A running HTTP testbed.
 pub struct HttpTestbed {
     addr: SocketAddr,
@@ -45,11 +49,17 @@ struct Shared {
     counters: Counters,
     auth: auth::Auth,
     peers: PeerCounts,
+    shop: shop::Shop,
 }
 
 impl Shared {
     fn snapshot(&self) -> HttpStats {
-        HttpStats { auth: self.auth.counters.snapshot(), peers: self.peers.snapshot(), ..self.counters.snapshot() }
+        HttpStats {
+            auth: self.auth.counters.snapshot(),
+            peers: self.peers.snapshot(),
+            shop: self.shop.stats(),
+            ..self.counters.snapshot()
+        }
     }
 }
 
@@ -95,6 +105,7 @@ impl HttpTestbed {
             counters: Counters::default(),
             auth: auth::Auth::new(&auth),
             peers: PeerCounts::default(),
+            shop: shop::Shop::default(),
         });
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -228,6 +239,15 @@ async fn handle(
         }
         Route::Refresh => json_answer(shared.auth.refresh(bearer(&req))),
         Route::Api => json_answer(shared.auth.api(bearer(&req))),
+        Route::Shop(r) => {
+            let (parts, body) = req.into_parts();
+            // Bodies are bounded: a form or an upload of a test, not a file store.
+            let limited = http_body_util::Limited::new(body, MAX_BODY);
+            match limited.collect().await {
+                Ok(b) => shared.shop.handle(r, &parts, &b.to_bytes()),
+                Err(_) => routes::text(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
+            }
+        }
         Route::BadRequest(why) => routes::text(StatusCode::BAD_REQUEST, why),
         Route::NotFound => routes::text(StatusCode::NOT_FOUND, "not found"),
     };

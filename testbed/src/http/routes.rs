@@ -39,6 +39,8 @@ pub enum Route {
     Refresh,
     /// `/api/…` (needs a valid bearer token)
     Api,
+    /// `/shop/…`
+    Shop(super::shop::ShopRoute),
     /// A malformed parameter, with the reason.
     BadRequest(&'static str),
     /// Anything else.
@@ -71,6 +73,7 @@ pub fn route(method: &Method, path: &str) -> Route {
         ("auth", Some("login")) if method == Method::POST => Route::Login,
         ("auth", Some("refresh")) if method == Method::POST => Route::Refresh,
         ("api", _) => Route::Api,
+        ("shop", Some(rest)) => super::shop::ShopRoute::of(method, rest).map_or(Route::NotFound, Route::Shop),
         _ => Route::NotFound,
     }
 }
@@ -124,5 +127,7 @@ mod tests {
         assert_eq!(route(&get, "/api/items/7"), Route::Api);
         assert_eq!(route(&get, "/api"), Route::Api);
         assert_eq!(route(&get, "/delay"), Route::NotFound);
+        assert_eq!(route(&get, "/shop/me"), Route::Shop(super::super::shop::ShopRoute::Me));
+        assert_eq!(route(&get, "/shop/login"), Route::NotFound);
     }
 }

@@ -42,6 +42,7 @@ impl Counters {
             by_status,
             auth: Default::default(),
             peers: Default::default(),
+            shop: Default::default(),
         }
     }
 }
@@ -57,4 +58,6 @@ pub struct HttpStats {
     pub auth: super::auth::AuthStats,
     /// Connections and `/peer` requests per client address.
     pub peers: BTreeMap<String, crate::peers::PeerStats>,
+    /// What the shop under `/shop/` served.
+    pub shop: super::shop::ShopStats,
 }

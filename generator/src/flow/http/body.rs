@@ -97,13 +97,13 @@ impl Body {
 
 /// A multipart file part from `@path`: read now, bounded, named by its
 /// file name.
-pub fn read_file(path: &str) -> Result<Part, String> {
+pub fn read_file(path: &std::path::Path) -> Result<Part, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {path:?}: {e}"))?;
     if meta.len() > MAX_FILE_BYTES {
         return Err(format!("{path:?} has {} bytes; a multipart file may have at most {MAX_FILE_BYTES}", meta.len()));
     }
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {path:?}: {e}"))?;
-    let name = std::path::Path::new(path).file_name().map_or("file".into(), |n| n.to_string_lossy().replace('"', "'"));
+    let name = path.file_name().map_or("file".into(), |n| n.to_string_lossy().replace('"', "'"));
     Ok(Part::File(name, Bytes::from(bytes)))
 }
 
@@ -133,12 +133,12 @@ mod tests {
         std::fs::write(&file, b"\x00\x01binary").unwrap();
         let parts = vec![
             ("title".into(), Part::Field(Template::parse("hello {{vu}}").unwrap())),
-            ("upload".into(), read_file(file.to_str().unwrap()).unwrap()),
+            ("upload".into(), read_file(&file).unwrap()),
         ];
         let body = Body::Multipart("B".into(), parts).render(&ctx, &[] as &[&str]);
         let want = b"--B\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nhello 7\r\n--B\r\nContent-Disposition: form-data; name=\"upload\"; filename=\"pic.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n\x00\x01binary\r\n--B--\r\n";
         assert_eq!(&body[..], &want[..]);
-        assert!(read_file("/nonexistent/x").unwrap_err().contains("cannot read"));
+        assert!(read_file(std::path::Path::new("/nonexistent/x")).unwrap_err().contains("cannot read"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

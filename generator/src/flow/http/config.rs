@@ -68,12 +68,12 @@ impl RequestStep {
 /// Reads one `request` object (method, url, headers, body, timeout, name);
 /// the step's checks and sleep are added by the caller.
 pub fn parse_request(request: Obj) -> Option<RequestStep> {
-    parse_request_with(request, &[])
+    parse_request_with(request, &[], None)
 }
 
 /// As [`parse_request`], with the flow variables `vars` known to its
 /// templates.
-pub(super) fn parse_request_with(request: Obj, vars: &[String]) -> Option<RequestStep> {
+pub(super) fn parse_request_with(request: Obj, vars: &[String], base: Option<&std::path::Path>) -> Option<RequestStep> {
     let template = |obj: &Obj, field: &str, text: &str| template_with(obj, field, text, vars);
     let report = request.report;
     let before = report.is_clean();
@@ -122,7 +122,7 @@ pub(super) fn parse_request_with(request: Obj, vars: &[String]) -> Option<Reques
         }
         Some(other) => template(&request, "body", &other.to_string()).map(Body::Text),
     };
-    let body = body.or_else(|| form_body(&request, vars)).or_else(|| multipart_body(&request, vars));
+    let body = body.or_else(|| form_body(&request, vars)).or_else(|| multipart_body(&request, vars, base));
     if let Some(kind) = body.as_ref().and_then(Body::content_type) {
         if !headers.iter().any(|(h, _)| h == http::header::CONTENT_TYPE) {
             headers.push((http::header::CONTENT_TYPE, Template::parse(&kind).ok()?));
@@ -175,13 +175,16 @@ fn form_body(request: &Obj, vars: &[String]) -> Option<Body> {
 }
 
 /// `multipart: {name: value, file: "@path"}`.
-fn multipart_body(request: &Obj, vars: &[String]) -> Option<Body> {
+fn multipart_body(request: &Obj, vars: &[String], base: Option<&std::path::Path>) -> Option<Body> {
     let fields = request.string_map("multipart")?;
     let mut parts = Vec::new();
     for (k, v) in &fields {
         let path = format!("multipart.{k}");
         let part = match v.strip_prefix('@') {
-            Some(file) => body::read_file(file).map_err(|e| request.error(&path, e)).ok(),
+            Some(file) => {
+                let file = base.map_or_else(|| std::path::PathBuf::from(file), |b| b.join(file));
+                body::read_file(&file).map_err(|e| request.error(&path, e)).ok()
+            }
             None => template_with(request, &path, v, vars).map(body::Part::Field),
         };
         parts.extend(part.map(|p| (k.clone(), p)));

@@ -48,6 +48,9 @@ use volley_window::Tags;
 /// a target answers.
 pub const MAX_KEPT_BODY: usize = 16 << 20;
 
+/// Series a VU caches per request (statuses times redirect hops).
+const MAX_CACHED_SERIES: usize = 16;
+
 /// k6's default `maxRedirects`.
 pub const DEFAULT_MAX_REDIRECTS: u32 = 10;
 
@@ -76,6 +79,14 @@ impl Default for HttpOptions {
 /// A compiled http flow.
 pub struct HttpFlow {
     program: Program,
+    /// The file's test data, and per used column `(slot, set, column)`.
+    data: Arc<crate::data::DataSets>,
+    data_slots: Vec<(usize, usize, usize)>,
+    /// The data sets the templates read.
+    data_sets: Vec<usize>,
+    /// The setup flow's values, and per used one `(slot, index)`.
+    setup: Arc<crate::flow::setup::SetupValues>,
+    setup_slots: Vec<(usize, usize)>,
     sleep: Option<Think>,
     tls: tokio_rustls::TlsConnector,
     /// Shared tokens the templates read.
@@ -111,6 +122,9 @@ pub struct HttpVu {
     io: VuIo,
 }
 
+/// A request's series for one status and redirect hop URL.
+type CachedSeries = (u16, Option<Box<str>>, RequestSeries);
+
 /// A VU's connections and cached series.
 struct VuIo {
     conns: Vec<Connection>,
@@ -120,8 +134,9 @@ struct VuIo {
     targets: Vec<Option<Arc<Target>>>,
     metrics: Metrics,
     tags: Tags,
-    /// Per request: `(status, series)`; a handful of statuses per request.
-    series: Vec<Vec<(u16, RequestSeries)>>,
+    /// Per request: `(status, redirect hop URL, series)`; a handful of
+    /// statuses per request.
+    series: Vec<Vec<CachedSeries>>,
     /// Per request: one `checks` series per check, then one per capture
     /// (`capture NAME`).
     checks: Vec<Vec<SeriesId>>,
@@ -133,6 +148,8 @@ struct VuIo {
     loops: Vec<u64>,
     /// Per metric step: its series.
     custom: Vec<SeriesId>,
+    /// Per data set: this iteration's row.
+    rows: Vec<usize>,
     /// This iteration's cookies.
     jar: cookies::Jar,
     data_sent: SeriesId,
@@ -185,11 +202,29 @@ struct Outcome {
 impl HttpFlow {
     /// Reads the flow's steps and options; the file's k6 options apply
     /// where the flow says nothing.
-    pub fn parse(obj: &Obj, options: &HttpOptions) -> Option<HttpFlow> {
+    pub fn parse(obj: &Obj, scope: &crate::flow::Scope) -> Option<HttpFlow> {
+        let options = &scope.http;
         let sleep = obj.think("sleep");
         let insecure = obj.boolean("insecureSkipTLSVerify").unwrap_or(options.insecure_tls);
-        let program = steps::compile(obj, Vec::new())?;
+        // Data columns and setup values are variables from the first step.
+        let data_vars = scope.data.variables();
+        let setup_vars = scope.setup.variables();
+        let seeded = data_vars.iter().map(|(n, _, _)| n.clone()).chain(setup_vars.iter().cloned()).collect();
+        let program = steps::compile(obj, seeded, scope.base.as_deref())?;
         let mut flow = HttpFlow::new(program, sleep, insecure);
+        let used = |slot: usize| flow.program.templates().any(|t| t.uses_var(slot));
+        flow.data_slots = data_vars
+            .iter()
+            .enumerate()
+            .filter(|(slot, _)| used(*slot))
+            .map(|(slot, (_, s, c))| (slot, *s, *c))
+            .collect();
+        flow.data_sets = flow.data_slots.iter().map(|(_, s, _)| *s).collect();
+        flow.data_sets.dedup();
+        flow.setup_slots =
+            (0..setup_vars.len()).map(|i| (data_vars.len() + i, i)).filter(|(slot, _)| used(*slot)).collect();
+        flow.data = scope.data.clone();
+        flow.setup = scope.setup.clone();
         flow.cookies = obj.boolean("cookies").unwrap_or(true);
         flow.max_redirects = options.max_redirects;
         flow.user_agent = options.user_agent.as_deref().and_then(|ua| HeaderValue::from_str(ua).ok());
@@ -206,6 +241,11 @@ impl HttpFlow {
         let user_agent = HttpOptions::default().user_agent.and_then(|ua| HeaderValue::from_str(&ua).ok());
         HttpFlow {
             program,
+            data: Default::default(),
+            data_slots: Vec::new(),
+            data_sets: Vec::new(),
+            setup: Default::default(),
+            setup_slots: Vec::new(),
             sleep,
             tls: client::tls_connector(insecure),
             tokens,
@@ -213,6 +253,21 @@ impl HttpFlow {
             cookies: true,
             max_redirects: DEFAULT_MAX_REDIRECTS,
         }
+    }
+
+    /// The data sets the templates read.
+    pub fn data_sets(&self) -> &[usize] {
+        &self.data_sets
+    }
+
+    /// The names the flow captures.
+    pub fn captured(&self) -> Vec<String> {
+        self.program.captured()
+    }
+
+    /// A VU's current value of variable `name` (what the setup flow hands on).
+    pub fn variable<'v>(&self, vu: &'v HttpVu, name: &str) -> Option<&'v Value> {
+        self.program.slot(name).and_then(|s| vu.io.vars.get(s))
     }
 
     /// Shared tokens the templates read.
@@ -283,6 +338,7 @@ impl HttpFlow {
             groups,
             loops: vec![0; self.program.loops],
             custom,
+            rows: vec![0; self.data.sets().len()],
             jar: cookies::Jar::default(),
             data_sent: metrics.series(DATA_SENT, tags.clone()),
             data_received: metrics.series(DATA_RECEIVED, tags.clone()),
@@ -301,6 +357,7 @@ impl HttpFlow {
         // Variables and cookies live for one iteration.
         vu.io.vars.iter_mut().for_each(Value::clear);
         vu.io.jar.clear();
+        self.fill_inputs(&mut vu.io, ctx.vu).await?;
         let ops = &self.program.ops;
         let mut pc = 0;
         while let Some(op) = ops.get(pc) {
@@ -335,6 +392,31 @@ impl HttpFlow {
             }
         }
         pause(self.sleep.map(|t| t.sample())).await;
+        Ok(())
+    }
+
+    /// Copies this iteration's data row and the setup values into their
+    /// variables. A VU without a row (more VUs than `unique` rows, which
+    /// loading refuses when it can know) waits a second before failing, so
+    /// it does not spin.
+    async fn fill_inputs(&self, vu: &mut VuIo, number: u64) -> Result<(), FlowError> {
+        for &set in &self.data_sets {
+            match self.data.sets()[set].row(number) {
+                Ok(row) => vu.rows[set] = row,
+                Err(e) => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    return Err(FlowError::Step(e));
+                }
+            }
+        }
+        for &(slot, set, col) in &self.data_slots {
+            vu.vars[slot].set_text(self.data.sets()[set].table.cell(vu.rows[set], col));
+        }
+        for &(slot, i) in &self.setup_slots {
+            if let Some(v) = self.setup.value(i) {
+                vu.vars[slot].clone_from(v);
+            }
+        }
         Ok(())
     }
 
@@ -474,7 +556,10 @@ impl HttpFlow {
             if let (true, Some(o)) = (self.cookies, &outcome) {
                 vu.jar.store(&target.origin.host, target.path.path(), &o.headers);
             }
-            vu.record(step, r, &first.url, status, outcome.as_ref(), &timings);
+            // A redirect hop is named by its own URL, as k6 does (unless
+            // the request has a name).
+            let hop = (hops > 0).then_some(target.url.as_str());
+            vu.record(r, &first.url, hop, status, outcome.as_ref(), &timings);
             let next = outcome.as_ref().filter(|_| hops < self.max_redirects).and_then(|o| redirect(&target, o));
             let Some(next) = next else { break outcome };
             hops += 1;
@@ -604,16 +689,17 @@ impl VuIo {
     }
 
     /// Records one answered (or failed) request in its step's series.
+    #[allow(clippy::too_many_arguments)]
     fn record(
         &mut self,
-        step: usize,
         r: &RequestStep,
         url: &str,
+        hop: Option<&str>,
         status: u16,
         outcome: Option<&Outcome>,
         timings: &ConnectTimings,
     ) {
-        let series = self.request_series(step, status, r, url);
+        let series = self.request_series(status, r, url, hop);
         let failed = !(200..400).contains(&status);
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         self.metrics.batch(|s| {
@@ -656,8 +742,12 @@ impl VuIo {
         missing.map_or(Ok(()), Err)
     }
 
-    fn request_series(&mut self, step: usize, status: u16, r: &RequestStep, url: &str) -> RequestSeries {
-        if let Some((_, s)) = self.series[step].iter().find(|(code, _)| *code == status) {
+    /// The series of request `r` answered with `status`; `hop` is the URL
+    /// of a redirect hop. Cached per request, status and hop URL; the cache
+    /// is bounded ([`MAX_CACHED_SERIES`]), past it the registry resolves.
+    fn request_series(&mut self, status: u16, r: &RequestStep, url: &str, hop: Option<&str>) -> RequestSeries {
+        let cache = &self.series[r.index];
+        if let Some((_, _, s)) = cache.iter().find(|(code, h, _)| *code == status && h.as_deref() == hop) {
             return *s;
         }
         let mut tags = self.tags.clone();
@@ -671,11 +761,13 @@ impl VuIo {
         tags.insert("status", status.to_string());
         // A URL that varies per VU or iteration is tagged by its template,
         // so it cannot create a series per request.
-        let (name, url) = match (&r.name, r.url.is_static()) {
-            (Some(n), true) => (n.clone(), url.to_string()),
-            (Some(n), false) => (n.clone(), r.url.source().to_string()),
-            (None, true) => (url.to_string(), url.to_string()),
-            (None, false) => (r.url.source().to_string(), r.url.source().to_string()),
+        let (name, url) = match (&r.name, hop, r.url.is_static()) {
+            (Some(n), Some(h), _) => (n.clone(), h.to_string()),
+            (None, Some(h), _) => (h.to_string(), h.to_string()),
+            (Some(n), None, true) => (n.clone(), url.to_string()),
+            (Some(n), None, false) => (n.clone(), r.url.source().to_string()),
+            (None, None, true) => (url.to_string(), url.to_string()),
+            (None, None, false) => (r.url.source().to_string(), r.url.source().to_string()),
         };
         tags.insert("name", name);
         tags.insert("url", url);
@@ -689,7 +781,9 @@ impl VuIo {
             tls: m.series(HTTP_REQ_TLS_HANDSHAKING, tags.clone()),
             failed: m.series(HTTP_REQ_FAILED, tags),
         };
-        self.series[step].push((status, s));
+        if self.series[r.index].len() < MAX_CACHED_SERIES {
+            self.series[r.index].push((status, hop.map(Box::from), s));
+        }
         s
     }
 }
@@ -703,7 +797,7 @@ mod tests {
         let doc = serde_json::json!({"type": "http", "steps": [{"request": {"url": "http://127.0.0.1:1/"}}]});
         let report = crate::config::reader::Report::default();
         let obj = crate::config::reader::Obj::new(&doc, "f", &report).unwrap();
-        let flow = super::HttpFlow::parse(&obj, &super::HttpOptions::default()).unwrap();
+        let flow = super::HttpFlow::parse(&obj, &crate::flow::Scope::default()).unwrap();
         let metrics = crate::metrics::Metrics::new(10, |_| {});
         let mut vu = flow.new_vu(&volley_window::Tags::new(), &metrics, None);
         let env = std::collections::HashMap::new();

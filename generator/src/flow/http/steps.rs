@@ -142,12 +142,29 @@ impl Program {
         })
     }
 
-    /// Every template of the program.
+    /// Every template of the program: requests, metric values, conditions.
     pub fn templates(&self) -> impl Iterator<Item = &Template> {
-        self.requests().flat_map(RequestStep::templates).chain(self.ops.iter().filter_map(|op| match op {
-            Op::Metric(m) => Some(&m.value),
-            _ => None,
+        self.requests().flat_map(RequestStep::templates).chain(self.ops.iter().flat_map(|op| match op {
+            Op::Metric(m) => vec![&m.value],
+            Op::If { cond, .. } => cond.templates(),
+            _ => Vec::new(),
         }))
+    }
+
+    /// The slot a template names `name` by, if it is in scope at the end.
+    pub fn slot(&self, name: &str) -> Option<usize> {
+        self.vars.iter().rposition(|v| v == name)
+    }
+
+    /// The names the requests capture, in first-capture order.
+    pub fn captured(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for c in self.requests().flat_map(|r| &r.captures) {
+            if !names.contains(&c.name) {
+                names.push(c.name.clone());
+            }
+        }
+        names
     }
 
     /// A program of one request (what the token manager sends).
@@ -158,9 +175,15 @@ impl Program {
 }
 
 /// Compiles the `steps` list of `obj`; `vars` are the variables known
-/// before the first step (data columns, setup values).
-pub fn compile(obj: &Obj, vars: Vec<String>) -> Option<Program> {
-    let mut c = Compiler { program: Program { vars, ..Program::default() }, group: String::new(), depth: 0 };
+/// before the first step (data columns, setup values), `base` the
+/// directory multipart files are read from.
+pub fn compile(obj: &Obj, vars: Vec<String>, base: Option<&std::path::Path>) -> Option<Program> {
+    let mut c = Compiler {
+        program: Program { vars, ..Program::default() },
+        group: String::new(),
+        depth: 0,
+        base: base.map(std::path::Path::to_path_buf),
+    };
     c.steps(obj)?;
     Some(c.program)
 }
@@ -170,6 +193,8 @@ struct Compiler {
     /// The enclosing groups' path.
     group: String,
     depth: usize,
+    /// Where relative multipart file paths start.
+    base: Option<std::path::PathBuf>,
 }
 
 impl Compiler {
@@ -246,7 +271,7 @@ impl Compiler {
         // The request's own templates cannot use what it captures; the later
         // steps' can, even when this step has problems (no cascade of errors).
         let visible = self.visible();
-        let r = config::parse_request_with(request, &visible);
+        let r = config::parse_request_with(request, &visible, self.base.as_deref());
         let captures = match step.object("capture") {
             Some(c) => Capture::parse_all(c, &mut self.program.vars),
             None => Vec::new(),
@@ -439,7 +464,7 @@ mod tests {
 
     fn compile_doc(doc: serde_json::Value) -> (Option<Program>, String) {
         let report = Report::default();
-        let program = compile(&Obj::new(&doc, "flows.f", &report).unwrap(), Vec::new());
+        let program = compile(&Obj::new(&doc, "flows.f", &report).unwrap(), Vec::new(), None);
         let errors = report.into_result(()).err().map(|e| e.to_string()).unwrap_or_default();
         (program, errors)
     }

@@ -1,0 +1,165 @@
+//! A real user journey in a scenario file against the testbed's shop: test
+//! data per user, a setup flow, a form login through a redirect with a
+//! session cookie, captures, a loop over a captured list, a condition, a
+//! multipart upload, a group and a custom metric. Every count Volley
+//! reports is compared with what the shop counted itself.
+
+use volley_tests::*;
+
+/// Users `user1` … `userN`, password `pw-userN` (the shop's rule).
+fn users_csv(n: u64) -> String {
+    let mut s = String::from("username,password\n");
+    for i in 1..=n {
+        s.push_str(&format!("user{i},pw-user{i}\n"));
+    }
+    s
+}
+
+/// The journey of the shop, as a user writes it.
+const JOURNEY: &str = r#"
+options:
+  scenarios:
+    shop: { executor: per-vu-iterations, vus: 8, iterations: 3 }
+  thresholds:
+    cart_items: ["max<4"]
+    "http_reqs{name:order}": ["count==36"]
+    "group_duration{group:::login}": ["max<10000"]
+data:
+  users: { file: users.csv, pick: unique }
+flows:
+  setup:
+    type: http
+    steps:
+      - request: { url: "{{env.BASE}}/json" }
+        capture: { appName: { json: "$.name" } }
+  default:
+    type: http
+    steps:
+      - group: login
+        steps:
+          - request:
+              method: POST
+              url: "{{env.BASE}}/shop/login"
+              name: login
+              form: { user: "{{data.users.username}}", pass: "{{data.users.password}}" }
+              tags: { kind: auth }
+            capture:
+              sessionUser: { json: "$.user.id" }
+              csrf: { header: X-CSRF-Token }
+            checks:
+              status: 200
+              header: { Content-Type: "application/json" }
+              regex: '"ok":\s*true'
+              json: { "$.user.active": true }
+              duration: "<10s"
+      - request: { url: "{{env.BASE}}/shop/orders?user={{sessionUser}}", name: orders }
+        capture: { orderIds: { json: "$.orders[*].id", all: true } }
+      - loop: { over: orderIds, as: orderId }
+        steps:
+          - request:
+              url: "{{env.BASE}}/shop/orders/{{orderId}}?n={{loop.index}}"
+              name: order
+              headers: { X-CSRF-Token: "{{csrf}}" }
+            checks: { status: 200 }
+      - if: "{{orderIds.length}} > 0"
+        steps:
+          - request: { method: DELETE, url: "{{env.BASE}}/shop/cart", name: cart, headers: { X-CSRF-Token: "{{csrf}}" } }
+      - request:
+          method: POST
+          url: "{{env.BASE}}/shop/upload"
+          name: upload
+          multipart: { note: "from {{setup.appName}}", file: "@upload.bin" }
+        checks: { status: 200, bodyContains: '"parts":2' }
+      - sleep: 1ms..3ms
+      - metric: { name: cart_items, type: trend, value: "{{orderIds.length}}" }
+"#;
+
+#[test]
+fn the_shop_journey_counts_match_the_shop() {
+    let shop = Testbed::http();
+    let dir = Scratch::new("journey");
+    dir.write("users.csv", &users_csv(8));
+    dir.write("upload.bin", &"x".repeat(1000));
+    let file = dir.write("journey.yaml", JOURNEY);
+    let export = dir.path("summary.json");
+    let base = format!("BASE={}", shop.url);
+    let out =
+        volley(&["run", "--quiet", "-e", &base, "--summary-export", export.to_str().unwrap(), file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let s = read_json(&export);
+    let stats = shop.stats();
+    let shop_stats = &stats["shop"];
+    // Users 1..8 have n mod 4 orders: 1,2,3,0,1,2,3,0 = 12 per round, 6
+    // users with a cart; 3 rounds.
+    let want = serde_json::json!({
+        "logins": 24, "login_failed": 0, "distinct_users": 8, "max_logins_per_user": 3, "me": 24,
+        "order_lists": 24, "orders": 36, "carts_cleared": 18, "uploads": 24,
+        "upload_bytes": shop_stats["upload_bytes"], "no_session": 0, "forbidden": 0
+    });
+    assert_eq!(*shop_stats, want, "{stats}");
+    // Every request Volley counted is one the server answered (the setup's
+    // /json included).
+    assert_eq!(export_count(&s, "http_reqs"), stats["requests"].as_u64().unwrap());
+    assert_eq!(s["metrics"]["http_reqs{name:order}"]["count"], 36.0, "{s}");
+    assert_eq!(s["metrics"]["iterations"]["count"], 24.0);
+
+    // Checks: the login's in its group, the others at the root.
+    let login = &s["root_group"]["groups"]["login"];
+    assert_eq!(login["path"], "::login");
+    for name in [
+        "status is 200",
+        "header Content-Type is \"application/json\"",
+        "body matches /\"ok\":\\s*true/",
+        "json user.active is true",
+        "duration <10s",
+        "capture sessionUser",
+        "capture csrf",
+    ] {
+        let c = &login["checks"][name];
+        assert_eq!((c["passes"].as_u64(), c["fails"].as_u64()), (Some(24), Some(0)), "{name}: {login}");
+        assert_eq!(c["path"], format!("::login::{name}"));
+    }
+    let root = &s["root_group"]["checks"];
+    assert_eq!(root["status is 200"]["passes"], 36 + 24, "{root}");
+    assert_eq!(root["body contains \"\\\"parts\\\":2\""]["passes"], 24, "{root}");
+    assert_eq!(root["capture orderIds"]["passes"], 24);
+    assert_eq!(root["capture appName"]["passes"], 1, "the setup ran once");
+    assert_eq!(s["metrics"]["checks"]["fails"], 0);
+
+    // The custom metric and the group's duration.
+    let items = &s["metrics"]["cart_items"];
+    assert_eq!(
+        (items["avg"].as_f64(), items["max"].as_f64(), items["min"].as_f64()),
+        (Some(1.5), Some(3.0), Some(0.0))
+    );
+    assert_eq!(s["metrics"]["cart_items"]["thresholds"]["max<4"], false);
+    assert!(s["metrics"]["group_duration{group:::login}"]["max"].as_f64().unwrap() > 0.0, "{s}");
+}
+
+#[test]
+fn unique_rows_must_cover_every_vu() {
+    let dir = Scratch::new("journey-rows");
+    dir.write("users.csv", &users_csv(5));
+    dir.write("upload.bin", "x");
+    let file = dir.write("journey.yaml", JOURNEY);
+    let out = volley(&["run", "-e", "BASE=http://127.0.0.1:1", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(104), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("data: data users: 5 rows for 8 VUs; pick: unique gives each VU its own row"), "{err}");
+}
+
+#[test]
+fn a_failing_setup_starts_no_scenario() {
+    let shop = Testbed::http();
+    let dir = Scratch::new("journey-setup");
+    dir.write("users.csv", &users_csv(8));
+    dir.write("upload.bin", "x");
+    let broken = JOURNEY.replace("$.name", "$.no_such_field");
+    let file = dir.write("journey.yaml", &broken);
+    let base = format!("BASE={}", shop.url);
+    let out = volley(&["run", "--quiet", "-e", &base, file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(107), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("setup failed: capture appName: nothing found"), "{err}");
+    assert_eq!(shop.stats()["requests"], 1, "only the setup's request was sent");
+}
