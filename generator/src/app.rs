@@ -54,6 +54,7 @@ fn run_command(args: RunArgs) -> i32 {
         split: args.split.to_split(),
         local_ips: args.local_ips.clone(),
         base_dir: None,
+        flags: args.options.to_flags(args.output.insecure_skip_tls_verify),
     };
     let plan = match config::load_file(&args.file, &overrides) {
         Ok(plan) => plan,
@@ -126,7 +127,8 @@ where
             return exit::INVALID_CONFIG;
         }
     };
-    let trend_stats = plan.summary_trend_stats.clone();
+    let style =
+        crate::summary::text::Style { stats: plan.summary_trend_stats.clone(), time_unit: plan.summary_time_unit };
     let threshold_specs: Vec<_> = plan.thresholds.iter().map(|t| t.to_spec()).collect();
     let live = Live::new(&plan);
     opts.live = Some(live.clone());
@@ -295,7 +297,7 @@ where
     });
     match outcome {
         Ok(outcome) => {
-            let code = finish(&outcome, output, &trend_stats);
+            let code = finish(&outcome, output, &style);
             match (&report, &output.report) {
                 (Some(r), Some(path)) => match write_report(r, path, &opts_test_id, &outcome) {
                     Ok(()) => {
@@ -401,12 +403,12 @@ fn parse_outs(raw: &[String]) -> Result<Vec<OutSpec>, String> {
 }
 
 /// Prints and writes the results; returns the exit code.
-pub fn finish(outcome: &RunOutcome, output: &OutputArgs, trend_stats: &[crate::summary::stats::TrendStat]) -> i32 {
+pub fn finish(outcome: &RunOutcome, output: &OutputArgs, style: &crate::summary::text::Style) -> i32 {
     if !output.no_summary {
-        print!("{}", crate::summary::text::render(outcome, trend_stats));
+        print!("{}", crate::summary::text::render(outcome, style));
     }
     if let Some(path) = &output.summary_export {
-        let doc = crate::summary::export::to_json(outcome, trend_stats);
+        let doc = crate::summary::export::to_json(outcome, &style.stats);
         let text = serde_json::to_string_pretty(&doc).expect("JSON values always serialize");
         if let Err(e) = std::fs::write(path, text) {
             eprintln!("ERROR cannot write the summary export {}: {e}", path.display());

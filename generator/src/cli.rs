@@ -156,8 +156,67 @@ pub struct RunArgs {
     /// How the test is split across generators.
     pub split: SplitArgs,
     #[command(flatten)]
+    /// k6's option flags.
+    pub options: OptionArgs,
+    #[command(flatten)]
     /// Output settings shared with `demo`.
     pub output: OutputArgs,
+}
+
+/// k6's flags that set options of the scenario file (a flag wins over the
+/// file).
+#[derive(Args, Debug, Clone, Default)]
+pub struct OptionArgs {
+    /// Tag every metric with NAME=VALUE (repeatable), as `options.tags`.
+    #[arg(long = "tag", value_name = "NAME=VALUE", value_parser = env_arg)]
+    pub tags: Vec<(String, String)>,
+    /// Do not judge thresholds (they are neither shown nor change the exit code).
+    #[arg(long)]
+    pub no_thresholds: bool,
+    /// The summary's trend columns, comma-separated (`avg,p(95),p(99.9)`).
+    #[arg(long, value_name = "STATS")]
+    pub summary_trend_stats: Option<String>,
+    /// Show every time of the summary in one unit: `s`, `ms` or `us`.
+    #[arg(long, value_name = "UNIT")]
+    pub summary_time_unit: Option<String>,
+    /// The system tags request metrics keep, comma-separated (`method,status,name`).
+    #[arg(long, value_name = "TAGS")]
+    pub system_tags: Option<String>,
+    /// Print every HTTP request and response head on stderr (`=full`: the
+    /// bodies too); credentials are masked.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "", value_name = "full")]
+    pub http_debug: Option<String>,
+    /// A new connection for every request (`noConnectionReuse`).
+    #[arg(long)]
+    pub no_connection_reuse: bool,
+    /// Keep no response body unless a request sets `responseType: text`.
+    #[arg(long)]
+    pub discard_response_bodies: bool,
+    /// The User-Agent of requests that set none (`""`: none).
+    #[arg(long, value_name = "TEXT")]
+    pub user_agent: Option<String>,
+    /// Redirects followed per request.
+    #[arg(long, value_name = "N")]
+    pub max_redirects: Option<u32>,
+}
+
+impl OptionArgs {
+    /// The plan's view of the flags.
+    pub fn to_flags(&self, insecure: bool) -> crate::config::OptionFlags {
+        crate::config::OptionFlags {
+            tags: self.tags.clone(),
+            no_thresholds: self.no_thresholds,
+            summary_trend_stats: self.summary_trend_stats.clone(),
+            summary_time_unit: self.summary_time_unit.clone(),
+            system_tags: self.system_tags.clone(),
+            http_debug: self.http_debug.clone(),
+            no_connection_reuse: self.no_connection_reuse,
+            discard_response_bodies: self.discard_response_bodies,
+            user_agent: self.user_agent.clone(),
+            max_redirects: self.max_redirects,
+            insecure_skip_tls_verify: insecure,
+        }
+    }
 }
 
 /// Splitting one test across generators, as k6's execution segments.

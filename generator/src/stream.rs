@@ -320,7 +320,7 @@ async fn connect(shared: &Shared) -> Result<Ws, String> {
     let _ = tcp.set_nodelay(true);
     let io: Box<dyn Io> = if tls {
         let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
-        let stream = tls_connector(shared.cfg.insecure_tls)
+        let stream = tls_connector(shared.cfg.insecure_tls, true)
             .connect(name, tcp)
             .await
             .map_err(|e| format!("TLS handshake failed: {e}"))?;

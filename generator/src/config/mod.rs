@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`duration`]: k6 duration strings.
 //! - [`local_ips`]: k6's `--local-ips` / `localIPs` source address pool.
+//! - [`k6_options`]: the request and summary options, and their flags.
 //! - [`reader`]: the validating reader that reports every problem with its
 //!   field path.
 //! - this file: the document's top level, `options` and the cross-checks
@@ -11,6 +12,7 @@
 
 pub mod capacity;
 pub mod duration;
+pub mod k6_options;
 pub mod local_ips;
 pub mod reader;
 
@@ -19,6 +21,7 @@ use crate::executor::{BaseConfig, ExecutorConfig, DEFAULT_GRACEFUL_STOP};
 use crate::flow::{FlowDef, Flows};
 use crate::summary::stats::TrendStat;
 use crate::threshold::ThresholdSet;
+pub use k6_options::OptionFlags;
 use reader::{ConfigError, ConfigErrors, Obj, Report};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -47,6 +50,8 @@ pub struct TestPlan {
     pub thresholds: Vec<ThresholdSet>,
     /// Trend columns of the summary.
     pub summary_trend_stats: Vec<TrendStat>,
+    /// `summaryTimeUnit`: every time of the summary in one unit.
+    pub summary_time_unit: Option<crate::summary::format::TimeUnit>,
     /// Tags on every metric.
     pub tags: Tags,
     /// Compiled flows by name.
@@ -95,6 +100,8 @@ pub struct Overrides {
     /// Where the relative paths of the file start (data files, multipart
     /// files): the scenario file's directory. `None`: the working directory.
     pub base_dir: Option<std::path::PathBuf>,
+    /// k6's option flags (`--tag`, `--no-thresholds`, …).
+    pub flags: OptionFlags,
 }
 
 /// `--execution-segment`, `--execution-segment-sequence` and `--vu-offset`.
@@ -121,9 +128,6 @@ const OPTION_FIELDS: &[&str] = &[
     "executionSegment",
     "executionSegmentSequence",
     "localIPs",
-    "userAgent",
-    "insecureSkipTLSVerify",
-    "maxRedirects",
     "setupTimeout",
 ];
 
@@ -210,7 +214,7 @@ fn read_plan(doc: &Value, overrides: &Overrides, report: &Report) -> Option<Test
     process_env.extend(overrides.env.iter().cloned());
 
     let mut scope = crate::flow::Scope {
-        http: read_http_options(options.as_ref()),
+        http: k6_options::http_options(options.as_ref(), &overrides.flags, report),
         data: Arc::new(crate::data::DataSets::parse(data_obj, overrides.base_dir.as_deref())),
         setup: Default::default(),
         base: overrides.base_dir.clone(),
@@ -245,6 +249,7 @@ fn read_plan(doc: &Value, overrides: &Overrides, report: &Report) -> Option<Test
         }
     }
     let mut setup_timeout = crate::flow::setup::DEFAULT_TIMEOUT;
+    let summary_time_unit = k6_options::time_unit(options.as_ref(), &overrides.flags, report);
 
     let mut scenarios = Vec::new();
     let mut thresholds = Vec::new();
@@ -282,7 +287,15 @@ fn read_plan(doc: &Value, overrides: &Overrides, report: &Report) -> Option<Test
         if let Some(d) = options.duration("setupTimeout") {
             setup_timeout = d;
         }
-        options.finish_with(OPTION_FIELDS);
+        let known: Vec<&str> = OPTION_FIELDS.iter().chain(k6_options::FIELDS).copied().collect();
+        options.finish_with(&known);
+    }
+    for (k, v) in &overrides.flags.tags {
+        reader::check_tag(report, "--tag", k, v);
+        tags.insert(k.as_str(), v.as_str());
+    }
+    if let Some(stats) = k6_options::trend_stats(&overrides.flags, report) {
+        trend_stats = stats;
     }
     if let Some(default) = default_scenario(overrides) {
         scenarios = vec![default];
@@ -384,10 +397,14 @@ fn read_plan(doc: &Value, overrides: &Overrides, report: &Report) -> Option<Test
             );
         }
     }
+    if overrides.flags.no_thresholds {
+        thresholds.clear();
+    }
     Some(TestPlan {
         scenarios,
         thresholds,
         summary_trend_stats: trend_stats,
+        summary_time_unit,
         tags,
         flows,
         env,
@@ -454,27 +471,6 @@ fn check_data(
     if let Err(e) = data.check_unique(&used, vu_offset.saturating_add(local)) {
         report.error("data", e);
     }
-}
-
-/// k6's http options: `userAgent` (`""` sends none), `insecureSkipTLSVerify`.
-fn read_http_options(options: Option<&Obj>) -> crate::flow::http::HttpOptions {
-    let mut http = crate::flow::http::HttpOptions::default();
-    if let Some(o) = options {
-        if let Some(ua) = o.string("userAgent") {
-            http.user_agent = (!ua.is_empty()).then_some(ua.clone());
-            if http::HeaderValue::from_str(&ua).is_err() {
-                o.error("userAgent", format!("{ua:?} has a character not allowed in a header"));
-            }
-        }
-        http.insecure_tls = o.boolean("insecureSkipTLSVerify").unwrap_or(false);
-        if let Some(n) = o.uint("maxRedirects", 0) {
-            match u32::try_from(n) {
-                Ok(n) => http.max_redirects = n,
-                Err(_) => o.error("maxRedirects", "is too large"),
-            }
-        }
-    }
-    http
 }
 
 /// Refuses a VU count (this generator's share of every scenario) that

@@ -283,11 +283,7 @@ impl<'a> Obj<'a> {
     /// Reports, on `path`, a tag name or value a metric store could not keep
     /// unchanged (tags are written wherever the windows go).
     pub fn check_tag(&self, path: &str, name: &str, value: &str) {
-        for (what, s) in [("name", name), ("value", value)] {
-            if let Err(e) = volley_exporter::sink::influx::line::storable(s) {
-                self.error(path, format!("the tag {what} {s:?} cannot be stored unchanged by a metric store: it {e}"));
-            }
-        }
+        check_tag(self.report, &self.path_of(path), name, value);
     }
 
     /// Reports every field not in `known`, suggesting the closest known name.
@@ -339,6 +335,16 @@ fn edit_distance(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+/// Reports, on the full `path`, a tag name or value a metric store could
+/// not keep unchanged (tags are written wherever the windows go).
+pub fn check_tag(report: &Report, path: &str, name: &str, value: &str) {
+    for (what, s) in [("name", name), ("value", value)] {
+        if let Err(e) = volley_exporter::sink::influx::line::storable(s) {
+            report.error(path, format!("the tag {what} {s:?} cannot be stored unchanged by a metric store: it {e}"));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,42 @@
 //! Number formatting in k6's style: `1.23ms`, `212µs`, `1.5s`, `10 kB`.
 
 /// A time in milliseconds, k6-style.
+/// `summaryTimeUnit`: every time of the summary in one unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeUnit {
+    /// Seconds.
+    S,
+    /// Milliseconds.
+    Ms,
+    /// Microseconds.
+    Us,
+}
+
+impl TimeUnit {
+    /// `s`, `ms` or `us`.
+    pub fn parse(text: &str) -> Result<TimeUnit, String> {
+        match text.trim() {
+            "s" => Ok(TimeUnit::S),
+            "ms" => Ok(TimeUnit::Ms),
+            "us" | "µs" => Ok(TimeUnit::Us),
+            other => Err(format!("{other:?} is not a time unit (s, ms, us)")),
+        }
+    }
+
+    /// `ms` milliseconds in this unit, with its suffix.
+    pub fn show(self, ms: f64) -> String {
+        if !ms.is_finite() {
+            return "-".into();
+        }
+        match self {
+            TimeUnit::S => format!("{}s", trim(ms / 1000.0)),
+            TimeUnit::Ms => format!("{}ms", trim(ms)),
+            TimeUnit::Us => format!("{}µs", trim(ms * 1000.0)),
+        }
+    }
+}
+
+/// A time for people: the unit chosen by its size.
 pub fn time_ms(ms: f64) -> String {
     if !ms.is_finite() {
         return "-".into();

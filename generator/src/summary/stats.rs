@@ -47,7 +47,8 @@ impl TrendStat {
         }
     }
 
-    fn parse(text: &str) -> Result<TrendStat, String> {
+    /// Parses `avg`, `min`, `med`, `max`, `count` or `p(N)`.
+    pub fn parse(text: &str) -> Result<TrendStat, String> {
         Ok(match text.trim() {
             "avg" => TrendStat::Avg,
             "min" => TrendStat::Min,

@@ -11,8 +11,18 @@ use volley_window::{Aggregate, Tags, Unit};
 
 const WIDTH: usize = 44;
 
+/// How the summary shows trends: its columns (`summaryTrendStats`) and
+/// the unit of times (`summaryTimeUnit`; by size when unset).
+#[derive(Clone, Debug)]
+pub struct Style {
+    /// The trend columns.
+    pub stats: Vec<TrendStat>,
+    /// One unit for every time.
+    pub time_unit: Option<super::format::TimeUnit>,
+}
+
 /// Renders the summary of `outcome`.
-pub fn render(outcome: &RunOutcome, trend_stats: &[TrendStat]) -> String {
+pub fn render(outcome: &RunOutcome, style: &Style) -> String {
     let mut out = String::new();
     let _ = writeln!(out);
     if let Some(segment) = &outcome.segment {
@@ -21,8 +31,8 @@ pub fn render(outcome: &RunOutcome, trend_stats: &[TrendStat]) -> String {
     scenarios_header(&mut out, &outcome.scenarios);
     dropped_advice(&mut out, outcome);
     thresholds(&mut out, &outcome.thresholds, outcome.fleet_generators);
-    totals(&mut out, outcome, trend_stats);
-    per_scenario(&mut out, outcome, trend_stats);
+    totals(&mut out, outcome, style);
+    per_scenario(&mut out, outcome, style);
     match &outcome.aborted {
         Some(Abort::Signal) => {
             let _ = writeln!(out, "  The test was stopped by a signal after {}.", format_duration(outcome.elapsed));
@@ -162,7 +172,7 @@ fn round4(v: f64) -> f64 {
     (v * 10_000.0).round() / 10_000.0
 }
 
-fn totals(out: &mut String, outcome: &RunOutcome, stats: &[TrendStat]) {
+fn totals(out: &mut String, outcome: &RunOutcome, stats: &Style) {
     let _ = writeln!(out, "  █ TOTAL RESULTS\n");
     let t = &outcome.totals;
     if let Some((_, Aggregate::Rate { passes, fails })) = t.metric("checks", &Tags::new()) {
@@ -297,7 +307,7 @@ fn is_zero_counter(agg: &Aggregate, metric: &str) -> bool {
     metric == "dropped_iterations" && matches!(agg, Aggregate::Counter(c) if *c == 0.0)
 }
 
-fn per_scenario(out: &mut String, outcome: &RunOutcome, stats: &[TrendStat]) {
+fn per_scenario(out: &mut String, outcome: &RunOutcome, stats: &Style) {
     if outcome.scenarios.len() < 2 {
         return;
     }
@@ -326,7 +336,7 @@ fn percent(part: u64, total: u64) -> String {
     format!("{p:.2}% {part} out of {total}")
 }
 
-fn value(agg: &Aggregate, unit: Unit, stats: &[TrendStat], outcome: &RunOutcome) -> String {
+fn value(agg: &Aggregate, unit: Unit, style: &Style, outcome: &RunOutcome) -> String {
     let secs = outcome.elapsed.as_secs_f64().max(1e-9);
     match agg {
         Aggregate::Counter(c) => match unit {
@@ -337,14 +347,15 @@ fn value(agg: &Aggregate, unit: Unit, stats: &[TrendStat], outcome: &RunOutcome)
             format!("{:<8} min={} max={}", number(*value), number(*min), number(*max))
         }
         Aggregate::Rate { passes, fails } => percent(*passes, passes + fails),
-        Aggregate::Trend(sk) => stats
+        Aggregate::Trend(sk) => style
+            .stats
             .iter()
             .map(|s| {
                 let v = s.of(sk);
                 let shown = match (v, unit, s) {
                     (None, _, _) => "-".into(),
                     (Some(v), _, TrendStat::Count) => number(v),
-                    (Some(v), Unit::Time, _) => time_ms(v),
+                    (Some(v), Unit::Time, _) => style.time_unit.map_or_else(|| time_ms(v), |u| u.show(v)),
                     (Some(v), Unit::Data, _) => bytes(v),
                     (Some(v), Unit::None, _) => number(round4(v)),
                 };

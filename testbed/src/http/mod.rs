@@ -1,7 +1,8 @@
 //! `volley-testbed http`: the HTTP target.
 //!
-//! hyper's HTTP/1.1 server with keep-alive, one task per connection on the
-//! caller's runtime. Every answered request is counted by status code, so
+//! hyper's HTTP/1.1 server with keep-alive (HTTP/2 too over TLS, when the
+//! client picks it by ALPN), one task per connection on the caller's
+//! runtime. Every answered request is counted by status code, so
 //! tests can compare what the generator reports with what the server saw;
 //! connections are counted per client address, and `/peer` answers the
 //! client's address (see [`crate::peers`]).
@@ -161,12 +162,13 @@ async fn accept_loop(
         let (shared, stop, tls) = (shared.clone(), stop.clone(), tls.clone());
         tasks.spawn(async move {
             match tls {
-                None => serve(stream, peer, shared, stop).await,
+                None => serve(stream, false, peer, shared, stop).await,
                 Some(acceptor) => {
                     // A failed handshake (a client that rejects the
                     // certificate) just closes this connection.
                     if let Ok(stream) = acceptor.accept(stream).await {
-                        serve(stream, peer, shared, stop).await;
+                        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                        serve(stream, h2, peer, shared, stop).await;
                     }
                 }
             }
@@ -175,11 +177,24 @@ async fn accept_loop(
 }
 
 /// Serves one connection until the client closes it or the server stops.
-async fn serve<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>, stop: CancellationToken)
+async fn serve<S>(stream: S, h2: bool, peer: SocketAddr, shared: Arc<Shared>, stop: CancellationToken)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = service_fn(move |req| handle(req, peer, shared.clone()));
+    if h2 {
+        let builder = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(conn);
+        tokio::select! {
+            _ = conn.as_mut() => {}
+            _ = stop.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+        }
+        return;
+    }
     let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     tokio::select! {
@@ -197,6 +212,7 @@ async fn handle(
     shared: Arc<Shared>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let counters = &shared.counters;
+    let http2 = req.version() == http::Version::HTTP_2;
     let resp = match route(req.method(), req.uri().path()) {
         Route::Root => routes::text(StatusCode::OK, "ok"),
         Route::Delay(d) => {
@@ -251,6 +267,6 @@ async fn handle(
         Route::BadRequest(why) => routes::text(StatusCode::BAD_REQUEST, why),
         Route::NotFound => routes::text(StatusCode::NOT_FOUND, "not found"),
     };
-    counters.record(resp.status().as_u16());
+    counters.record(resp.status().as_u16(), http2);
     Ok(resp)
 }

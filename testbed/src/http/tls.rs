@@ -5,7 +5,7 @@ use std::io;
 use std::sync::Arc;
 
 /// A TLS acceptor with a new self-signed certificate for `localhost` and
-/// `127.0.0.1`, offering HTTP/1.1 over ALPN.
+/// `127.0.0.1`, offering HTTP/2 and HTTP/1.1 over ALPN.
 pub fn self_signed_acceptor() -> io::Result<tokio_rustls::TlsAcceptor> {
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
         .map_err(io::Error::other)?;
@@ -18,6 +18,6 @@ pub fn self_signed_acceptor() -> io::Result<tokio_rustls::TlsAcceptor> {
         .with_no_client_auth()
         .with_single_cert(vec![cert], key)
         .map_err(io::Error::other)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }

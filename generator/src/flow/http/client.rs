@@ -1,14 +1,16 @@
-//! The per-VU HTTP/1.1 client on hyper's connection API.
+//! The per-VU HTTP client on hyper's connection API.
 //!
 //! One keep-alive connection per VU and origin, driven directly through
-//! `hyper::client::conn::http1`: no pool checkout, no per-request URL
-//! re-parsing by a higher-level client. Bytes are counted below TLS by a
-//! wrapper around the socket, so `data_sent` / `data_received` are exact.
+//! `hyper::client::conn`: no pool checkout, no per-request URL re-parsing
+//! by a higher-level client. HTTPS offers HTTP/2 and HTTP/1.1 by ALPN and
+//! speaks what the server picks (as k6 does); plain HTTP is HTTP/1.1.
+//! Bytes are counted below TLS by a wrapper around the socket, so
+//! `data_sent` / `data_received` are exact.
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -89,12 +91,54 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Counting<T> {
     }
 }
 
+/// hyper's request sender, for the protocol the connection speaks.
+pub enum Sender {
+    /// HTTP/1.1.
+    H1(http1::SendRequest<Full<Bytes>>),
+    /// HTTP/2 (negotiated by ALPN).
+    H2(http2::SendRequest<Full<Bytes>>),
+}
+
+impl Sender {
+    /// True once the connection can take no more requests.
+    pub fn is_closed(&self) -> bool {
+        match self {
+            Sender::H1(s) => s.is_closed(),
+            Sender::H2(s) => s.is_closed(),
+        }
+    }
+
+    /// True for HTTP/2 (requests carry their absolute URI).
+    pub fn is_h2(&self) -> bool {
+        matches!(self, Sender::H2(_))
+    }
+
+    /// Waits until a request can be sent.
+    pub async fn ready(&mut self) -> Result<(), hyper::Error> {
+        match self {
+            Sender::H1(s) => s.ready().await,
+            Sender::H2(s) => s.ready().await,
+        }
+    }
+
+    /// Sends a request (after [`Sender::ready`]).
+    pub async fn send_request(
+        &mut self,
+        req: http::Request<Full<Bytes>>,
+    ) -> Result<http::Response<hyper::body::Incoming>, hyper::Error> {
+        match self {
+            Sender::H1(s) => s.send_request(req).await,
+            Sender::H2(s) => s.send_request(req).await,
+        }
+    }
+}
+
 /// An open keep-alive connection.
 pub struct Connection {
     /// Where it goes.
     pub origin: Origin,
     /// hyper's request sender.
-    pub sender: SendRequest<Full<Bytes>>,
+    pub sender: Sender,
     /// Its byte counters.
     pub counts: Arc<ByteCounts>,
 }
@@ -108,15 +152,18 @@ pub struct ConnectTimings {
     pub tls: Duration,
 }
 
-/// Opens a connection to `origin`, from the source address `local` when
-/// given (`--local-ips`).
+/// Opens a connection to `origin` (dialling `dial` instead when the
+/// `hosts` option maps it; TLS still names the origin's host), from the
+/// source address `local` when given (`--local-ips`).
 pub async fn connect(
     origin: &Origin,
+    dial: Option<(&str, u16)>,
     tls: &tokio_rustls::TlsConnector,
     local: Option<IpAddr>,
 ) -> io::Result<(Connection, ConnectTimings)> {
     let start = Instant::now();
-    let tcp = crate::flow::net::connect(&origin.host, origin.port, local).await?;
+    let (host, port) = dial.unwrap_or((&origin.host, origin.port));
+    let tcp = crate::flow::net::connect(host, port, local).await?;
     tcp.set_nodelay(true)?;
     let connected = Instant::now();
     let counts = Arc::new(ByteCounts::default());
@@ -127,26 +174,37 @@ pub async fn connect(
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let stream = tls.connect(name, io).await?;
         let tls_time = connected.elapsed();
-        let (sender, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(handshake_err)?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        let sender = if h2 {
+            let (sender, conn) =
+                http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.map_err(handshake_err)?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            Sender::H2(sender)
+        } else {
+            let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.map_err(handshake_err)?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            Sender::H1(sender)
+        };
         (sender, tls_time)
     } else {
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(handshake_err)?;
+        let (sender, conn) = http1::handshake(TokioIo::new(io)).await.map_err(handshake_err)?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        (sender, Duration::ZERO)
+        (Sender::H1(sender), Duration::ZERO)
     };
     let timings = ConnectTimings { connecting: connected - start, tls: tls_time };
     Ok((Connection { origin: origin.clone(), sender, counts }, timings))
 }
 
 /// TLS settings for a flow: the Mozilla root store, or no verification at
-/// all for `insecureSkipTLSVerify` (test environments with self-signed certs).
-pub fn tls_connector(insecure: bool) -> tokio_rustls::TlsConnector {
+/// all for `insecureSkipTLSVerify` (test environments with self-signed
+/// certs); ALPN offers HTTP/2 unless `http1_only`.
+pub fn tls_connector(insecure: bool, http1_only: bool) -> tokio_rustls::TlsConnector {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -157,7 +215,8 @@ pub fn tls_connector(insecure: bool) -> tokio_rustls::TlsConnector {
         let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
         builder.with_root_certificates(roots).with_no_client_auth()
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols =
+        if http1_only { vec![b"http/1.1".to_vec()] } else { vec![b"h2".to_vec(), b"http/1.1".to_vec()] };
     tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 

@@ -11,7 +11,19 @@ use std::time::Duration;
 
 /// Fields of an http flow.
 pub const FIELDS: &[&str] = &["type", "steps", "sleep", "insecureSkipTLSVerify", "cookies"];
-const REQUEST_FIELDS: &[&str] = &["method", "url", "headers", "body", "form", "multipart", "timeout", "name", "tags"];
+const REQUEST_FIELDS: &[&str] =
+    &["method", "url", "headers", "body", "form", "multipart", "timeout", "name", "tags", "responseType"];
+
+/// k6's `responseType`: whether the response body is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResponseType {
+    /// Kept as text.
+    Text,
+    /// Kept as bytes.
+    Binary,
+    /// Read and counted, not kept.
+    None,
+}
 /// Tags Volley sets on every request series itself.
 const SYSTEM_TAGS: &[&str] =
     &["method", "status", "url", "name", "expected_response", "scenario", "check", "group", "testid", "generator"];
@@ -48,6 +60,10 @@ pub struct RequestStep {
     pub keep_body: bool,
     /// Position among the flow's requests (what per-VU tables index).
     pub index: usize,
+    /// `responseType`, when the request sets it.
+    pub response_type: Option<ResponseType>,
+    /// The body is not kept (`discardResponseBodies`, `responseType: none`).
+    pub discard_body: bool,
     /// The `group` tag (`::a::b`) when inside a group.
     pub group: Option<String>,
 }
@@ -55,7 +71,9 @@ pub struct RequestStep {
 impl RequestStep {
     /// True when a check needs the response body kept.
     pub fn needs_body(&self) -> bool {
-        self.keep_body || self.checks.iter().any(Check::needs_body) || self.captures.iter().any(Capture::needs_body)
+        !self.discard_body && self.keep_body
+            || self.checks.iter().any(Check::needs_body)
+            || self.captures.iter().any(Capture::needs_body)
     }
 
     /// Every template of the request: URL, header values, body.
@@ -133,6 +151,16 @@ pub(super) fn parse_request_with(request: Obj, vars: &[String], base: Option<&st
         request.error("timeout", "must be greater than 0");
     }
     let name = request.string("name");
+    let response_type = match request.string("responseType").as_deref() {
+        None => None,
+        Some("text") => Some(ResponseType::Text),
+        Some("binary") => Some(ResponseType::Binary),
+        Some("none") => Some(ResponseType::None),
+        Some(other) => {
+            request.error("responseType", format!("{other:?} is not a response type (text, binary, none)"));
+            None
+        }
+    };
     let tags = request.string_map("tags").unwrap_or_default();
     for (k, v) in &tags {
         let path = format!("tags.{k}");
@@ -160,6 +188,8 @@ pub(super) fn parse_request_with(request: Obj, vars: &[String], base: Option<&st
         sleep: None,
         keep_body: false,
         index: 0,
+        response_type,
+        discard_body: false,
         group: None,
     })
 }

@@ -9,7 +9,8 @@
 //! - [`body`]: request bodies (text, forms, multipart).
 //! - [`capture`]: values taken from a response for the later steps.
 //! - [`cookies`]: the per-VU cookie jar.
-//! - [`client`]: the per-VU hyper connection and TLS.
+//! - [`client`]: the per-VU hyper connection (HTTP/1.1, HTTP/2) and TLS.
+//! - [`debug`]: what `--http-debug` prints.
 //! - this file: one iteration, and the series each request records into
 //!   (resolved once per VU, step and status code, then cached).
 
@@ -19,6 +20,7 @@ pub mod check;
 pub mod client;
 pub mod config;
 pub mod cookies;
+pub mod debug;
 pub mod steps;
 pub mod vars;
 
@@ -36,6 +38,7 @@ pub use config::FIELDS;
 use http::header::{HeaderValue, HOST};
 use http::Uri;
 use http_body_util::{BodyExt, Full};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -64,6 +67,17 @@ pub struct HttpOptions {
     pub insecure_tls: bool,
     /// `maxRedirects`: redirects followed per request (0: none).
     pub max_redirects: u32,
+    /// `discardResponseBodies`: keep no body unless a request asks with
+    /// `responseType: text`.
+    pub discard_bodies: bool,
+    /// `noConnectionReuse`: a new connection for every request.
+    pub no_connection_reuse: bool,
+    /// `systemTags`: the system tags request series keep (`None`: all).
+    pub system_tags: Option<Vec<String>>,
+    /// `hosts`: host name → address (and port) to dial instead.
+    pub hosts: Hosts,
+    /// `--http-debug`.
+    pub debug: debug::Level,
 }
 
 impl Default for HttpOptions {
@@ -72,9 +86,22 @@ impl Default for HttpOptions {
             user_agent: Some(format!("volley/{}", env!("CARGO_PKG_VERSION"))),
             insecure_tls: false,
             max_redirects: DEFAULT_MAX_REDIRECTS,
+            discard_bodies: false,
+            no_connection_reuse: false,
+            system_tags: None,
+            hosts: HashMap::new(),
+            debug: debug::Level::Off,
         }
     }
 }
+
+/// k6's `hosts` option: host name → address, and the port to use instead
+/// of the URL's when given.
+pub type Hosts = HashMap<String, (String, Option<u16>)>;
+
+/// The system tags of request series (what `systemTags` may list).
+pub const SYSTEM_TAGS: &[&str] =
+    &["method", "status", "url", "name", "expected_response", "group", "check", "scenario"];
 
 /// A compiled http flow.
 pub struct HttpFlow {
@@ -97,6 +124,14 @@ pub struct HttpFlow {
     cookies: bool,
     /// Redirects followed per request.
     max_redirects: u32,
+    /// A new connection for every request.
+    no_reuse: bool,
+    /// System tags to drop from request series.
+    dropped_tags: Vec<&'static str>,
+    /// Host name → address (and port) to dial.
+    hosts: Hosts,
+    /// `--http-debug`.
+    debug: debug::Level,
 }
 
 impl std::fmt::Debug for HttpFlow {
@@ -150,6 +185,8 @@ struct VuIo {
     custom: Vec<SeriesId>,
     /// Per data set: this iteration's row.
     rows: Vec<usize>,
+    /// System tags `systemTags` leaves out.
+    dropped_tags: Vec<&'static str>,
     /// This iteration's cookies.
     jar: cookies::Jar,
     data_sent: SeriesId,
@@ -161,6 +198,8 @@ struct Target {
     url: String,
     origin: Origin,
     host: HeaderValue,
+    /// The whole URI (what HTTP/2 requests carry).
+    absolute: Uri,
     /// Origin-form URI (path and query) for the request line.
     path: Uri,
 }
@@ -186,7 +225,7 @@ impl Target {
             .map_or("/", |p| p.as_str())
             .parse()
             .map_err(|e| FlowError::Step(format!("invalid path in URL {url:?}: {e}")))?;
-        Ok(Target { url, origin, host, path })
+        Ok(Target { url, origin, host, path, absolute: uri })
     }
 }
 
@@ -210,8 +249,9 @@ impl HttpFlow {
         let data_vars = scope.data.variables();
         let setup_vars = scope.setup.variables();
         let seeded = data_vars.iter().map(|(n, _, _)| n.clone()).chain(setup_vars.iter().cloned()).collect();
-        let program = steps::compile(obj, seeded, scope.base.as_deref())?;
+        let program = steps::compile(obj, seeded, scope)?;
         let mut flow = HttpFlow::new(program, sleep, insecure);
+        flow.tls = client::tls_connector(insecure, false);
         let used = |slot: usize| flow.program.templates().any(|t| t.uses_var(slot));
         flow.data_slots = data_vars
             .iter()
@@ -227,6 +267,12 @@ impl HttpFlow {
         flow.setup = scope.setup.clone();
         flow.cookies = obj.boolean("cookies").unwrap_or(true);
         flow.max_redirects = options.max_redirects;
+        flow.no_reuse = options.no_connection_reuse;
+        flow.hosts = options.hosts.clone();
+        flow.debug = options.debug;
+        if let Some(keep) = &options.system_tags {
+            flow.dropped_tags = SYSTEM_TAGS.iter().copied().filter(|t| !keep.iter().any(|k| k == t)).collect();
+        }
         flow.user_agent = options.user_agent.as_deref().and_then(|ua| HeaderValue::from_str(ua).ok());
         Some(flow)
     }
@@ -247,11 +293,15 @@ impl HttpFlow {
             setup: Default::default(),
             setup_slots: Vec::new(),
             sleep,
-            tls: client::tls_connector(insecure),
+            tls: client::tls_connector(insecure, false),
             tokens,
             user_agent,
             cookies: true,
             max_redirects: DEFAULT_MAX_REDIRECTS,
+            no_reuse: false,
+            dropped_tags: Vec::new(),
+            hosts: HashMap::new(),
+            debug: debug::Level::Off,
         }
     }
 
@@ -305,7 +355,7 @@ impl HttpFlow {
                     .map(|name| {
                         let mut t = in_group(&r.group);
                         t.insert("check", name);
-                        metrics.series(CHECKS, t)
+                        metrics.series(CHECKS, without(t, &self.dropped_tags))
                     })
                     .collect()
             })
@@ -339,6 +389,7 @@ impl HttpFlow {
             loops: vec![0; self.program.loops],
             custom,
             rows: vec![0; self.data.sets().len()],
+            dropped_tags: self.dropped_tags.clone(),
             jar: cookies::Jar::default(),
             data_sent: metrics.series(DATA_SENT, tags.clone()),
             data_received: metrics.series(DATA_RECEIVED, tags.clone()),
@@ -448,74 +499,45 @@ impl HttpFlow {
         body: &Bytes,
         cross_origin: bool,
     ) -> Result<(Option<Outcome>, ConnectTimings), FlowError> {
-        let (url, origin) = (&target.url, &target.origin);
         let mut timings = ConnectTimings::default();
         let mut attempt = 0;
         let outcome = loop {
             attempt += 1;
-            // Reuse this VU's connection to the origin while it is open.
-            vu.conns.retain(|c| !c.sender.is_closed());
-            let reused = vu.conns.iter().position(|c| c.origin == *origin);
-            let idx = match reused {
-                Some(i) => i,
-                // Boxed: connecting (TLS included) is rare and its state is large.
-                None => match tokio::time::timeout(r.timeout, Box::pin(client::connect(origin, &self.tls, vu.local)))
-                    .await
-                {
-                    Ok(Ok((conn, t))) => {
-                        timings = t;
-                        vu.conns.push(conn);
-                        vu.conns.len() - 1
-                    }
-                    Ok(Err(_)) | Err(_) => break None,
-                },
+            let (idx, reused) = match self.connection(vu, r, &target.origin).await {
+                Some((idx, None)) => (idx, true),
+                Some((idx, Some(t))) => {
+                    timings = t;
+                    (idx, false)
+                }
+                None => break None,
             };
-            let mut req = http::Request::new(Full::new(body.clone()));
-            *req.method_mut() = method.clone();
-            *req.uri_mut() = target.path.clone();
-            let headers = req.headers_mut();
-            headers.insert(HOST, target.host.clone());
-            for (name, value) in &r.headers {
-                // Credentials do not follow a redirect to another host, nor
-                // the body's type a redirect that dropped the body.
-                let dropped_body = body.is_empty() && r.body.is_some();
-                if cross_origin && *name == http::header::AUTHORIZATION
-                    || dropped_body && *name == http::header::CONTENT_TYPE
-                {
-                    continue;
-                }
-                let mut rendered = String::new();
-                value.render_with(ctx, &vu.vars[..], &mut rendered);
-                let value = HeaderValue::try_from(rendered).map_err(|_| {
-                    FlowError::Step(format!("header {name} of {url:?} has a character not allowed in headers"))
-                })?;
-                headers.append(name, value);
-            }
-            if let Some(ua) = &self.user_agent {
-                headers.entry(http::header::USER_AGENT).or_insert_with(|| ua.clone());
-            }
-            if self.cookies && !headers.contains_key(http::header::COOKIE) {
-                if let Some(c) = vu.jar.header(&origin.host, target.path.path(), origin.tls) {
-                    if let Ok(v) = HeaderValue::try_from(c) {
-                        headers.insert(http::header::COOKIE, v);
-                    }
-                }
+            let h2 = vu.conns[idx].sender.is_h2();
+            let req = self.build(vu, r, ctx, target, method, body, cross_origin, h2)?;
+            if self.debug != debug::Level::Off {
+                debug::request(&req, body, self.debug);
             }
             let before = vu.conns[idx].counts.get();
-            let sent = tokio::time::timeout(r.timeout, send(&mut vu.conns[idx], req, r.needs_body())).await;
+            let keep = r.needs_body() || self.debug == debug::Level::Full;
+            let sent = tokio::time::timeout(r.timeout, send(&mut vu.conns[idx], req, keep)).await;
             let after = vu.conns[idx].counts.get();
             vu.metrics.batch(|s| {
                 s.add(vu.data_sent, (after.0 - before.0) as f64);
                 s.add(vu.data_received, (after.1 - before.1) as f64);
             });
             match sent {
-                Ok(Ok(outcome)) => break Some(outcome),
+                Ok(Ok(outcome)) => {
+                    if self.no_reuse {
+                        vu.conns.remove(idx);
+                    }
+                    if self.debug != debug::Level::Off {
+                        debug::response(&outcome.headers, outcome.status, &outcome.body, self.debug);
+                    }
+                    break Some(outcome);
+                }
                 // A kept-alive connection the server closed meanwhile: retry
                 // once on a fresh one, as browsers and k6 do.
                 Ok(Err(e))
-                    if reused.is_some()
-                        && attempt == 1
-                        && (e.is_closed() || e.is_incomplete_message() || e.is_canceled()) =>
+                    if reused && attempt == 1 && (e.is_closed() || e.is_incomplete_message() || e.is_canceled()) =>
                 {
                     vu.conns.remove(idx);
                 }
@@ -526,6 +548,88 @@ impl HttpFlow {
             }
         };
         Ok((outcome, timings))
+    }
+
+    /// This VU's open connection to `origin`, or a new one (with its
+    /// timings); `None` when connecting failed.
+    async fn connection(
+        &self,
+        vu: &mut VuIo,
+        r: &RequestStep,
+        origin: &Origin,
+    ) -> Option<(usize, Option<ConnectTimings>)> {
+        vu.conns.retain(|c| !c.sender.is_closed());
+        if let Some(i) = vu.conns.iter().position(|c| c.origin == *origin) {
+            return Some((i, None));
+        }
+        let dial =
+            self.hosts.get(&origin.host.to_ascii_lowercase()).map(|(h, p)| (h.as_str(), p.unwrap_or(origin.port)));
+        // Boxed: connecting (TLS included) is rare and its state is large.
+        let connect = Box::pin(client::connect(origin, dial, &self.tls, vu.local));
+        match tokio::time::timeout(r.timeout, connect).await {
+            Ok(Ok((conn, t))) => {
+                vu.conns.push(conn);
+                Some((vu.conns.len() - 1, Some(t)))
+            }
+            Ok(Err(_)) | Err(_) => None,
+        }
+    }
+
+    /// The request as sent: rendered headers, the default `User-Agent`,
+    /// the jar's cookies; HTTP/2 takes the absolute URI instead of `Host`.
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        &self,
+        vu: &VuIo,
+        r: &RequestStep,
+        ctx: &IterCtx<'_>,
+        target: &Target,
+        method: &http::Method,
+        body: &Bytes,
+        cross_origin: bool,
+        h2: bool,
+    ) -> Result<http::Request<Full<Bytes>>, FlowError> {
+        let (url, origin) = (&target.url, &target.origin);
+        let mut req = http::Request::new(Full::new(body.clone()));
+        *req.method_mut() = method.clone();
+        if h2 {
+            *req.uri_mut() = target.absolute.clone();
+            *req.version_mut() = http::Version::HTTP_2;
+        } else {
+            *req.uri_mut() = target.path.clone();
+        }
+        let headers = req.headers_mut();
+        if !h2 {
+            headers.insert(HOST, target.host.clone());
+        }
+        // Credentials do not follow a redirect to another host, nor the
+        // body's type a redirect that dropped the body.
+        let dropped_body = body.is_empty() && r.body.is_some();
+        for (name, value) in &r.headers {
+            if cross_origin && *name == http::header::AUTHORIZATION
+                || dropped_body && *name == http::header::CONTENT_TYPE
+                || h2 && *name == HOST
+            {
+                continue;
+            }
+            let mut rendered = String::new();
+            value.render_with(ctx, &vu.vars[..], &mut rendered);
+            let value = HeaderValue::try_from(rendered).map_err(|_| {
+                FlowError::Step(format!("header {name} of {url:?} has a character not allowed in headers"))
+            })?;
+            headers.append(name, value);
+        }
+        if let Some(ua) = &self.user_agent {
+            headers.entry(http::header::USER_AGENT).or_insert_with(|| ua.clone());
+        }
+        if self.cookies && !headers.contains_key(http::header::COOKIE) {
+            if let Some(c) = vu.jar.header(&origin.host, target.path.path(), origin.tls) {
+                if let Ok(v) = HeaderValue::try_from(c) {
+                    headers.insert(http::header::COOKIE, v);
+                }
+            }
+        }
+        Ok(req)
     }
 
     async fn request(&self, vu: &mut VuIo, r: &RequestStep, ctx: &IterCtx<'_>) -> Result<(u16, Vec<u8>), FlowError> {
@@ -596,6 +700,14 @@ impl HttpFlow {
         }
         Ok((status, outcome.map(|o| o.body).unwrap_or_default()))
     }
+}
+
+/// `tags` without the names in `dropped` (what `systemTags` leaves out).
+fn without(tags: Tags, dropped: &[&str]) -> Tags {
+    if dropped.is_empty() {
+        return tags;
+    }
+    Tags::from_pairs(tags.iter().filter(|(k, _)| !dropped.contains(k)))
 }
 
 /// Sends one request and reads the whole response.
@@ -772,6 +884,7 @@ impl VuIo {
         tags.insert("name", name);
         tags.insert("url", url);
         tags.insert("expected_response", if (200..400).contains(&status) { "true" } else { "false" });
+        let tags = without(tags, &self.dropped_tags);
         let m = &self.metrics;
         let s = RequestSeries {
             reqs: m.series(HTTP_REQS, tags.clone()),

@@ -175,14 +175,15 @@ impl Program {
 }
 
 /// Compiles the `steps` list of `obj`; `vars` are the variables known
-/// before the first step (data columns, setup values), `base` the
-/// directory multipart files are read from.
-pub fn compile(obj: &Obj, vars: Vec<String>, base: Option<&std::path::Path>) -> Option<Program> {
+/// before the first step (data columns, setup values). The file's `scope`
+/// says where multipart files are and whether bodies are discarded.
+pub fn compile(obj: &Obj, vars: Vec<String>, scope: &crate::flow::Scope) -> Option<Program> {
     let mut c = Compiler {
         program: Program { vars, ..Program::default() },
         group: String::new(),
         depth: 0,
-        base: base.map(std::path::Path::to_path_buf),
+        base: scope.base.clone(),
+        discard: scope.http.discard_bodies,
     };
     c.steps(obj)?;
     Some(c.program)
@@ -195,6 +196,8 @@ struct Compiler {
     depth: usize,
     /// Where relative multipart file paths start.
     base: Option<std::path::PathBuf>,
+    /// `discardResponseBodies`.
+    discard: bool,
 }
 
 impl Compiler {
@@ -283,6 +286,14 @@ impl Compiler {
         r.checks = checks;
         r.captures = captures;
         r.sleep = sleep;
+        let keeps = r.response_type.map_or(!self.discard, |t| t != config::ResponseType::None);
+        if !keeps && (r.checks.iter().any(Check::needs_body) || r.captures.iter().any(Capture::needs_body)) {
+            let field = if r.checks.iter().any(Check::needs_body) { "checks" } else { "capture" };
+            let why = if self.discard { "discardResponseBodies is true" } else { "responseType is none" };
+            step.error(field, format!("reads the response body, which this request does not keep ({why}; set responseType: text on the request)"));
+            return None;
+        }
+        r.discard_body = !keeps;
         r.index = self.program.requests;
         r.group = self.group_tag();
         self.program.requests += 1;
@@ -464,7 +475,7 @@ mod tests {
 
     fn compile_doc(doc: serde_json::Value) -> (Option<Program>, String) {
         let report = Report::default();
-        let program = compile(&Obj::new(&doc, "flows.f", &report).unwrap(), Vec::new(), None);
+        let program = compile(&Obj::new(&doc, "flows.f", &report).unwrap(), Vec::new(), &Default::default());
         let errors = report.into_result(()).err().map(|e| e.to_string()).unwrap_or_default();
         (program, errors)
     }

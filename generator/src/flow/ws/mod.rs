@@ -130,7 +130,7 @@ impl WsFlow {
     /// Reads a `ws-ping` or `im-e2e` flow.
     pub fn parse(obj: &Obj, kind: Kind) -> Option<WsFlow> {
         let config = WsConfig::parse(obj, kind)?;
-        let tls = crate::flow::http::client::tls_connector(config.insecure_tls);
+        let tls = crate::flow::http::client::tls_connector(config.insecure_tls, true);
         let connecting = tokio::sync::Semaphore::new(config.max_connecting);
         let mut refs: Vec<&str> = config.token.template().token_refs().collect();
         refs.extend(config.urls.iter().flat_map(|u| u.token_refs()));
