@@ -155,3 +155,51 @@ fn summary_and_debug_flags() {
     assert!(err.contains("authorization: Bear… (") && !err.contains("s3cr3t"), "{err}");
     assert!(err.contains("\"name\":\"volley\""), "full shows bodies: {err}");
 }
+
+/// `--out json=FILE` and `--out csv=FILE`: a line per window and series;
+/// the windows' counts add up to the summary's.
+#[test]
+fn json_and_csv_outputs_hold_every_window() {
+    let server = Testbed::http();
+    let doc = json!({
+        "options": {"scenarios": {"s": {"executor": "constant-vus", "vus": 2, "duration": "2500ms"}}},
+        "flows": {"default": {"type": "http", "sleep": "10ms", "steps": [{"request": {"url": format!("{}/json", server.url)}}]}}
+    });
+    let dir = Scratch::new("file-out");
+    let (json_path, csv_path) = (dir.path("out.json"), dir.path("out.csv"));
+    let json_arg = format!("json={}", json_path.display());
+    let csv_arg = format!("csv={}", csv_path.display());
+    let (out, s) = run_scenario(&doc, &["--out", &json_arg, "--out", &csv_arg]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let total = export_count(&s, "http_reqs");
+    assert!(total > 20, "{s}");
+    let text = std::fs::read_to_string(&json_path).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    let points = |kind: &str| -> f64 {
+        lines
+            .iter()
+            .filter(|l| l["type"] == kind && l["metric"] == "http_reqs")
+            .map(|l| l["data"]["value"].as_f64().unwrap())
+            .sum()
+    };
+    assert_eq!(points("Point") as u64, total, "windows add up to the summary");
+    assert_eq!(points("Summary") as u64, total, "and the run totals say the same");
+    let windows = lines.iter().filter(|l| l["type"] == "Point" && l["metric"] == "http_reqs").count();
+    assert!(windows >= 2, "one line per window: {windows}");
+    let duration = lines.iter().find(|l| l["metric"] == "http_req_duration").unwrap();
+    assert!(
+        duration["data"]["p(95)"].as_f64().unwrap() > 0.0 && duration["data"]["tags"]["status"] == "200",
+        "{duration}"
+    );
+    let csv = std::fs::read_to_string(&csv_path).unwrap();
+    let mut rows = csv.lines();
+    assert!(rows.next().unwrap().starts_with("metric_name,timestamp,window_ms,metric_value"));
+    let csv_total: f64 = rows
+        .filter(|r| r.starts_with("http_reqs,"))
+        .map(|r| r.split(',').nth(3).unwrap().parse::<f64>().unwrap())
+        .sum();
+    // Windows and the summary row.
+    assert_eq!(csv_total as u64, 2 * total, "{csv}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("json ") && err.contains("csv "), "the delivery lines name the files: {err}");
+}

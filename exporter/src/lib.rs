@@ -8,8 +8,9 @@
 //! - [`out`]: the `--out` syntax.
 //! - [`merge`]: per (test, window) merging across generators, flush and
 //!   finalization rules, deduplication of resent reports.
-//! - [`sink`]: destinations ([`sink::influx`]) and the per-sink worker with
-//!   its bounded queue and retries.
+//! - [`sink`]: destinations ([`sink::influx`], [`sink::otlp`],
+//!   [`sink::file`]) and the per-sink worker with its bounded queue and
+//!   retries.
 //! - [`pipeline`]: reports in, merged windows out to every sink.
 //! - [`ingest`]: the WebSocket server generators stream to (token, TLS,
 //!   frame checks, acknowledgements).
@@ -27,6 +28,7 @@
 //! - [`selfmetrics`]: the exporter's own counters through the OpenTelemetry SDK.
 //! - [`daemon`]: the `volley-exporter` command.
 //! - [`secret`]: tokens and passwords that never show in logs.
+//! - [`timefmt`]: time stamps as text.
 
 pub mod alert;
 pub mod barrier;
@@ -44,6 +46,7 @@ pub mod secret;
 pub mod selfmetrics;
 pub mod sink;
 pub mod thresholds;
+pub mod timefmt;
 
 pub use out::OutSpec;
 pub use pipeline::{Pipeline, PipelineConfig, PipelineReport};

@@ -4,6 +4,7 @@
 //! influxdb=http://[user:pass@]HOST:8086/DB[?rp=RP]        InfluxDB v1 API (as k6's influxdb output)
 //! influxdb=http://HOST:8086[/PREFIX]?org=ORG&bucket=BUCKET InfluxDB v2 API, token from VOLLEY_INFLUXDB_TOKEN
 //! otlp=grpc://HOST:4317 | otlp=http://HOST:4318[?temporality=delta]   OpenTelemetry
+//! json=FILE | csv=FILE                                     a line per window and series
 //! ```
 //!
 //! Parsing is strict: every problem names the `--out` value and the part that
@@ -23,6 +24,8 @@ pub enum OutSpec {
     Influx(InfluxTarget),
     /// An OTLP receiver.
     Otlp(OtlpTarget),
+    /// A JSON-lines or CSV file.
+    File(crate::sink::file::FileTarget),
 }
 
 /// Where and how to write InfluxDB line protocol.
@@ -131,7 +134,11 @@ impl OutSpec {
         match kind {
             "influxdb" => parse_influx(raw, target, env).map(OutSpec::Influx),
             "otlp" => parse_otlp(raw, target).map(OutSpec::Otlp),
-            other => Err(OutError::new(raw, format!("unknown output {other:?}; the outputs are influxdb and otlp"))),
+            "json" | "csv" => parse_file(raw, kind, target).map(OutSpec::File),
+            other => Err(OutError::new(
+                raw,
+                format!("unknown output {other:?}; the outputs are influxdb, otlp, json and csv"),
+            )),
         }
     }
 }
@@ -246,6 +253,19 @@ fn parse_otlp(raw: &str, target: &str) -> Result<OtlpTarget, OutError> {
     Ok(OtlpTarget { protocol, endpoint, temporality, instance: None })
 }
 
+fn parse_file(raw: &str, kind: &str, target: &str) -> Result<crate::sink::file::FileTarget, OutError> {
+    use crate::sink::file::{FileFormat, FileTarget};
+    if target.is_empty() {
+        return Err(OutError::new(raw, format!("expected {kind}=FILE")));
+    }
+    let path = std::path::PathBuf::from(target);
+    if path.is_dir() {
+        return Err(OutError::new(raw, "is a directory; give a file name"));
+    }
+    let format = if kind == "json" { FileFormat::Json } else { FileFormat::Csv };
+    Ok(FileTarget { path, format })
+}
+
 fn decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
@@ -265,6 +285,12 @@ impl fmt::Display for OutSpec {
                     OtlpProtocol::HttpProtobuf => "http/protobuf",
                 },
                 t.endpoint
+            ),
+            OutSpec::File(t) => write!(
+                f,
+                "{} {}",
+                if t.format == crate::sink::file::FileFormat::Json { "json" } else { "csv" },
+                t.path.display()
             ),
         }
     }

@@ -4,8 +4,10 @@
 //!
 //! - [`influx`]: InfluxDB line protocol over the v1 or v2 write API.
 //! - [`otlp`]: OTLP metrics over gRPC or HTTP/protobuf.
+//! - [`file`]: JSON lines or CSV in a file.
 //! - [`spool`]: batches a sink could not take yet, on disk.
 
+pub mod file;
 pub mod influx;
 pub mod otlp;
 pub mod spool;
@@ -175,5 +177,6 @@ pub fn build(spec: &OutSpec) -> Result<Arc<dyn Sink>, String> {
     match spec {
         OutSpec::Influx(t) => Ok(Arc::new(influx::InfluxSink::new(t.clone())?)),
         OutSpec::Otlp(t) => Ok(Arc::new(otlp::OtlpSink::new(t.clone())?)),
+        OutSpec::File(t) => Ok(Arc::new(file::FileSink::new(t.clone())?)),
     }
 }
