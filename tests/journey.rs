@@ -322,3 +322,63 @@ fn the_journey_counts_the_same_in_k6() {
     assert_eq!(a["shop"], b["shop"], "the shop saw the same journey");
     assert_eq!(a["by_status"], b["by_status"]);
 }
+
+/// `volley import har`: a recording the test writes (as a browser would:
+/// the login, its redirect hop, a script, the order list) becomes a
+/// scenario that runs against the shop at once.
+#[test]
+fn a_har_recording_imports_and_runs() {
+    let shop = Testbed::http();
+    let base = &shop.url;
+    let entry = |method: &str, path: &str, at: &str, status: u16, extra: serde_json::Value| {
+        let mut e = serde_json::json!({
+            "pageref": "page_1", "startedDateTime": format!("2026-12-06T04:00:{at}Z"), "time": 20,
+            "request": {"method": method, "url": format!("{base}{path}"), "httpVersion": "HTTP/1.1",
+                        "headers": [{"name": "Host", "value": "shop"}, {"name": "Accept", "value": "application/json"},
+                                    {"name": "Cookie", "value": "sid=stale"}]},
+            "response": {"status": status, "headers": [], "content": {"mimeType": "application/json"}}
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            let (part, field) = k.split_once('.').unwrap();
+            e[part][field] = v.clone();
+        }
+        e
+    };
+    let har = serde_json::json!({"log": {"version": "1.2", "pages": [{"id": "page_1", "title": "Shop"}], "entries": [
+        entry("POST", "/shop/login", "00.000", 302, serde_json::json!({
+            "request.postData": {"mimeType": "application/x-www-form-urlencoded", "text": "user=user1&pass=pw-user1",
+                                 "params": [{"name": "user", "value": "user1"}, {"name": "pass", "value": "pw-user1"}]},
+            "response.headers": [{"name": "Location", "value": "/shop/me"}]})),
+        entry("GET", "/shop/me", "00.030", 200, serde_json::json!({})),
+        entry("GET", "/static/app.js", "00.060", 200, serde_json::json!({"response.content": {"mimeType": "application/javascript"}})),
+        entry("GET", "/shop/orders?user=1", "00.400", 200, serde_json::json!({}))
+    ]}});
+    let dir = Scratch::new("har");
+    let file = dir.write("session.har", &har.to_string());
+    let out = volley(&["import", "har", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let scenario = dir.path("session.yaml");
+    let yaml = std::fs::read_to_string(&scenario).unwrap();
+    assert!(
+        yaml.starts_with(
+            "# Imported from session.har by volley import har: 2 requests (1 static assets left out, 1 redirect hops"
+        ),
+        "{yaml}"
+    );
+    let export = dir.path("summary.json");
+    let out = volley(&["run", "--quiet", "--summary-export", export.to_str().unwrap(), scenario.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}\n{yaml}", describe(&out));
+    let s = read_json(&export);
+    let stats = shop.stats();
+    assert_eq!(stats["requests"], 3, "login, its redirect, the orders; no script: {stats}");
+    assert_eq!(
+        (stats["shop"]["logins"].as_u64(), stats["shop"]["me"].as_u64(), stats["shop"]["order_lists"].as_u64()),
+        (Some(1), Some(1), Some(1))
+    );
+    assert_eq!(stats["shop"]["no_session"], 0, "the cookie jar, not the recorded cookie");
+    assert_eq!(s["root_group"]["groups"]["Shop"]["checks"]["status is 200"]["passes"], 2, "{s}");
+    let bad = dir.write("bad.har", "{\"log\": {\"entries\": 7}}");
+    let out = volley(&["import", "har", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(104));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a HAR file"), "{}", describe(&out));
+}

@@ -41,6 +41,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
         Command::Resume(args) => control::client::run(control::client::Verb::Resume, args),
         Command::Stop(args) => control::client::run(control::client::Verb::Stop, args),
         Command::Scale(args) => control::client::scale(args),
+        Command::Import(crate::cli::ImportCommand::Har(args)) => import_har(&args),
     }
 }
 
@@ -64,6 +65,38 @@ fn run_command(args: RunArgs) -> i32 {
         }
     };
     execute(plan, &args.output, |_| async {})
+}
+
+/// `volley import har`: writes the scenario and says what it holds.
+fn import_har(args: &crate::cli::HarArgs) -> i32 {
+    let opts = crate::har::ImportOptions { include_static: args.include_static, max_sleep: args.max_sleep };
+    let imported = match crate::har::import_file(&args.file, &opts) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("ERROR {e}");
+            return exit::INVALID_CONFIG;
+        }
+    };
+    let source = args.file.file_name().map_or_else(|| "recording".into(), |n| n.to_string_lossy().into_owned());
+    let yaml = imported.to_yaml(&source);
+    let target = args.output.clone().unwrap_or_else(|| args.file.with_extension("yaml"));
+    if target.as_os_str() == "-" {
+        print!("{yaml}");
+        return exit::OK;
+    }
+    if let Err(e) = std::fs::write(&target, yaml) {
+        eprintln!("ERROR cannot write {}: {e}", target.display());
+        return exit::INTERNAL;
+    }
+    eprintln!(
+        "INFO wrote {} with {} requests ({} static assets left out, {} redirect hops followed by the client); run it with: volley run {}",
+        target.display(),
+        imported.requests,
+        imported.static_assets,
+        imported.redirects,
+        target.display()
+    );
+    exit::OK
 }
 
 /// Prints configuration problems, one per line, each with its field path.

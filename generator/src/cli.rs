@@ -36,6 +36,34 @@ pub enum Command {
     Scale(ScaleArgs),
     /// Stop a running test (it exits 105 after its summary).
     Stop(ControlArgs),
+    /// Write a scenario file from a recording.
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+/// `volley import`.
+#[derive(Subcommand, Debug)]
+pub enum ImportCommand {
+    /// A browser's network recording (HAR): its requests, headers, bodies
+    /// and think times, static assets left out.
+    Har(HarArgs),
+}
+
+/// `volley import har`.
+#[derive(Args, Debug)]
+pub struct HarArgs {
+    /// The recording (`.har`).
+    pub file: PathBuf,
+    /// Where to write the scenario (default: next to the recording, `.yaml`;
+    /// `-` for standard output).
+    #[arg(long, short = 'o', value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// Keep images, style sheets, scripts, fonts and media.
+    #[arg(long)]
+    pub include_static: bool,
+    /// The longest think time written.
+    #[arg(long, default_value = "30s", value_parser = duration_arg, value_name = "DURATION")]
+    pub max_sleep: Duration,
 }
 
 /// Where the control API of a running test is.

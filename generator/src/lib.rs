@@ -19,6 +19,7 @@
 //! - [`console`], [`progress`]: terminal output while a test runs.
 //! - [`preset`]: `volley ws-ping` / `volley im-e2e`, the IM presets.
 //! - [`demo`]: `volley demo`, a real test against in-process testbed targets.
+//! - [`har`]: `volley import har`, a browser recording → a scenario file.
 //!
 //! Data flow: executor → [`engine::ScenarioRun::iterate`] → flow → metrics
 //! shards → (every window) [`volley_window::WindowReport`] → run totals →
@@ -36,6 +37,7 @@ pub mod demo;
 pub mod engine;
 pub mod executor;
 pub mod flow;
+pub mod har;
 pub mod metrics;
 pub mod preset;
 pub mod progress;

@@ -8,8 +8,9 @@
 //! declares for its own templates (the IM flows' `{{seq}}`, …, an http
 //! flow's captures, see [`Template::parse_with`]; a flow variable named
 //! `token` takes precedence).
-//! An unknown placeholder is a configuration error at load time, not an
-//! empty string at run time.
+//! `{{'…'}}` is literal text (`{{'{{'}}` writes `{{`). An unknown
+//! placeholder is a configuration error at load time, not an empty string
+//! at run time.
 
 use super::IterCtx;
 use std::fmt::Write;
@@ -67,6 +68,9 @@ impl Template {
                 after.find("}}").ok_or_else(|| format!("unclosed placeholder in {source:?} (missing \"}}}}\")"))?;
             let name = after[..close].trim();
             parts.push(match name {
+                q if q.len() >= 2 && q.starts_with('\'') && q.ends_with('\'') => {
+                    Part::Text(q[1..q.len() - 1].to_string())
+                }
                 "vu" => Part::Vu,
                 "iter" => Part::Iter,
                 "scenario" => Part::Scenario,
@@ -303,6 +307,15 @@ mod tests {
             let e = Template::parse(bad).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn quoted_text_is_literal() {
+        let env = HashMap::new();
+        let ctx = IterCtx { vu: 1, iter: 0, scenario: "s", env: &env, stopping: None, tokens: &[] };
+        let t = Template::parse("a{{'{{'}}b}}{{ 'x y' }}").unwrap();
+        assert_eq!(t.render(&ctx), "a{{b}}x y");
+        assert!(t.is_static());
     }
 
     #[test]
