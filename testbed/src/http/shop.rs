@@ -17,7 +17,9 @@
 //!
 //! Everything is counted (`shop` on `/stats`), including the distinct
 //! users that logged in, so a test can check that each VU had its own.
-//! Sessions are bounded ([`MAX_SESSIONS`]; beyond, logins get `503`).
+//! A user has one session: logging in again ends the previous one, so
+//! sessions are bounded by users ([`MAX_SESSIONS`]; beyond, new users get
+//! `503`).
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Response, StatusCode};
@@ -101,7 +103,8 @@ pub struct ShopStats {
 #[derive(Default)]
 pub struct Shop {
     sessions: Mutex<HashMap<String, Session>>,
-    users: Mutex<HashMap<String, u64>>,
+    /// Per user: logins, and the current session.
+    users: Mutex<HashMap<String, (u64, String)>>,
     logins: AtomicU64,
     login_failed: AtomicU64,
     me: AtomicU64,
@@ -180,17 +183,16 @@ impl Shop {
         }
         let (sid, csrf) = (hex_token(), hex_token());
         {
-            let mut sessions = self.sessions.lock();
-            if sessions.len() >= MAX_SESSIONS {
-                return json(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"too many sessions"}"#.into());
-            }
-            sessions.insert(sid.clone(), Session { user: user.clone(), id: user_id(user), csrf: csrf.clone() });
-        }
-        {
             let mut users = self.users.lock();
-            if users.len() < MAX_SESSIONS || users.contains_key(user) {
-                *users.entry(user.clone()).or_default() += 1;
+            if users.len() >= MAX_SESSIONS && !users.contains_key(user) {
+                return json(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"too many users"}"#.into());
             }
+            let entry = users.entry(user.clone()).or_default();
+            entry.0 += 1;
+            let previous = std::mem::replace(&mut entry.1, sid.clone());
+            let mut sessions = self.sessions.lock();
+            sessions.remove(&previous);
+            sessions.insert(sid.clone(), Session { user: user.clone(), id: user_id(user), csrf: csrf.clone() });
         }
         self.logins.fetch_add(1, Ordering::Relaxed);
         let mut r = Response::new(Full::new(Bytes::new()));
@@ -251,7 +253,7 @@ impl Shop {
             logins: r(&self.logins),
             login_failed: r(&self.login_failed),
             distinct_users: users.len() as u64,
-            max_logins_per_user: users.values().copied().max().unwrap_or(0),
+            max_logins_per_user: users.values().map(|(n, _)| *n).max().unwrap_or(0),
             me: r(&self.me),
             order_lists: r(&self.order_lists),
             orders: r(&self.orders),
@@ -354,5 +356,10 @@ mod tests {
         assert_eq!(ShopRoute::of(&Method::GET, "orders/12"), Some(ShopRoute::Order(12)));
         assert_eq!(ShopRoute::of(&Method::GET, "login"), None);
         assert_eq!((user_id("alice"), user_id("u12")), (0, 12));
+        // Logging in again ends the earlier session.
+        let again = shop.handle(ShopRoute::Login, &login, b"user=user7&pass=pw-user7");
+        assert_eq!(again.status(), 302);
+        assert_eq!(shop.handle(ShopRoute::Me, &request("GET", "/shop/me", &[("cookie", &cookie)]), b"").status(), 401);
+        assert_eq!(shop.sessions.lock().len(), 1);
     }
 }
