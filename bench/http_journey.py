@@ -29,8 +29,8 @@ from common import *
 
 JOURNEY_K6 = """
 import http from 'k6/http';
-export const options = {OPTIONS};
-const BASE = '{BASE}';
+export const options = __OPTIONS__;
+const BASE = '__BASE__';
 export default function () {
   const res = http.post(`${BASE}/shop/login`, { user: `user${__VU}`, pass: `pw-user${__VU}` });
   const id = res.json('user.id');
@@ -62,7 +62,7 @@ def throughput(bin_dir, duration, vus):
     try:
         work = tempfile.mkdtemp(prefix="volley-bench-journey-")
         runs = {}
-        script = JOURNEY_K6.replace("{OPTIONS}", json.dumps(opts)).replace("{BASE}", base)
+        script = JOURNEY_K6.replace("__OPTIONS__", json.dumps(opts)).replace("__BASE__", base)
         m, summary = k6_run(script, work, env={"GOMAXPROCS": "1"})
         m.wait()
         runs["k6 journey"] = (metric(summary, "http_reqs"), m)

@@ -123,6 +123,15 @@ impl Template {
         &self.source
     }
 
+    /// The text, when the template has no placeholder at all.
+    pub fn as_text(&self) -> Option<&str> {
+        match &self.parts[..] {
+            [] => Some(""),
+            [Part::Text(t)] => Some(t),
+            _ => None,
+        }
+    }
+
     /// True when the template has no placeholder that changes per VU or
     /// iteration (its rendering can then be a metric tag).
     pub fn is_static(&self) -> bool {

@@ -40,6 +40,8 @@ pub struct RequestStep {
     pub url: Template,
     /// Request headers.
     pub headers: Vec<(HeaderName, Template)>,
+    /// Per header: its value made once, when it has no placeholder.
+    pub fixed: Vec<Option<http::HeaderValue>>,
     /// Request body.
     pub body: Option<Body>,
     /// Limit on the whole request.
@@ -175,10 +177,12 @@ pub(super) fn parse_request_with(request: Obj, vars: &[String], base: Option<&st
         return None;
     }
     let (method, url) = (method?, url?);
+    let fixed = headers.iter().map(|(_, t)| t.as_text().and_then(|v| http::HeaderValue::from_str(v).ok())).collect();
     Some(RequestStep {
         method,
         url,
         headers,
+        fixed,
         body,
         timeout,
         name,

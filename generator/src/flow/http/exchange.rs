@@ -23,10 +23,10 @@ pub(super) struct Target {
     pub(super) url: String,
     pub(super) origin: Origin,
     pub(super) host: HeaderValue,
-    /// The whole URI (what HTTP/2 requests carry).
-    pub(super) absolute: Uri,
     /// Origin-form URI (path and query) for the request line.
     pub(super) path: Uri,
+    /// Length of `scheme://authority` at the start of `url`.
+    origin_len: usize,
 }
 
 impl Target {
@@ -50,7 +50,31 @@ impl Target {
             .map_or("/", |p| p.as_str())
             .parse()
             .map_err(|e| FlowError::Step(format!("invalid path in URL {url:?}: {e}")))?;
-        Ok(Target { url, origin, host, path, absolute: uri })
+        let origin_len = url.find("://").map_or(0, |i| i + 3) + authority.as_str().len();
+        Ok(Target { url, origin, host, path, origin_len })
+    }
+
+    /// As [`Target::parse`], reusing `last`'s origin when `url` has the
+    /// same `scheme://authority` (a templated path or query): only the path
+    /// is parsed, which is most of what a templated URL costs per request.
+    pub(super) fn parse_like(url: String, last: &Target) -> Result<Target, FlowError> {
+        let n = last.origin_len;
+        let same_origin = n > 0
+            && url.len() > n
+            && url.as_bytes()[..n] == last.url.as_bytes()[..n]
+            && matches!(url.as_bytes()[n], b'/' | b'?');
+        if !same_origin {
+            return Target::parse(url);
+        }
+        let rest = &url[n..];
+        let parsed = if rest.starts_with('?') { format!("/{rest}").parse() } else { rest.parse::<Uri>() };
+        let path = parsed.map_err(|e| FlowError::Step(format!("invalid path in URL {url:?}: {e}")))?;
+        Ok(Target { url, origin: last.origin.clone(), host: last.host.clone(), path, origin_len: n })
+    }
+
+    /// The whole URI (what HTTP/2 requests carry).
+    pub(super) fn absolute(&self) -> Result<Uri, FlowError> {
+        self.url.parse().map_err(|e| FlowError::Step(format!("invalid URL {:?}: {e}", self.url)))
     }
 }
 
@@ -172,7 +196,7 @@ impl HttpFlow {
         let mut req = http::Request::new(Full::new(body.clone()));
         *req.method_mut() = method.clone();
         if h2 {
-            *req.uri_mut() = target.absolute.clone();
+            *req.uri_mut() = target.absolute()?;
             *req.version_mut() = http::Version::HTTP_2;
         } else {
             *req.uri_mut() = target.path.clone();
@@ -184,11 +208,15 @@ impl HttpFlow {
         // Credentials do not follow a redirect to another host, nor the
         // body's type a redirect that dropped the body.
         let dropped_body = body.is_empty() && r.body.is_some();
-        for (name, value) in &r.headers {
+        for ((name, value), fixed) in r.headers.iter().zip(&r.fixed) {
             if cross_origin && *name == http::header::AUTHORIZATION
                 || dropped_body && *name == http::header::CONTENT_TYPE
                 || h2 && *name == HOST
             {
+                continue;
+            }
+            if let Some(v) = fixed {
+                headers.append(name, v.clone());
                 continue;
             }
             let mut rendered = String::new();
@@ -218,16 +246,18 @@ impl HttpFlow {
         ctx: &IterCtx<'_>,
     ) -> Result<(u16, Vec<u8>), FlowError> {
         let step = r.index;
-        // A URL without per-VU or per-iteration placeholders is parsed once per VU.
+        // A URL without per-VU or per-iteration placeholders is parsed once
+        // per VU; a templated one reuses the last one's origin when it can.
         let first = match &vu.targets[step] {
-            Some(t) => t.clone(),
-            None => {
+            Some(t) if r.url.is_static() => t.clone(),
+            last => {
                 let mut url = String::new();
                 r.url.render_with(ctx, &vu.vars[..], &mut url);
-                let t = Arc::new(Target::parse(url)?);
-                if r.url.is_static() {
-                    vu.targets[step] = Some(t.clone());
-                }
+                let t = Arc::new(match last {
+                    Some(last) => Target::parse_like(url, last)?,
+                    None => Target::parse(url)?,
+                });
+                vu.targets[step] = Some(t.clone());
                 t
             }
         };
@@ -248,7 +278,8 @@ impl HttpFlow {
             // the request has a name).
             let hop = (hops > 0).then_some(target.url.as_str());
             vu.record(r, &first.url, hop, status, outcome.as_ref(), &timings);
-            let next = outcome.as_ref().filter(|_| hops < self.max_redirects).and_then(|o| redirect(&target, o));
+            let next =
+                outcome.as_ref().filter(|_| hops < self.max_redirects).and_then(|o| vu.redirect(step, &target, o));
             let Some(next) = next else { break outcome };
             hops += 1;
             if let Some(o) = &outcome {
@@ -259,7 +290,7 @@ impl HttpFlow {
                     body = Bytes::new();
                 }
             }
-            target = Arc::new(next?);
+            target = next?;
         };
         let url = &first.url;
         let status = outcome.as_ref().map_or(0, |o| o.status);
@@ -311,16 +342,55 @@ async fn send(
     Ok(Outcome { status, waiting, duration: start.elapsed(), body: kept, headers: parts.headers })
 }
 
-/// Where a redirect answer points, if it is one (`Location` resolved
-/// against the request's URL).
-fn redirect(from: &Target, o: &Outcome) -> Option<Result<Target, FlowError>> {
-    if !matches!(o.status, 301 | 302 | 303 | 307 | 308) {
-        return None;
+impl VuIo {
+    /// Where a redirect answer points, if it is one (`Location` resolved
+    /// against the request's URL). The last hop of each request is kept: a
+    /// login that always redirects to the same page resolves it once.
+    fn redirect(&mut self, step: usize, from: &Target, o: &Outcome) -> Option<Result<Arc<Target>, FlowError>> {
+        if !matches!(o.status, 301 | 302 | 303 | 307 | 308) {
+            return None;
+        }
+        let location = o.headers.get(http::header::LOCATION)?.to_str().ok()?;
+        if let Some((base, loc, t)) = &self.hops[step] {
+            if **base == *from.url && **loc == *location {
+                return Some(Ok(t.clone()));
+            }
+        }
+        let next = url::Url::parse(&from.url).and_then(|base| base.join(location));
+        let target = match next {
+            Ok(u) => Target::parse(u.to_string()).map(Arc::new),
+            Err(e) => Err(FlowError::Step(format!("redirect from {:?} to {location:?}: {e}", from.url))),
+        };
+        if let Ok(t) = &target {
+            self.hops[step] = Some((from.url.as_str().into(), location.into(), t.clone()));
+        }
+        Some(target)
     }
-    let location = o.headers.get(http::header::LOCATION)?.to_str().ok()?;
-    let next = url::Url::parse(&from.url).and_then(|base| base.join(location));
-    Some(match next {
-        Ok(u) => Target::parse(u.to_string()),
-        Err(e) => Err(FlowError::Step(format!("redirect from {:?} to {location:?}: {e}", from.url))),
-    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_templated_url_reuses_its_origin() {
+        let first = Target::parse("http://h.test:8080/a?x=1".into()).unwrap();
+        let same = Target::parse_like("http://h.test:8080/b/c?y=2".into(), &first).unwrap();
+        assert_eq!(
+            (same.path.to_string(), same.origin.port, same.host.to_str().unwrap()),
+            ("/b/c?y=2".into(), 8080, "h.test:8080")
+        );
+        let query = Target::parse_like("http://h.test:8080?q".into(), &first).unwrap();
+        assert_eq!(query.path.to_string(), "/?q");
+        // Another port, host or scheme is parsed afresh.
+        for other in ["http://h.test:8081/a", "http://h.test:80800/a", "https://h.test:8080/a", "http://h.test/a"] {
+            let t = Target::parse_like(other.into(), &first);
+            let fresh = Target::parse(other.into());
+            match (t, fresh) {
+                (Ok(t), Ok(f)) => assert_eq!((t.origin, t.path.to_string()), (f.origin, f.path.to_string()), "{other}"),
+                (t, f) => assert_eq!(t.is_err(), f.is_err(), "{other}"),
+            }
+        }
+        assert!(Target::parse_like("http://h.test:8080/a b".into(), &first).is_err());
+    }
 }

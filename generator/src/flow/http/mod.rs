@@ -230,6 +230,7 @@ impl HttpFlow {
             conns: Vec::new(),
             local,
             targets: vec![None; requests],
+            hops: vec![None; requests],
             metrics: metrics.clone(),
             tags: tags.clone(),
             series: vec![Vec::new(); requests],

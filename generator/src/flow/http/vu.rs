@@ -48,6 +48,8 @@ pub(super) struct VuIo {
     pub(super) local: Option<IpAddr>,
     /// Per request: the parsed URL, when it is the same for every iteration.
     pub(super) targets: Vec<Option<Arc<Target>>>,
+    /// Per request: its last redirect hop (from, `Location`, where to).
+    pub(super) hops: Vec<Option<(Box<str>, Box<str>, Arc<Target>)>>,
     pub(super) metrics: Metrics,
     pub(super) tags: Tags,
     /// Per request: `(status, redirect hop URL, series)`; a handful of
