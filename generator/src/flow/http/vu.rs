@@ -18,6 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use volley_window::Tags;
 
+/// A redirect hop resolved: from which URL, its `Location`, where to.
+pub(super) type Hop = (Box<str>, Box<str>, Arc<Target>);
+
 /// Series a VU caches per request (statuses times redirect hops).
 const MAX_CACHED_SERIES: usize = 16;
 
@@ -46,10 +49,10 @@ pub(super) struct VuIo {
     pub(super) conns: Vec<Connection>,
     /// The source address of its connections (`--local-ips`), if set.
     pub(super) local: Option<IpAddr>,
-    /// Per request: the parsed URL, when it is the same for every iteration.
+    /// Per request: its parsed URL (the last one, for a templated URL).
     pub(super) targets: Vec<Option<Arc<Target>>>,
-    /// Per request: its last redirect hop (from, `Location`, where to).
-    pub(super) hops: Vec<Option<(Box<str>, Box<str>, Arc<Target>)>>,
+    /// Per request: its last redirect hop.
+    pub(super) hops: Vec<Option<Hop>>,
     pub(super) metrics: Metrics,
     pub(super) tags: Tags,
     /// Per request: `(status, redirect hop URL, series)`; a handful of
