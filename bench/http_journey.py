@@ -9,6 +9,7 @@ memory a journey costs.
    journey runs in k6 JavaScript, and volley also runs a plain GET of the
    testbed's `/` for the same time. Both clients get one thread
    (GOMAXPROCS=1, --threads 1) and 64 VUs; the testbed runs on one thread.
+   The runs alternate over several rounds (the machine's speed drifts).
    Reports requests per client CPU-second, the ratio to k6's, and the
    journey's ratio to volley's plain GET.
 2. Memory per VU: 10,000 VUs that each do one iteration and then sleep,
@@ -16,7 +17,7 @@ memory a journey costs.
    ten captured values; the RSS difference per VU.
 3. Test data: a 1,000,000-row CSV file, RSS with and without it.
 
-    python3 bench/http_journey.py --duration 20
+    python3 bench/http_journey.py --duration 15 --rounds 3
 """
 
 import argparse
@@ -53,35 +54,44 @@ def testbed(bin_dir, port):
     return m
 
 
-def throughput(bin_dir, duration, vus):
+def throughput(bin_dir, duration, vus, rounds):
     port = free_port()
     server = testbed(bin_dir, port)
     base = f"http://127.0.0.1:{port}"
     opts = {"scenarios": {"s": {"executor": "constant-vus", "vus": vus, "duration": f"{duration}s"}}}
-    rows = []
+    script = JOURNEY_K6.replace("__OPTIONS__", json.dumps(opts)).replace("__BASE__", base)
+    docs = {
+        "volley journey": {"options": opts, "flows": {"default": {"type": "http", "steps": journey_steps(base)}}},
+        "volley plain GET": {"options": opts, "flows": {"default": {"type": "http", "steps": [{"request": {"url": f"{base}/"}}]}}},
+    }
+    # Rounds alternate the tools, so a machine that speeds up or slows down
+    # meanwhile affects each alike; totals are summed over the rounds.
+    runs = {k: [0.0, 0.0, 0.0] for k in ["k6 journey", *docs]}  # requests, CPU s, peak RSS
     try:
-        work = tempfile.mkdtemp(prefix="volley-bench-journey-")
-        runs = {}
-        script = JOURNEY_K6.replace("__OPTIONS__", json.dumps(opts)).replace("__BASE__", base)
-        m, summary = k6_run(script, work, env={"GOMAXPROCS": "1"})
-        m.wait()
-        runs["k6 journey"] = (metric(summary, "http_reqs"), m)
-        doc = {"options": opts, "flows": {"default": {"type": "http", "steps": journey_steps(base)}}}
-        m, summary = volley_run(bin_dir, doc, work, extra=["--threads", "1"])
-        m.wait()
-        runs["volley journey"] = (metric(summary, "http_reqs"), m)
-        doc = {"options": opts, "flows": {"default": {"type": "http", "steps": [{"request": {"url": f"{base}/"}}]}}}
-        m, summary = volley_run(bin_dir, doc, work, extra=["--threads", "1"])
-        m.wait()
-        runs["volley plain GET"] = (metric(summary, "http_reqs"), m)
+        for _ in range(rounds):
+            work = tempfile.mkdtemp(prefix="volley-bench-journey-")
+            m, summary = k6_run(script, work, env={"GOMAXPROCS": "1"})
+            m.wait()
+            add(runs["k6 journey"], metric(summary, "http_reqs"), m)
+            for name, doc in docs.items():
+                m, summary = volley_run(bin_dir, doc, work, extra=["--threads", "1"])
+                m.wait()
+                add(runs[name], metric(summary, "http_reqs"), m)
     finally:
         server.stop()
-    per_cpu = {k: total / max(m.cpu_seconds(), 1e-9) for k, (total, m) in runs.items()}
-    for k, (total, m) in runs.items():
-        rows.append([k, f"{total / duration:,.0f}", f"{m.cpu_seconds():.1f}", f"{per_cpu[k]:,.0f}",
+    per_cpu = {k: total / max(cpu, 1e-9) for k, (total, cpu, _) in runs.items()}
+    rows = []
+    for k, (total, cpu, rss) in runs.items():
+        rows.append([k, f"{total / (duration * rounds):,.0f}", f"{cpu:.1f}", f"{per_cpu[k]:,.0f}",
                      f"{per_cpu[k] / per_cpu['k6 journey']:.2f}x", f"{per_cpu[k] / per_cpu['volley plain GET']:.2f}x",
-                     f"{m.rss_peak():.1f}"])
+                     f"{rss:.1f}"])
     table(rows, ["run", "req/s", "client CPU s", "req per CPU s", "vs k6 journey", "vs volley plain GET", "peak RSS MB"])
+
+
+def add(acc, requests, m):
+    acc[0] += requests
+    acc[1] += m.cpu_seconds()
+    acc[2] = max(acc[2], m.rss_peak())
 
 
 def memory_per_vu(bin_dir, vus):
@@ -145,6 +155,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=int, default=20)
     ap.add_argument("--vus", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--memory-vus", type=int, default=10000)
     ap.add_argument("--csv-rows", type=int, default=1_000_000)
     ap.add_argument("--only", choices=["throughput", "memory", "csv"])
@@ -152,7 +163,7 @@ def main():
     ensure_tools()
     bin_dir = build_release()
     if args.only in (None, "throughput"):
-        throughput(bin_dir, args.duration, args.vus)
+        throughput(bin_dir, args.duration, args.vus, args.rounds)
     if args.only in (None, "memory"):
         memory_per_vu(bin_dir, args.memory_vus)
     if args.only in (None, "csv"):

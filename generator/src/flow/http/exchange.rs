@@ -106,13 +106,18 @@ impl HttpFlow {
         let mut attempt = 0;
         let outcome = loop {
             attempt += 1;
-            let (idx, reused) = match self.connection(vu, r, &target.origin).await {
-                Some((idx, None)) => (idx, true),
-                Some((idx, Some(t))) => {
-                    timings = t;
-                    (idx, false)
-                }
-                None => break None,
+            // Reusing is synchronous; only a new connection awaits (boxed:
+            // it is rare, and an inline future would be copied with every
+            // request's state).
+            let (idx, reused) = match reusable(vu, &target.origin) {
+                Some(idx) => (idx, true),
+                None => match Box::pin(self.connect(vu, r, &target.origin)).await {
+                    Some((idx, t)) => {
+                        timings = t;
+                        (idx, false)
+                    }
+                    None => break None,
+                },
             };
             let h2 = vu.conns[idx].sender.is_h2();
             let req = self.build(vu, r, ctx, target, method, body, cross_origin, h2)?;
@@ -121,7 +126,10 @@ impl HttpFlow {
             }
             let before = vu.conns[idx].counts.get();
             let keep = r.needs_body() || self.debug == debug::Level::Full;
-            let sent = tokio::time::timeout(r.timeout, send(&mut vu.conns[idx], req, keep)).await;
+            // Boxed: the request in flight is the largest state of an
+            // iteration, and a future inline in its parents is copied with
+            // each of them.
+            let sent = Box::pin(tokio::time::timeout(r.timeout, send(&mut vu.conns[idx], req, keep))).await;
             let after = vu.conns[idx].counts.get();
             vu.metrics.batch(|s| {
                 s.add(vu.data_sent, (after.0 - before.0) as f64);
@@ -153,26 +161,15 @@ impl HttpFlow {
         Ok((outcome, timings))
     }
 
-    /// This VU's open connection to `origin`, or a new one (with its
-    /// timings); `None` when connecting failed.
-    async fn connection(
-        &self,
-        vu: &mut VuIo,
-        r: &RequestStep,
-        origin: &Origin,
-    ) -> Option<(usize, Option<ConnectTimings>)> {
-        vu.conns.retain(|c| !c.sender.is_closed());
-        if let Some(i) = vu.conns.iter().position(|c| c.origin == *origin) {
-            return Some((i, None));
-        }
+    /// A new connection of this VU to `origin`, with its timings; `None`
+    /// when connecting failed.
+    async fn connect(&self, vu: &mut VuIo, r: &RequestStep, origin: &Origin) -> Option<(usize, ConnectTimings)> {
         let dial =
             self.hosts.get(&origin.host.to_ascii_lowercase()).map(|(h, p)| (h.as_str(), p.unwrap_or(origin.port)));
-        // Boxed: connecting (TLS included) is rare and its state is large.
-        let connect = Box::pin(client::connect(origin, dial, &self.tls, vu.local));
-        match tokio::time::timeout(r.timeout, connect).await {
+        match tokio::time::timeout(r.timeout, client::connect(origin, dial, &self.tls, vu.local)).await {
             Ok(Ok((conn, t))) => {
                 vu.conns.push(conn);
-                Some((vu.conns.len() - 1, Some(t)))
+                Some((vu.conns.len() - 1, t))
             }
             Ok(Err(_)) | Err(_) => None,
         }
@@ -315,6 +312,12 @@ impl HttpFlow {
         }
         Ok((status, outcome.map(|o| o.body).unwrap_or_default()))
     }
+}
+
+/// This VU's open connection to `origin` (closed ones are dropped).
+fn reusable(vu: &mut VuIo, origin: &Origin) -> Option<usize> {
+    vu.conns.retain(|c| !c.sender.is_closed());
+    vu.conns.iter().position(|c| c.origin == *origin)
 }
 
 /// Sends one request and reads the whole response.
