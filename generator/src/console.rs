@@ -23,6 +23,10 @@ struct Inner {
     drawn: Mutex<usize>,
 }
 
+/// Where a background part (outputs, stream, control API) reports a
+/// problem.
+pub type Log = Arc<dyn Fn(String) + Send + Sync>;
+
 impl Console {
     /// A console on stderr; `quiet` hides progress (warnings still show).
     pub fn new(quiet: bool) -> Self {
@@ -49,6 +53,13 @@ impl Console {
     /// Prints a warning line, k6-style: `WARN[0012] message`.
     pub fn warn(&self, message: &str) {
         self.line("WARN", message);
+    }
+
+    /// A log function that prints warnings here (what the outputs, the
+    /// stream and the control API report through).
+    pub fn warn_log(&self) -> Log {
+        let console = self.clone();
+        Arc::new(move |m: String| console.warn(&m))
     }
 
     /// Prints an informational line.

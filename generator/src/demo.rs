@@ -88,7 +88,7 @@ pub fn run(args: DemoArgs) -> i32 {
     let plan = match config::load(&doc, &overrides) {
         Ok(plan) => plan,
         Err(errors) => {
-            crate::app::report_invalid(&errors);
+            crate::run::report_invalid(&errors);
             return exit::INVALID_CONFIG;
         }
     };
@@ -96,7 +96,7 @@ pub fn run(args: DemoArgs) -> i32 {
     // charts in a file next to where it ran.
     let mut output = args.output.clone();
     output.report.get_or_insert_with(|| std::path::PathBuf::from(DEFAULT_REPORT));
-    let code = crate::app::execute(plan, &output, |_| async {});
+    let code = crate::run::execute(plan, &output, |_| async {});
     let _ = stop_tx.send(());
     let _ = target.join();
     code

@@ -3,7 +3,8 @@
 //! per-window summaries, so memory depends on series, never on samples.
 //!
 //! # Layout
-//! - [`cli`] → [`app`]: the command line and what each command does.
+//! - [`cli`] → [`app`]: the command line and its commands; [`run`]: running
+//!   a plan (outputs, stream, start barrier, engine, summary, exit code).
 //! - [`config`]: the scenario file → a validated [`config::TestPlan`].
 //! - [`executor`]: the seven k6 executors (plans are pure, runs drive VUs).
 //! - [`engine`]: runs a plan: scenarios, the window clock, stops, totals.
@@ -41,6 +42,7 @@ pub mod har;
 pub mod metrics;
 pub mod preset;
 pub mod progress;
+pub mod run;
 pub mod start;
 pub mod stream;
 pub mod summary;

@@ -92,9 +92,9 @@ pub fn run(preset: Preset, args: ImPresetArgs) -> i32 {
     let plan = match config::load(&doc, &overrides) {
         Ok(plan) => plan,
         Err(errors) => {
-            crate::app::report_invalid(&errors);
+            crate::run::report_invalid(&errors);
             return exit::INVALID_CONFIG;
         }
     };
-    crate::app::execute(plan, &args.output, |_| async {})
+    crate::run::execute(plan, &args.output, |_| async {})
 }

@@ -10,7 +10,7 @@
 //! test: pushing a window never waits.
 
 use crate::flow::http::client::tls_connector;
-use crate::start::StartSignal;
+use crate::start::signal::StartSignal;
 use futures_util::{SinkExt, StreamExt};
 use parking_lot::Mutex;
 use std::collections::VecDeque;

@@ -20,27 +20,19 @@
 //! - [`redis`]: the barrier in Redis.
 //! - [`clock`]: placing an instant of the Redis server's clock on this
 //!   machine's clock.
+//! - [`signal`]: the agreed start, what every barrier ends in.
 
 pub mod clock;
 pub mod redis;
+pub mod signal;
+
+pub use signal::StartSignal;
 
 use crate::cli::OutputArgs;
 use crate::console::Console;
 use crate::exit;
 use crate::stream::Streamer;
 use std::time::Duration;
-
-/// When to start, as the barrier agreed it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StartSignal {
-    /// The common start on this machine's clock.
-    pub at: tokio::time::Instant,
-    /// How long ago the common start was when this generator became ready
-    /// (zero unless it joined late).
-    pub late: Duration,
-    /// Generators that were ready when the start was agreed.
-    pub ready: u32,
-}
 
 /// Where the generators meet, as the flags say.
 pub enum Meeting {

@@ -32,7 +32,7 @@ mod vu;
 
 use crate::config::reader::Obj;
 use crate::flow::think::Think;
-use crate::flow::token::TokenRefs;
+use crate::flow::token::refs::TokenRefs;
 use crate::flow::{pause, FlowError, IterCtx};
 use crate::metrics::builtin::*;
 use crate::metrics::Metrics;

@@ -8,7 +8,7 @@ use super::cookies;
 use super::exchange::{Outcome, Target};
 use super::steps::{self, Over};
 use super::vars::Value;
-use crate::flow::token::TokenCache;
+use crate::flow::token::store::TokenCache;
 use crate::flow::{FlowError, IterCtx};
 use crate::metrics::builtin::*;
 use crate::metrics::registry::SeriesId;
