@@ -144,7 +144,7 @@ fn bad_output_names_the_problem_and_hides_the_password() {
         "s.yaml",
         &doc,
         &["--out", "influx=http://h:8086/db"],
-        "--out influx=http://h:8086/db: unknown output \"influx\"; the outputs are influxdb and otlp",
+        "--out influx=http://h:8086/db: unknown output \"influx\"; the outputs are influxdb, otlp, json and csv",
     );
     rejects(
         "s.yaml",

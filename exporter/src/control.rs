@@ -13,7 +13,7 @@
 //! `tainted`, `vus-max`, `scenarios`) are ignored: `maxVUs` is fixed by the
 //! configuration because it bounds the generator's memory.
 
-use crate::ingest::constant_time_eq;
+use crate::secret::constant_time_eq;
 use crate::secret::Secret;
 use parking_lot::Mutex;
 use serde_json::{json, Map, Value};

@@ -299,5 +299,5 @@ fn reader_authorized(header: Option<&str>, health: &Health) -> bool {
         .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok());
     let password =
         basic.as_deref().and_then(|b| std::str::from_utf8(b).ok()).and_then(|s| s.split_once(':')).map(|(_, p)| p);
-    password.is_some_and(|p| crate::ingest::constant_time_eq(p.as_bytes(), token.expose().as_bytes()))
+    password.is_some_and(|p| crate::secret::constant_time_eq(p.as_bytes(), token.expose().as_bytes()))
 }

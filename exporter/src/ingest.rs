@@ -11,6 +11,7 @@ use crate::barrier::{Barriers, Decision};
 use crate::control::{Answers, FleetControl};
 use crate::merge::Ingest as Merged;
 use crate::pipeline::Pipeline;
+use crate::secret::constant_time_eq;
 use crate::secret::Secret;
 use crate::thresholds::{Decision as Fleet, FleetThresholds};
 use futures_util::{SinkExt, StreamExt};
@@ -611,15 +612,6 @@ fn ws_error(e: &WsError) -> String {
         WsError::Capacity(c) => format!("oversized frame: {c}"),
         other => format!("connection error: {other}"),
     }
-}
-
-/// Compares without an early exit, so the time taken does not reveal how
-/// much of a guessed token was right.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A hello's ids must be non-empty, bounded, and storable as InfluxDB tags.

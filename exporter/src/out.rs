@@ -371,7 +371,7 @@ mod tests {
     #[test]
     fn bad_values_name_the_problem() {
         let cases = [
-            ("influx=http://h/db", "unknown output \"influx\"; the outputs are influxdb and otlp"),
+            ("influx=http://h/db", "unknown output \"influx\"; the outputs are influxdb, otlp, json and csv"),
             ("influxdb", "expected KIND=URL, e.g. influxdb=http://localhost:8086/volley"),
             (
                 "influxdb=http://h:8086",

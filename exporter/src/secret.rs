@@ -32,6 +32,15 @@ impl fmt::Display for Secret {
     }
 }
 
+/// Compares without an early exit, so the time taken does not reveal how
+/// much of a guessed token was right.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::Secret;

@@ -13,6 +13,7 @@
 //! - [`debug`]: what `--http-debug` prints.
 //! - [`options`]: the file's k6 options for requests.
 //! - `exchange`: one request, its redirects, and the answer.
+//! - `target`: where a request goes, and what its answer holds.
 //! - `vu`: a VU's state: connections, variables, the series it records
 //!   into (resolved once per VU, request and status, then cached).
 //! - this file: the flow, and one iteration over its program.
@@ -27,6 +28,7 @@ pub mod debug;
 mod exchange;
 mod options;
 pub mod steps;
+mod target;
 pub mod vars;
 mod vu;
 

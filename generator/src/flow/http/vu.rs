@@ -5,8 +5,8 @@
 use super::client::{ConnectTimings, Connection};
 use super::config::RequestStep;
 use super::cookies;
-use super::exchange::{Outcome, Target};
 use super::steps::{self, Over};
+use super::target::{Outcome, Target};
 use super::vars::Value;
 use crate::flow::token::store::TokenCache;
 use crate::flow::{FlowError, IterCtx};
