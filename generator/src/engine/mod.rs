@@ -4,9 +4,17 @@
 //! # Layout
 //! - [`scenario`]: [`ScenarioRun`], what an executor drives (VUs, the
 //!   iteration runner, stop signals, per-scenario series).
-//! - [`window`]: the window clock producing [`volley_window::WindowReport`]s.
+//! - [`window`]: the window clock producing [`volley_window::WindowReport`]s,
+//!   and its task.
+//! - [`fold`]: what happens to each closed window (totals, thresholds,
+//!   aborts, the outputs' tap).
+//! - `build`: the scenario runs of a plan.
+//! - [`shards`]: the VU threads.
 //! - [`health`]: RSS and CPU of the generator itself.
+//! - this file: the run, step by step.
 
+mod build;
+pub mod fold;
 pub mod health;
 pub mod scenario;
 pub mod shards;
@@ -16,18 +24,18 @@ pub use scenario::{ScenarioRun, Vu};
 
 use crate::config::TestPlan;
 use crate::console::Console;
-use crate::metrics::builtin::{THRESHOLD, VUS, VUS_MAX};
+use crate::metrics::builtin::{VUS, VUS_MAX};
 use crate::metrics::Metrics;
 use crate::progress::Progress;
 use crate::summary::totals::RunTotals;
 use crate::threshold::{Judge, Outcome};
-use parking_lot::Mutex;
+use fold::WindowFold;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use volley_window::{Aggregate, SeriesKey, SeriesWindow, Tags, WindowReport};
+use volley_window::{Tags, WindowReport};
 use window::WindowClock;
 
 /// How a run is carried out (not what it runs).
@@ -81,20 +89,6 @@ impl Default for RunOptions {
             clock_offset_ms: 0,
         }
     }
-}
-
-/// Every threshold's verdict on the totals so far, as [`THRESHOLD`] gauges:
-/// outputs see thresholds live, and a merged window's `min` is 0 when any
-/// generator's view fails.
-fn threshold_series(outcomes: Vec<Outcome>) -> Vec<SeriesWindow> {
-    outcomes
-        .into_iter()
-        .map(|o| SeriesWindow {
-            key: SeriesKey::new(THRESHOLD.name, Tags::from_pairs([("metric", o.key), ("threshold", o.source)])),
-            unit: THRESHOLD.unit,
-            value: Aggregate::gauge(if o.ok { 1.0 } else { 0.0 }),
-        })
-        .collect()
 }
 
 /// A test id unique enough for one machine: start time in seconds.
@@ -221,207 +215,36 @@ pub async fn run(
 ) -> RunOutcome {
     let warn_console = console.clone();
     let metrics = Metrics::new(opts.series_cap, move |w| warn_console.warn(&w));
-    let stop_new = CancellationToken::new();
-    let interrupt = CancellationToken::new();
-    let vu_ids = Arc::new(AtomicU64::new(plan.vu_offset));
-    let segment = (!plan.share.is_full()).then(|| plan.share.to_string());
+    let (stop_new, interrupt) = (CancellationToken::new(), CancellationToken::new());
     let shards = Arc::new(shards::Shards::start(opts.threads).expect("start the VU threads"));
-    let test_tags = plan.tags.clone();
     let live = opts.live.clone().unwrap_or_else(|| crate::control::Live::new(&plan));
+    let runs = build::scenario_runs(&plan, &metrics, &shards, &stop_new, &interrupt, &console, &live);
+    live.attach(runs.iter().zip(&plan.scenarios).map(|(r, s)| (r.clone(), s.executor.executor().kind())).collect());
 
-    let scenarios: Vec<(Arc<ScenarioRun>, &crate::config::ScenarioPlan)> = plan
-        .scenarios
-        .iter()
-        .map(|s| {
-            let flow = plan
-                .flows
-                .get(&s.base.exec)
-                .cloned()
-                .unwrap_or_else(|| Arc::new(crate::flow::FlowDef::Noop(Default::default())));
-            let env = plan.env.get(&s.name).cloned().unwrap_or_default();
-            let run = ScenarioRun::new(
-                s.name.clone(),
-                s.base.clone(),
-                flow,
-                s.executor.executor().max_vus(),
-                metrics.clone(),
-                &test_tags,
-                env,
-                vu_ids.clone(),
-                shards.clone(),
-                &stop_new,
-                &interrupt,
-            )
-            .with_console(console.clone())
-            .with_live(live.clone());
-            let run = match &plan.local_ips {
-                Some(pool) => run.with_local_ips(pool.clone(), plan.vu_offset),
-                None => run,
-            };
-            (Arc::new(run), s)
-        })
-        .collect();
-    let runs: Vec<Arc<ScenarioRun>> = scenarios.iter().map(|(r, _)| r.clone()).collect();
-    live.attach(scenarios.iter().map(|(r, s)| (r.clone(), s.executor.executor().kind())).collect());
-
-    let mut clock =
-        WindowClock::new(opts.window, opts.generator_id.clone(), opts.test_id.clone(), opts.clock_offset_ms);
+    let clock = WindowClock::new(opts.window, opts.generator_id.clone(), opts.test_id.clone(), opts.clock_offset_ms);
     let t0 = clock.t0;
-    let totals = Arc::new(Mutex::new(RunTotals::default()));
-    let aborted: Arc<Mutex<Option<Abort>>> = Arc::new(Mutex::new(None));
-    let vus_gauge = metrics.series(VUS, Tags::new());
-    let vus_max_gauge = metrics.series(VUS_MAX, Tags::new());
-    let sample_gauges = {
-        let (metrics, runs) = (metrics.clone(), runs.clone());
-        move || {
-            let active: u64 = runs.iter().map(|r| r.stats.active.get()).sum();
-            let allocated: u64 = runs.iter().map(|r| r.stats.allocated.load(Ordering::Relaxed)).sum();
-            metrics.set_gauge(vus_gauge, active as f64);
-            metrics.set_gauge(vus_max_gauge, allocated as f64);
-            active
-        }
-    };
-    let fold = {
-        let (totals, aborted, thresholds, stop_new, interrupt, console) = (
-            totals.clone(),
-            aborted.clone(),
-            plan.thresholds.clone(),
-            stop_new.clone(),
-            interrupt.clone(),
-            console.clone(),
-        );
-        let tap = opts.on_window.clone();
-        let local_aborts = !opts.fleet_thresholds;
-        let live = live.clone();
-        move |mut report: WindowReport| {
-            let mut totals = totals.lock();
-            totals.add_window(&report.series);
-            totals.elapsed = t0.elapsed();
-            let outcomes: Vec<Outcome> = thresholds.iter().flat_map(|t| t.evaluate(&totals)).collect();
-            live.set_tainted(outcomes.iter().any(|o| !o.ok));
-            if tap.is_some() {
-                report.series.extend(threshold_series(outcomes));
-            }
-            let failing: Vec<Outcome> = if local_aborts {
-                thresholds.iter().flat_map(|t| t.aborting_on(&totals, totals.elapsed)).collect()
-            } else {
-                Vec::new()
-            };
-            if let Some(first) = failing.first() {
-                let mut aborted = aborted.lock();
-                if aborted.is_none() {
-                    let why = format!("threshold {} on {} failed", first.source, first.key);
-                    console.warn(&format!("{why}; aborting the test (abortOnFail)"));
-                    *aborted = Some(Abort::Threshold(why));
-                    stop_new.cancel();
-                    interrupt.cancel();
-                }
-            }
-            drop(totals);
-            if let Some(tap) = &tap {
-                (tap.0)(report);
-            }
-        }
-    };
-
-    // The window clock.
-    let collector_stop = CancellationToken::new();
-    let collector = {
-        let (metrics, stop, sample, fold) =
-            (metrics.clone(), collector_stop.clone(), sample_gauges.clone(), fold.clone());
-        tokio::spawn(async move {
-            loop {
-                let boundary = tokio::time::Instant::from_std(clock.next_boundary());
-                tokio::select! {
-                    _ = tokio::time::sleep_until(boundary) => {}
-                    _ = stop.cancelled() => break,
-                }
-                let active = sample();
-                let report = clock.close(&metrics, active);
-                fold(report);
-            }
-            clock
-        })
-    };
-
-    let progress = Progress::start(
+    let stops = fold::Stops { stop_new: stop_new.clone(), interrupt: interrupt.clone() };
+    let fold = WindowFold::new(
+        plan.thresholds.clone(),
+        stops,
         console.clone(),
-        runs.clone(),
-        scenarios.iter().map(|(_, s)| s.executor.executor().duration() + s.base.start_time).max().unwrap_or_default(),
+        opts.on_window.clone(),
+        !opts.fleet_thresholds,
+        live.clone(),
+        t0,
     );
+    let gauges = VuGauges::new(&metrics, runs.clone());
+    let ticking = window::tick(clock, metrics.clone(), gauges.clone(), fold.clone());
+    let progress = Progress::start(console.clone(), runs.clone(), schedule_length(&plan));
 
-    // Token managers connect to Redis (or share in process) before any VU
-    // needs a token.
-    let token_managers: Vec<Arc<crate::flow::FlowDef>> =
-        plan.token_managers.iter().filter_map(|name| plan.flows.get(name).cloned()).collect();
-    for flow in &token_managers {
-        if let crate::flow::FlowDef::Token(t) = &**flow {
-            match t.start(&plan.process_env, &console) {
-                Ok(note) => console.info(&note),
-                Err(e) => console.warn(&e),
-            }
-        }
-    }
-
-    // The setup flow runs before any scenario; if it fails none starts.
-    if let Some(flow) = &plan.setup {
-        let result = crate::flow::setup::run(
-            flow,
-            &plan.setup_values,
-            &plan.process_env,
-            &test_tags,
-            &metrics,
-            plan.setup_timeout,
-        )
-        .await;
-        if let Err(e) = result {
-            console.warn(&format!("{e}; no scenario starts"));
-            aborted.lock().get_or_insert(Abort::Setup(e));
-            stop_new.cancel();
-            interrupt.cancel();
-        }
-    }
-
-    let mut tasks = tokio::task::JoinSet::new();
-    for (run, plan) in &scenarios {
-        let run = run.clone();
-        let executor = plan.executor.clone();
-        let start = tokio::time::Instant::from_std(t0) + plan.base.start_time;
-        tasks.spawn(async move {
-            tokio::select! {
-                _ = tokio::time::sleep_until(start) => executor.executor().run(run.clone()).await,
-                _ = run.stop_new.cancelled() => {}
-            }
-            run.stats.finished.store(true, Ordering::Relaxed);
-        });
-    }
-
-    let all_done = async { while tasks.join_next().await.is_some() {} };
-    tokio::pin!(all_done);
-    let shutdown = {
-        let live = live.clone();
-        async move {
-            tokio::select! {
-                why = shutdown => why,
-                why = live.stop_requested() => Abort::Operator(why),
-            }
-        }
-    };
-    tokio::pin!(shutdown);
-    tokio::select! {
-        _ = &mut all_done => {}
-        why = &mut shutdown => {
-            console.warn(&format!("stopping: {}; in-flight iterations are cut short, the summary follows", why.describe()));
-            aborted.lock().get_or_insert(why);
-            stop_new.cancel();
-            interrupt.cancel();
-            all_done.await;
-        }
-    }
+    let managers = token_managers(&plan, &console);
+    run_setup(&plan, &metrics, &fold, &stop_new, &interrupt, &console).await;
+    let tasks = spawn_scenarios(&runs, &plan, t0);
+    wait(tasks, shutdown, &live, &fold, &stop_new, &interrupt, &console).await;
 
     live.end();
     progress.stop().await;
-    for flow in &token_managers {
+    for flow in &managers {
         if let crate::flow::FlowDef::Token(t) = &**flow {
             t.shutdown().await;
         }
@@ -431,51 +254,170 @@ pub async fn run(
     for run in &runs {
         run.finish_flow();
     }
-    collector_stop.cancel();
-    let mut clock = collector.await.expect("window clock task");
-    let active = sample_gauges();
-    let last = clock.close(&metrics, active);
-    let windows = last.seq + 1;
-    fold(last);
-
-    let totals = std::mem::take(&mut *totals.lock());
-    let elapsed = t0.elapsed();
-    let mut totals = totals;
-    totals.elapsed = elapsed;
-    let thresholds = plan.thresholds.iter().flat_map(|t| t.evaluate(&totals)).collect();
-    let scenarios = scenarios
-        .iter()
-        .map(|(run, plan)| {
-            let ex = plan.executor.executor();
-            ScenarioResult {
-                name: run.name.clone(),
-                executor: ex.kind(),
-                description: ex.describe(),
-                exec: plan.base.exec.clone(),
-                start_time: plan.base.start_time,
-                graceful_stop: plan.base.graceful_stop,
-                completed: run.stats.completed.get(),
-                interrupted: run.stats.interrupted.get(),
-                dropped: run.stats.dropped.get(),
-                vus_allocated: run.stats.allocated.load(Ordering::Relaxed),
-                rate_per_sec: rate_per_sec(&plan.executor),
-            }
-        })
-        .collect();
-    let aborted = aborted.lock().clone();
+    let windows = ticking.last_window(&metrics, gauges.sample(), &fold).await;
     // Every VU task has ended; the threads only hold idle connections.
     shards.shutdown();
+    outcome(&plan, &runs, &fold, t0, windows)
+}
+
+/// The longest scenario's end: what the progress bar counts towards.
+fn schedule_length(plan: &TestPlan) -> Duration {
+    plan.scenarios.iter().map(|s| s.executor.executor().duration() + s.base.start_time).max().unwrap_or_default()
+}
+
+/// Starts the token managers this run needs: they connect to Redis (or
+/// share in process) before any VU needs a token.
+fn token_managers(plan: &TestPlan, console: &Console) -> Vec<Arc<crate::flow::FlowDef>> {
+    let managers: Vec<Arc<crate::flow::FlowDef>> =
+        plan.token_managers.iter().filter_map(|name| plan.flows.get(name).cloned()).collect();
+    for flow in &managers {
+        if let crate::flow::FlowDef::Token(t) = &**flow {
+            match t.start(&plan.process_env, console) {
+                Ok(note) => console.info(&note),
+                Err(e) => console.warn(&e),
+            }
+        }
+    }
+    managers
+}
+
+/// The setup flow runs before any scenario; if it fails none starts.
+async fn run_setup(
+    plan: &TestPlan,
+    metrics: &Metrics,
+    fold: &WindowFold,
+    stop_new: &CancellationToken,
+    interrupt: &CancellationToken,
+    console: &Console,
+) {
+    let Some(flow) = &plan.setup else { return };
+    let result =
+        crate::flow::setup::run(flow, &plan.setup_values, &plan.process_env, &plan.tags, metrics, plan.setup_timeout)
+            .await;
+    if let Err(e) = result {
+        console.warn(&format!("{e}; no scenario starts"));
+        fold.aborted.lock().get_or_insert(Abort::Setup(e));
+        stop_new.cancel();
+        interrupt.cancel();
+    }
+}
+
+/// Each scenario's executor, from its `startTime` (none once the run stops).
+fn spawn_scenarios(runs: &[Arc<ScenarioRun>], plan: &TestPlan, t0: std::time::Instant) -> tokio::task::JoinSet<()> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (run, scenario) in runs.iter().zip(&plan.scenarios) {
+        let run = run.clone();
+        let executor = scenario.executor.clone();
+        let start = tokio::time::Instant::from_std(t0) + scenario.base.start_time;
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep_until(start) => executor.executor().run(run.clone()).await,
+                _ = run.stop_new.cancelled() => {}
+            }
+            run.stats.finished.store(true, Ordering::Relaxed);
+        });
+    }
+    tasks
+}
+
+/// Waits for the scenarios to end, or for `shutdown` (or an operator's
+/// stop): then nothing new starts and running iterations are cut.
+async fn wait(
+    mut tasks: tokio::task::JoinSet<()>,
+    shutdown: impl Future<Output = Abort>,
+    live: &Arc<crate::control::Live>,
+    fold: &WindowFold,
+    stop_new: &CancellationToken,
+    interrupt: &CancellationToken,
+    console: &Console,
+) {
+    let all_done = async { while tasks.join_next().await.is_some() {} };
+    tokio::pin!(all_done);
+    let shutdown = async {
+        tokio::select! {
+            why = shutdown => why,
+            why = live.stop_requested() => Abort::Operator(why),
+        }
+    };
+    tokio::pin!(shutdown);
+    tokio::select! {
+        _ = &mut all_done => {}
+        why = &mut shutdown => {
+            console.warn(&format!("stopping: {}; in-flight iterations are cut short, the summary follows", why.describe()));
+            fold.aborted.lock().get_or_insert(why);
+            stop_new.cancel();
+            interrupt.cancel();
+            all_done.await;
+        }
+    }
+}
+
+/// The run's outcome from its totals and scenarios.
+fn outcome(
+    plan: &TestPlan,
+    runs: &[Arc<ScenarioRun>],
+    fold: &WindowFold,
+    t0: std::time::Instant,
+    windows: u64,
+) -> RunOutcome {
+    let mut totals = std::mem::take(&mut *fold.totals.lock());
+    let elapsed = t0.elapsed();
+    totals.elapsed = elapsed;
+    let thresholds = plan.thresholds.iter().flat_map(|t| t.evaluate(&totals)).collect();
+    let scenarios = runs.iter().zip(&plan.scenarios).map(|(run, s)| scenario_result(run, s)).collect();
     RunOutcome {
         totals,
         thresholds,
         scenarios,
         elapsed,
-        aborted,
+        aborted: fold.aborted.lock().clone(),
         windows,
-        segment,
+        segment: (!plan.share.is_full()).then(|| plan.share.to_string()),
         vu_offset: plan.vu_offset,
         fleet_generators: None,
         delivery: Vec::new(),
+    }
+}
+
+fn scenario_result(run: &ScenarioRun, plan: &crate::config::ScenarioPlan) -> ScenarioResult {
+    let ex = plan.executor.executor();
+    ScenarioResult {
+        name: run.name.clone(),
+        executor: ex.kind(),
+        description: ex.describe(),
+        exec: plan.base.exec.clone(),
+        start_time: plan.base.start_time,
+        graceful_stop: plan.base.graceful_stop,
+        completed: run.stats.completed.get(),
+        interrupted: run.stats.interrupted.get(),
+        dropped: run.stats.dropped.get(),
+        vus_allocated: run.stats.allocated.load(Ordering::Relaxed),
+        rate_per_sec: rate_per_sec(&plan.executor),
+    }
+}
+
+/// The `vus` and `vus_max` gauges, sampled at every window close.
+#[derive(Clone)]
+pub struct VuGauges {
+    metrics: Metrics,
+    runs: Vec<Arc<ScenarioRun>>,
+    vus: crate::metrics::registry::SeriesId,
+    vus_max: crate::metrics::registry::SeriesId,
+}
+
+impl VuGauges {
+    fn new(metrics: &Metrics, runs: Vec<Arc<ScenarioRun>>) -> VuGauges {
+        let (vus, vus_max) = (metrics.series(VUS, Tags::new()), metrics.series(VUS_MAX, Tags::new()));
+        VuGauges { metrics: metrics.clone(), runs, vus, vus_max }
+    }
+
+    /// Sets both gauges; returns the active VUs.
+    pub fn sample(&self) -> u64 {
+        let active: u64 = self.runs.iter().map(|r| r.stats.active.get()).sum();
+        let allocated: u64 = self.runs.iter().map(|r| r.stats.allocated.load(Ordering::Relaxed)).sum();
+        self.metrics.set_gauge(self.vus, active as f64);
+        self.metrics.set_gauge(self.vus_max, allocated as f64);
+        active
     }
 }
 

@@ -108,3 +108,48 @@ fn lag_p99(series: &[SeriesWindow]) -> Option<f64> {
     }
     merged.and_then(|m| m.quantile(0.99))
 }
+
+/// The window clock's task: closes a window at every boundary and folds
+/// it into the run.
+pub struct Ticking {
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<WindowClock>,
+}
+
+/// Starts the window clock.
+pub fn tick(
+    mut clock: WindowClock,
+    metrics: Metrics,
+    gauges: super::VuGauges,
+    fold: super::fold::WindowFold,
+) -> Ticking {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let stopped = stop.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let boundary = tokio::time::Instant::from_std(clock.next_boundary());
+            tokio::select! {
+                _ = tokio::time::sleep_until(boundary) => {}
+                _ = stopped.cancelled() => break,
+            }
+            let active = gauges.sample();
+            let report = clock.close(&metrics, active);
+            fold.fold(report);
+        }
+        clock
+    });
+    Ticking { stop, task }
+}
+
+impl Ticking {
+    /// Stops the clock and closes the last (partial) window; returns how
+    /// many windows the run had.
+    pub async fn last_window(self, metrics: &Metrics, active_vus: u64, fold: &super::fold::WindowFold) -> u64 {
+        self.stop.cancel();
+        let mut clock = self.task.await.expect("window clock task");
+        let last = clock.close(metrics, active_vus);
+        let windows = last.seq + 1;
+        fold.fold(last);
+        windows
+    }
+}
