@@ -162,3 +162,20 @@ fn deep_nesting_is_refused_before_parsing() {
     let fine = format!("{}{}", "[".repeat(60), "]".repeat(60));
     assert!(parse_document(&fine, Path::new("s.json")).is_ok());
 }
+
+#[test]
+fn the_setup_flow_is_http_and_no_scenario_runs_it() {
+    let e = errors(serde_json::json!({
+        "options": {"scenarios": {"s": {"executor": "shared-iterations", "iterations": 1, "exec": "setup"}}},
+        "flows": {"setup": {"type": "noop"}}
+    }));
+    assert!(e.contains("flows.setup: the setup flow must be of type http"), "{e}");
+    let e = errors(serde_json::json!({
+        "options": {"scenarios": {"s": {"executor": "shared-iterations", "iterations": 1, "exec": "setup"}}},
+        "flows": {"setup": {"type": "http", "steps": [{"request": {"url": "http://127.0.0.1:1/"}, "capture": {"t": {"json": "$.t"}}}]},
+                  "default": {"type": "http", "steps": [{"request": {"url": "http://127.0.0.1:1/{{setup.t}}/{{setup.u}}"}}]}}
+    }));
+    assert!(e.contains("options.scenarios.s.exec: the flow \"setup\" runs once before the scenarios"), "{e}");
+    assert!(e.contains("unknown placeholder {{setup.u}}"), "only what the setup captures: {e}");
+    assert!(e.contains("{{now.ms}}, {{setup.t}})"), "the known list names it: {e}");
+}
