@@ -170,59 +170,26 @@ async fn serve(
     tls: Option<tokio_rustls::TlsAcceptor>,
     rules: Option<crate::alert::Rules>,
 ) -> i32 {
-    let listener = match tokio::net::TcpListener::bind(&args.listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            log(&format!("invalid configuration: --listen {}: {e}", args.listen));
-            return EXIT_INVALID;
+    match run(args, outs, tls, rules).await {
+        Ok(()) => 0,
+        Err(problem) => {
+            log(&format!("invalid configuration: {problem}"));
+            EXIT_INVALID
         }
-    };
-    let cfg = PipelineConfig {
-        merge: MergeConfig {
-            grace: args.grace,
-            late_horizon: args.late_horizon,
-            max_series: args.max_series,
-            ..MergeConfig::default()
-        },
-        spool: args.spool_dir.clone().map(|dir| SpoolConfig { dir, max_bytes: args.spool_max_bytes }),
-        report_tests: Some(args.report_tests),
-        // Generators wait (their windows stay unacknowledged) rather than
-        // the exporter dropping what it may already have promised.
-        worker: WorkerConfig { when_full: WhenFull::Wait, ..WorkerConfig::default() },
-        ..PipelineConfig::default()
-    };
-    // The ack hook needs the ingest server, which needs the pipeline.
-    let ingest_cell: Arc<OnceLock<Arc<Ingest>>> = Arc::new(OnceLock::new());
-    let hook: OnStored = {
-        let cell = ingest_cell.clone();
-        Arc::new(move |test: &str, reports: &[(String, u64)]| {
-            if let Some(i) = cell.get() {
-                i.acknowledge(test, reports);
-            }
-        })
-    };
-    let pipeline = match Pipeline::start_with_acks(&outs, cfg, Arc::new(|m: String| log(&m)), Some(hook)) {
-        Ok(p) => p,
-        Err(e) => {
-            log(&format!("invalid configuration: {e}"));
-            return EXIT_INVALID;
-        }
-    };
-    let token = Secret::new(args.token.clone());
-    let ingest = Ingest::new(
-        pipeline.clone(),
-        token,
-        crate::ingest::Limits {
-            max_frame: args.max_frame_bytes,
-            max_connections: args.max_connections,
-            max_tests: args.max_tests,
-        },
-        tls.clone(),
-        args.late_horizon,
-        Arc::new(|m: String| log(&m)),
-    );
-    let _ = ingest_cell.set(ingest.clone());
+    }
+}
 
+/// The daemon, from its listeners to its drain; an error is a
+/// configuration problem found while starting.
+async fn run(
+    args: Args,
+    outs: Vec<OutSpec>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    rules: Option<crate::alert::Rules>,
+) -> Result<(), String> {
+    let listener =
+        tokio::net::TcpListener::bind(&args.listen).await.map_err(|e| format!("--listen {}: {e}", args.listen))?;
+    let (pipeline, ingest) = start_pipeline(&args, &outs, tls.clone())?;
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let scheme = if tls.is_some() { "wss" } else { "ws" };
     // First line on stdout: scripts and tests read the address from it.
@@ -231,88 +198,22 @@ async fn serve(
     for o in &args.out {
         log(&format!("output {}", redact(o)));
     }
-
     let shutdown = CancellationToken::new();
     let alerts = rules.map(|r| {
         let cfg = crate::alert::EngineConfig::for_grace(args.grace);
         crate::alert::Alerts::start(r, cfg, Default::default(), &pipeline, Arc::new(|m: String| log(&m)))
     });
-    let reports = pipeline.reports();
-    let health = Arc::new(Health {
-        ingest: ingest.clone(),
-        pipeline: pipeline.clone(),
-        ready: AtomicBool::new(true),
-        reports,
-        control_token: args.control_token.clone().filter(|t| !t.is_empty()).map(Secret::new),
-        reader_token: (!args.open_stats).then(|| Secret::new(args.token.clone())),
-        http: Default::default(),
-    });
-    if let Some(addr) = &args.health_listen {
-        match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => {
-                let bound = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
-                log(&format!("health on http://{bound}/ready and /stats, reports on http://{bound}/report"));
-                // Stopped only when the process ends: it reports the drain.
-                tokio::spawn(crate::health::serve(l, health.clone(), CancellationToken::new()));
-            }
-            Err(e) => {
-                log(&format!("invalid configuration: --health-listen {addr}: {e}"));
-                return EXIT_INVALID;
-            }
-        }
-    }
-    let self_metrics = match &args.self_metrics {
-        None => None,
-        Some(raw) => {
-            let started = OutSpec::parse(raw, |_| None)
-                .map_err(|e| e.to_string().replacen("--out", "--self-metrics", 1))
-                .and_then(|spec| {
-                    SelfMetrics::start(&spec, args.self_metrics_interval, ingest.clone(), pipeline.clone())
-                });
-            match started {
-                Ok(m) => Some(m),
-                Err(e) => {
-                    log(&format!("invalid configuration: {e}"));
-                    return EXIT_INVALID;
-                }
-            }
-        }
-    };
+    let health = start_health(&args, &pipeline, &ingest).await?;
+    let self_metrics = start_self_metrics(&args, &pipeline, &ingest)?;
     let server = tokio::spawn(ingest.clone().serve(listener, shutdown.clone()));
-    let ticker = {
-        let (pipeline, shutdown) = (pipeline.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            loop {
-                let wait = pipeline
-                    .next_deadline()
-                    .map(|d| d.saturating_duration_since(std::time::Instant::now()))
-                    .unwrap_or(Duration::from_secs(1))
-                    .clamp(Duration::from_millis(20), Duration::from_secs(1));
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => pipeline.poll(),
-                    _ = shutdown.cancelled() => return,
-                }
-            }
-        })
-    };
-    let stats = {
-        let (pipeline, ingest, shutdown, every, alerts) =
-            (pipeline.clone(), ingest.clone(), shutdown.clone(), args.stats_interval, alerts.clone());
-        tokio::spawn(async move {
-            if every.is_zero() {
-                return;
-            }
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(every) => {
-                        log(&status_line(&ingest, &pipeline));
-                        alerts.iter().for_each(|a| log(&a.stats().line()));
-                    }
-                    _ = shutdown.cancelled() => return,
-                }
-            }
-        })
-    };
+    let ticker = tokio::spawn(tick(pipeline.clone(), shutdown.clone()));
+    let stats = tokio::spawn(print_stats(
+        pipeline.clone(),
+        ingest.clone(),
+        alerts.clone(),
+        args.stats_interval,
+        shutdown.clone(),
+    ));
 
     signals.wait().await;
     health.ready.store(false, std::sync::atomic::Ordering::Relaxed);
@@ -331,7 +232,118 @@ async fn serve(
         // The SDK's shutdown blocks on its last export.
         let _ = tokio::task::spawn_blocking(move || m.shutdown()).await;
     }
-    0
+    Ok(())
+}
+
+/// The pipeline, and the ingest server its acknowledgements go back
+/// through (the ack hook reaches the server once it exists).
+fn start_pipeline(
+    args: &Args,
+    outs: &[OutSpec],
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> Result<(Arc<Pipeline>, Arc<Ingest>), String> {
+    let cfg = PipelineConfig {
+        merge: MergeConfig {
+            grace: args.grace,
+            late_horizon: args.late_horizon,
+            max_series: args.max_series,
+            ..MergeConfig::default()
+        },
+        spool: args.spool_dir.clone().map(|dir| SpoolConfig { dir, max_bytes: args.spool_max_bytes }),
+        report_tests: Some(args.report_tests),
+        // Generators wait (their windows stay unacknowledged) rather than
+        // the exporter dropping what it may already have promised.
+        worker: WorkerConfig { when_full: WhenFull::Wait, ..WorkerConfig::default() },
+        ..PipelineConfig::default()
+    };
+    let ingest_cell: Arc<OnceLock<Arc<Ingest>>> = Arc::new(OnceLock::new());
+    let hook: OnStored = {
+        let cell = ingest_cell.clone();
+        Arc::new(move |test: &str, reports: &[(String, u64)]| {
+            if let Some(i) = cell.get() {
+                i.acknowledge(test, reports);
+            }
+        })
+    };
+    let pipeline = Pipeline::start_with_acks(outs, cfg, Arc::new(|m: String| log(&m)), Some(hook))?;
+    let limits = crate::ingest::Limits {
+        max_frame: args.max_frame_bytes,
+        max_connections: args.max_connections,
+        max_tests: args.max_tests,
+    };
+    let token = Secret::new(args.token.clone());
+    let ingest = Ingest::new(pipeline.clone(), token, limits, tls, args.late_horizon, Arc::new(|m: String| log(&m)));
+    let _ = ingest_cell.set(ingest.clone());
+    Ok((pipeline, ingest))
+}
+
+/// `/ready`, `/stats` and `/report` on `--health-listen`, stopped only when
+/// the process ends (it reports the drain).
+async fn start_health(args: &Args, pipeline: &Arc<Pipeline>, ingest: &Arc<Ingest>) -> Result<Arc<Health>, String> {
+    let health = Arc::new(Health {
+        ingest: ingest.clone(),
+        pipeline: pipeline.clone(),
+        ready: AtomicBool::new(true),
+        reports: pipeline.reports(),
+        control_token: args.control_token.clone().filter(|t| !t.is_empty()).map(Secret::new),
+        reader_token: (!args.open_stats).then(|| Secret::new(args.token.clone())),
+        http: Default::default(),
+    });
+    if let Some(addr) = &args.health_listen {
+        let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("--health-listen {addr}: {e}"))?;
+        let bound = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        log(&format!("health on http://{bound}/ready and /stats, reports on http://{bound}/report"));
+        tokio::spawn(crate::health::serve(l, health.clone(), CancellationToken::new()));
+    }
+    Ok(health)
+}
+
+/// `--self-metrics`: the exporter's own counters over OTLP.
+fn start_self_metrics(
+    args: &Args,
+    pipeline: &Arc<Pipeline>,
+    ingest: &Arc<Ingest>,
+) -> Result<Option<SelfMetrics>, String> {
+    let Some(raw) = &args.self_metrics else { return Ok(None) };
+    let spec = OutSpec::parse(raw, |_| None).map_err(|e| e.to_string().replacen("--out", "--self-metrics", 1))?;
+    SelfMetrics::start(&spec, args.self_metrics_interval, ingest.clone(), pipeline.clone()).map(Some)
+}
+
+/// Flushes windows when their grace ends.
+async fn tick(pipeline: Arc<Pipeline>, shutdown: CancellationToken) {
+    loop {
+        let wait = pipeline
+            .next_deadline()
+            .map(|d| d.saturating_duration_since(std::time::Instant::now()))
+            .unwrap_or(Duration::from_secs(1))
+            .clamp(Duration::from_millis(20), Duration::from_secs(1));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => pipeline.poll(),
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// `--stats-interval`: a status line (and the alerts' counters) now and then.
+async fn print_stats(
+    pipeline: Arc<Pipeline>,
+    ingest: Arc<Ingest>,
+    alerts: Option<Arc<crate::alert::Alerts>>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    if every.is_zero() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {
+                log(&status_line(&ingest, &pipeline));
+                alerts.iter().for_each(|a| log(&a.stats().line()));
+            }
+            _ = shutdown.cancelled() => return,
+        }
+    }
 }
 
 fn status_line(ingest: &Ingest, pipeline: &Pipeline) -> String {
