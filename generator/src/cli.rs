@@ -299,7 +299,7 @@ pub struct OutputArgs {
     /// Series per metric before further tag combinations fold into one.
     #[arg(long, default_value_t = crate::metrics::registry::DEFAULT_SERIES_CAP, value_parser = at_least_one)]
     pub series_cap: usize,
-    /// Test run id stamped on every window (default: volley-<unix time>).
+    /// Test run id stamped on every window (default: `volley-<unix time>`).
     #[arg(long)]
     pub test_id: Option<String>,
     /// This generator's name in a fleet (default: HOST-PID). Given, it also

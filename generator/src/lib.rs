@@ -12,6 +12,8 @@
 //!   token manager, `setup`).
 //! - [`data`]: test data files (`data:`), read once, shared by every VU.
 //! - [`metrics`]: series registry and per-thread shards, drained per window.
+//! - [`control`]: live control of a running test (pause, resume, scale,
+//!   stop) and its HTTP API.
 //! - [`threshold`]: k6 threshold expressions, evaluated on merged totals.
 //! - [`summary`]: the text summary and k6's summary-export JSON.
 //! - [`stream`]: streaming mode, windows to a `volley-exporter`.

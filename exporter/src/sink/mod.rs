@@ -4,7 +4,7 @@
 //!
 //! - [`influx`]: InfluxDB line protocol over the v1 or v2 write API.
 //! - [`otlp`]: OTLP metrics over gRPC or HTTP/protobuf.
-//! - [`file`]: JSON lines or CSV in a file.
+//! - [`file`](mod@file): JSON lines or CSV in a file.
 //! - [`spool`]: batches a sink could not take yet, on disk.
 
 pub mod file;

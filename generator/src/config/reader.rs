@@ -4,7 +4,7 @@
 //! `deny_unknown_fields` with shared base fields, so the scenario file is read
 //! by hand through [`Obj`]: every accessor records problems with their full
 //! field path (`options.scenarios.browse.rate`) and keeps going, so the user
-//! sees every problem at once; [`Obj::finish`] reports unknown fields with the
+//! sees every problem at once; [`Obj::finish_with`] reports unknown fields with the
 //! closest known name.
 
 use super::duration::parse_duration;

@@ -72,9 +72,9 @@ pub trait Executor: Send + Sync {
     fn describe(&self) -> String;
     /// The most VUs the scenario can use at once.
     fn max_vus(&self) -> u64;
-    /// How long the scenario schedules work, excluding `gracefulStop`
-    /// (`None` when it can end earlier, e.g. iteration-based executors use
-    /// their `maxDuration` as an upper bound and return it).
+    /// How long the scenario schedules work, excluding `gracefulStop`; an
+    /// executor that can end earlier (the iteration-based ones) returns its
+    /// `maxDuration`, the upper bound.
     fn duration(&self) -> Duration;
     /// Runs the scenario to its end.
     fn run<'a>(&'a self, run: Arc<ScenarioRun>) -> RunFuture<'a>;

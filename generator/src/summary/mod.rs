@@ -4,7 +4,7 @@
 //! # Layout
 //! - [`totals`]: run totals, merged from windows.
 //! - [`stats`]: the trend columns (`summaryTrendStats`).
-//! - [`format`]: k6-style number formatting.
+//! - [`format`](mod@format): k6-style number and time formatting.
 //! - [`text`]: the text summary.
 //! - [`export`]: k6's summary-export JSON.
 

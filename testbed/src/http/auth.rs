@@ -1,5 +1,5 @@
 //! Short-lived tokens and protected endpoints, the target of the shared-token
-//! flow (SPEC §5):
+//! flow (README, "Shared auth token"):
 //! - `POST /auth/login` with `{"username": …}` issues an HS256 JWT for that
 //!   user, valid `--token-ttl`;
 //! - `POST /auth/refresh` with a valid `Authorization: Bearer` token issues a

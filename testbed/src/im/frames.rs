@@ -1,4 +1,4 @@
-//! The default IM protocol, as the source backend speaks it (SPEC §4):
+//! The default IM protocol, as the README's "WebSocket IM scenarios" describes it:
 //!
 //! | client → gateway | gateway → client |
 //! |---|---|

@@ -1,4 +1,4 @@
-//! `volley-testbed im`: the reference IM gateway (SPEC §4's default
+//! `volley-testbed im`: the reference IM gateway (the README's default
 //! protocol, see [`frames`]).
 //!
 //! - Checks the HS256 JWT at the handshake (header or query, when present:

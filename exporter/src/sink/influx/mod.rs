@@ -1,4 +1,4 @@
-//! The InfluxDB sink: line protocol (see [`line`] for the schema), gzip
+//! The InfluxDB sink: line protocol (see [`line`](mod@line) for the schema), gzip
 //! compressed, POSTed to the v1 `/write` or the v2 `/api/v2/write` API.
 //!
 //! Written with reqwest rather than the `influxdb2` crate: that crate (0.5,

@@ -11,7 +11,7 @@
 //! - [`cookies`]: the per-VU cookie jar.
 //! - [`client`]: the per-VU hyper connection (HTTP/1.1, HTTP/2) and TLS.
 //! - [`debug`]: what `--http-debug` prints.
-//! - [`options`]: the file's k6 options for requests.
+//! - `options`: the file's k6 options for requests.
 //! - `exchange`: one request, its redirects, and the answer.
 //! - `target`: where a request goes, and what its answer holds.
 //! - `vu`: a VU's state: connections, variables, the series it records

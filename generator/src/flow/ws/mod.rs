@@ -1,4 +1,4 @@
-//! `type: ws-ping` and `type: im-e2e`: WebSocket IM scenarios (SPEC §4).
+//! `type: ws-ping` and `type: im-e2e`: WebSocket IM scenarios (README, "WebSocket IM scenarios").
 //!
 //! A VU holds one authenticated connection across its iterations, so a
 //! constant-vus scenario of N VUs holds N connections. One iteration is one

@@ -1,4 +1,4 @@
-//! How frames are built and recognised: the default protocol of SPEC §4
+//! How frames are built and recognised: the default protocol (README, "WebSocket IM scenarios")
 //! (what `volley-testbed im` speaks), or templates from the scenario file
 //! for a backend that names things differently.
 //!
@@ -164,7 +164,7 @@ fn template(source: &str) -> Template {
 }
 
 impl Default for Protocol {
-    /// The default protocol (SPEC §4).
+    /// The default protocol (README, "WebSocket IM scenarios").
     fn default() -> Self {
         Protocol {
             auth: Some(template(r#"{"type":"AUTH","token":"{{token}}"}"#)),
