@@ -47,6 +47,9 @@ fn hosts_and_no_connection_reuse() {
     let port = server.url.rsplit(':').next().unwrap();
     let mut doc =
         scenario(6, json!([{"request": {"url": format!("http://shop.test:{port}/json")}, "checks": {"status": 200}}]));
+    // Each of the two VUs makes 3 requests (shared iterations could leave
+    // one VU without any).
+    doc["options"]["scenarios"]["s"] = json!({"executor": "per-vu-iterations", "vus": 2, "iterations": 3});
     doc["options"]["hosts"] = json!({"shop.test": "127.0.0.1"});
     doc["options"]["noConnectionReuse"] = json!(true);
     let (out, s) = run_scenario(&doc, &[]);
