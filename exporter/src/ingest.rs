@@ -14,6 +14,7 @@ use crate::pipeline::Pipeline;
 use crate::secret::constant_time_eq;
 use crate::secret::Secret;
 use crate::thresholds::{Decision as Fleet, FleetThresholds};
+use crate::Log;
 use futures_util::{SinkExt, StreamExt};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -144,7 +145,7 @@ pub struct Ingest {
     pub thresholds: Arc<FleetThresholds>,
     /// Fleet control commands awaiting the generators' answers.
     pub control: FleetControl,
-    log: Arc<dyn Fn(String) + Send + Sync>,
+    log: Log,
     rejections: Mutex<Rejections>,
 }
 
@@ -157,7 +158,7 @@ impl Ingest {
         limits: Limits,
         tls: Option<tokio_rustls::TlsAcceptor>,
         lost_after: Duration,
-        log: Arc<dyn Fn(String) + Send + Sync>,
+        log: Log,
     ) -> Arc<Self> {
         Arc::new_cyclic(|me: &std::sync::Weak<Ingest>| {
             let me = me.clone();

@@ -49,4 +49,8 @@ pub mod thresholds;
 pub mod timefmt;
 
 pub use out::OutSpec;
+
+/// Where a background part (a sink, the ingest server, the alerts) reports
+/// a problem: a line for the operator's log.
+pub type Log = std::sync::Arc<dyn Fn(String) + Send + Sync>;
 pub use pipeline::{Pipeline, PipelineConfig, PipelineReport};

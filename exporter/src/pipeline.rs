@@ -13,6 +13,7 @@ use crate::report::Reports;
 use crate::sink::spool::Spool;
 use crate::sink::worker::{Worker, WorkerConfig, WorkerStats};
 use crate::sink::{self, Item, Marker};
+use crate::Log;
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -141,11 +142,7 @@ fn identified(spec: &OutSpec, writer: Option<&str>) -> OutSpec {
 impl Pipeline {
     /// Builds a sink per `--out` value and starts their workers on the
     /// current tokio runtime. `log` receives the sinks' warnings.
-    pub fn start(
-        outs: &[OutSpec],
-        cfg: PipelineConfig,
-        log: Arc<dyn Fn(String) + Send + Sync>,
-    ) -> Result<Arc<Self>, String> {
+    pub fn start(outs: &[OutSpec], cfg: PipelineConfig, log: Log) -> Result<Arc<Self>, String> {
         Self::start_with_acks(outs, cfg, log, None)
     }
 
@@ -155,7 +152,7 @@ impl Pipeline {
     pub fn start_with_acks(
         outs: &[OutSpec],
         cfg: PipelineConfig,
-        log: Arc<dyn Fn(String) + Send + Sync>,
+        log: Log,
         on_stored: Option<OnStored>,
     ) -> Result<Arc<Self>, String> {
         let mut workers = Vec::with_capacity(outs.len());

@@ -20,6 +20,7 @@
 
 use crate::merge::MergedWindow;
 use crate::observe::Observer;
+use crate::Log;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,7 +56,7 @@ pub type Notify = Arc<dyn Fn(&str, Decision) + Send + Sync>;
 pub struct FleetThresholds {
     tests: Mutex<HashMap<String, TestState>>,
     notify: Notify,
-    log: Arc<dyn Fn(String) + Send + Sync>,
+    log: Log,
     clock: AtomicU64,
 }
 
@@ -116,7 +117,7 @@ fn merge_into(into: &mut Option<Aggregate>, part: Option<&Aggregate>) {
 
 impl FleetThresholds {
     /// Tells `notify` what to send to a test's generators.
-    pub fn new(notify: Notify, log: Arc<dyn Fn(String) + Send + Sync>) -> Arc<Self> {
+    pub fn new(notify: Notify, log: Log) -> Arc<Self> {
         Arc::new(Self { tests: Mutex::new(HashMap::new()), notify, log, clock: AtomicU64::new(0) })
     }
 

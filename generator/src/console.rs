@@ -25,7 +25,7 @@ struct Inner {
 
 /// Where a background part (outputs, stream, control API) reports a
 /// problem.
-pub type Log = Arc<dyn Fn(String) + Send + Sync>;
+pub use volley_exporter::Log;
 
 impl Console {
     /// A console on stderr; `quiet` hides progress (warnings still show).

@@ -9,6 +9,7 @@
 //! it (`windows_dropped` in the health record). Nothing here can slow the
 //! test: pushing a window never waits.
 
+use crate::console::Log;
 use crate::flow::http::client::tls_connector;
 use crate::start::signal::StartSignal;
 use futures_util::{SinkExt, StreamExt};
@@ -102,7 +103,7 @@ struct Shared {
     clock_offset: tokio::sync::watch::Sender<Option<i64>>,
     /// The exporter's frame limit, from its welcome.
     max_frame: std::sync::atomic::AtomicUsize,
-    log: Arc<dyn Fn(String) + Send + Sync>,
+    log: Log,
 }
 
 /// A running stream to the exporter.
@@ -124,7 +125,7 @@ enum SessionEnd {
 
 impl Streamer {
     /// Checks the URL and starts streaming on the current runtime.
-    pub fn start(cfg: StreamConfig, hello: Hello, log: Arc<dyn Fn(String) + Send + Sync>) -> Result<Self, String> {
+    pub fn start(cfg: StreamConfig, hello: Hello, log: Log) -> Result<Self, String> {
         let url = url::Url::parse(&cfg.url).map_err(|e| format!("--exporter {}: not a URL: {e}", cfg.url))?;
         if !matches!(url.scheme(), "ws" | "wss") || url.host_str().is_none() {
             return Err(format!("--exporter {}: expected ws://HOST:PORT or wss://HOST:PORT", cfg.url));

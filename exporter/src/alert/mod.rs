@@ -71,14 +71,12 @@ pub use stats::AlertStats;
 pub use webhook::DeliveryConfig;
 
 use crate::pipeline::Pipeline;
+pub use crate::Log;
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-/// Where the engine's messages go (stderr in the daemon).
-pub type Log = Arc<dyn Fn(String) + Send + Sync>;
 
 /// A running alert engine: the observer, its ticker and its delivery task.
 pub struct Alerts {

@@ -14,6 +14,7 @@
 
 use super::spool::Spool;
 use super::{Failure, Item, Prepared, Sink, SinkError};
+use crate::Log;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -138,12 +139,7 @@ pub struct Worker {
 impl Worker {
     /// Starts a worker for `sink` on the current runtime; `log` receives
     /// warnings (first failure, recovery, rejections).
-    pub fn start(
-        sink: Arc<dyn Sink>,
-        cfg: WorkerConfig,
-        log: Arc<dyn Fn(String) + Send + Sync>,
-        spool: Option<Spool>,
-    ) -> Self {
+    pub fn start(sink: Arc<dyn Sink>, cfg: WorkerConfig, log: Log, spool: Option<Spool>) -> Self {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             stats: Mutex::new(WorkerStats::default()),
@@ -241,7 +237,7 @@ impl Worker {
 struct Run {
     sink: Arc<dyn Sink>,
     shared: Arc<Shared>,
-    log: Arc<dyn Fn(String) + Send + Sync>,
+    log: Log,
     spool: Option<Spool>,
     /// Set while the sink is failing: no attempt before this instant.
     retry_at: Option<tokio::time::Instant>,
@@ -455,7 +451,7 @@ impl Run {
     }
 }
 
-async fn run(sink: Arc<dyn Sink>, shared: Arc<Shared>, log: Arc<dyn Fn(String) + Send + Sync>, spool: Option<Spool>) {
+async fn run(sink: Arc<dyn Sink>, shared: Arc<Shared>, log: Log, spool: Option<Spool>) {
     let backoff = Backoff::new(shared.cfg.backoff_min, shared.cfg.backoff_max);
     let mut r = Run { sink, shared, log, spool, retry_at: None, backoff };
     work(&mut r).await;

@@ -7,6 +7,7 @@
 //! scales by each generator's execution segment.
 
 use super::{Live, Scope};
+use crate::console::Log;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
@@ -21,13 +22,7 @@ use volley_window::control::Command;
 /// Serves the API on `listener` until `stop`, within the bounds of
 /// `volley_exporter::http_server` (connections, header and connection
 /// timeouts, accept backoff). `log` hears every change.
-pub async fn serve(
-    listener: TcpListener,
-    live: Arc<Live>,
-    token: Secret,
-    log: Arc<dyn Fn(String) + Send + Sync>,
-    stop: CancellationToken,
-) {
+pub async fn serve(listener: TcpListener, live: Arc<Live>, token: Secret, log: Log, stop: CancellationToken) {
     let token = Arc::new(token);
     let refusals = Arc::new(Refusals::default());
     volley_exporter::http_server::serve(listener, Limits::default(), refusals, stop, move |req| {
@@ -43,12 +38,7 @@ pub async fn serve(
     .await
 }
 
-async fn handle(
-    req: Request<hyper::body::Incoming>,
-    live: &Live,
-    token: &Secret,
-    log: &Arc<dyn Fn(String) + Send + Sync>,
-) -> (StatusCode, String) {
+async fn handle(req: Request<hyper::body::Incoming>, live: &Live, token: &Secret, log: &Log) -> (StatusCode, String) {
     let fail = |code: StatusCode, title: &str, detail: &str| (code, error_document(code.as_u16(), title, detail));
     if req.uri().path() != "/v1/status" {
         return fail(StatusCode::NOT_FOUND, "Not found", "the control API serves /v1/status");
