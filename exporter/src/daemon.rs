@@ -38,11 +38,11 @@ pub struct Args {
     pub out: Vec<String>,
     /// How long after a window's first report it is written even if some
     /// generator has not reported it.
-    #[arg(long, default_value = "5s", value_parser = duration_arg)]
+    #[arg(long, default_value = crate::merge::DEFAULT_GRACE, value_parser = duration_arg)]
     pub grace: Duration,
     /// How long an incomplete window keeps accepting late reports after its
     /// grace period (each one rewrites the window's points).
-    #[arg(long, default_value = "10s", value_parser = duration_arg)]
+    #[arg(long, default_value = crate::merge::DEFAULT_LATE_HORIZON, value_parser = duration_arg)]
     pub late_horizon: Duration,
     /// Largest frame accepted from a generator, in bytes.
     #[arg(long, default_value_t = volley_window::wire::DEFAULT_MAX_FRAME, value_parser = volley_window::wire::parse_frame_limit)]

@@ -70,11 +70,17 @@ pub struct MergeConfig {
 /// after an exporter restart), about 300 MB at most.
 pub const DEFAULT_MAX_SERIES: usize = 1_000_000;
 
+/// Default [`MergeConfig::grace`], as `--grace` writes it.
+pub const DEFAULT_GRACE: &str = "5s";
+/// Default [`MergeConfig::late_horizon`], as `--late-horizon` writes it.
+pub const DEFAULT_LATE_HORIZON: &str = "10s";
+
 impl Default for MergeConfig {
     fn default() -> Self {
+        let parse = |text| volley_window::duration::parse_duration(text).expect("a valid default duration");
         Self {
-            grace: Duration::from_secs(5),
-            late_horizon: Duration::from_secs(10),
+            grace: parse(DEFAULT_GRACE),
+            late_horizon: parse(DEFAULT_LATE_HORIZON),
             max_open_windows: 600,
             max_series: DEFAULT_MAX_SERIES,
             wall_clock: true,
