@@ -105,3 +105,22 @@ fn erase(err: &mut impl Write, drawn: &mut usize) {
         *drawn = 0;
     }
 }
+
+/// Prints configuration problems, one per line, each with its field path.
+pub fn report_invalid(errors: &crate::config::reader::ConfigErrors) {
+    eprintln!(
+        "ERROR invalid configuration ({} problem{}):",
+        errors.0.len(),
+        if errors.0.len() == 1 { "" } else { "s" }
+    );
+    for e in &errors.0 {
+        eprintln!("  {e}");
+    }
+}
+
+/// Reports one configuration problem (a flag, an output) and returns the
+/// exit code for it: the one path for errors found after the file loaded.
+pub fn invalid(problem: impl std::fmt::Display) -> i32 {
+    eprintln!("ERROR invalid configuration (1 problem):\n  {problem}");
+    crate::exit::INVALID_CONFIG
+}

@@ -79,8 +79,7 @@ pub fn run(preset: Preset, args: ImPresetArgs) -> i32 {
         return exit::OK;
     }
     let Some(secret) = args.jwt_secret.clone() else {
-        eprintln!("ERROR invalid configuration (1 problem):\n  --jwt-secret: is required (or set {SECRET_ENV})");
-        return exit::INVALID_CONFIG;
+        return crate::console::invalid(format!("--jwt-secret: is required (or set {SECRET_ENV})"));
     };
     let overrides = Overrides {
         env: vec![(SECRET_ENV.into(), secret)],

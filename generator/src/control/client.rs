@@ -51,8 +51,7 @@ pub fn scale(args: ScaleArgs) -> i32 {
 
 fn send(args: &ControlArgs, attributes: Option<Value>) -> i32 {
     let Some(token) = args.control_token.as_deref().filter(|t| !t.is_empty()) else {
-        eprintln!("ERROR invalid configuration (1 problem):\n  --control-token (or VOLLEY_CONTROL_TOKEN): the control API needs its token");
-        return exit::INVALID_CONFIG;
+        return crate::console::invalid("--control-token (or VOLLEY_CONTROL_TOKEN): the control API needs its token");
     };
     let address = args.address.trim_start_matches("http://").trim_end_matches('/');
     let mut path = "/v1/status".to_string();

@@ -12,13 +12,14 @@
 //! - [`control_api`]: this generator's live control API (`--address`).
 //! - [`finish`]: the summary, the export, the HTML report, the exit code.
 //! - [`signals`]: Ctrl-C / SIGTERM, and the fleet's abort.
-//! - this file: the sequence, and the one way configuration errors are
-//!   reported.
+//! - this file: the sequence.
 
 pub mod control_api;
 pub mod finish;
 pub mod outputs;
 pub mod signals;
+
+pub use crate::console::{invalid, report_invalid};
 
 use crate::cli::OutputArgs;
 use crate::config::TestPlan;
@@ -38,25 +39,6 @@ use volley_window::threshold::SetSpec;
 /// How long a run waits for the exporter's welcome (its clock) before it
 /// starts on its own clock.
 const CLOCK_WAIT: Duration = Duration::from_secs(3);
-
-/// Prints configuration problems, one per line, each with its field path.
-pub fn report_invalid(errors: &crate::config::reader::ConfigErrors) {
-    eprintln!(
-        "ERROR invalid configuration ({} problem{}):",
-        errors.0.len(),
-        if errors.0.len() == 1 { "" } else { "s" }
-    );
-    for e in &errors.0 {
-        eprintln!("  {e}");
-    }
-}
-
-/// Reports one configuration problem (a flag, an output) and returns the
-/// exit code for it: the one path for errors found after the file loaded.
-pub fn invalid(problem: impl std::fmt::Display) -> i32 {
-    eprintln!("ERROR invalid configuration (1 problem):\n  {problem}");
-    exit::INVALID_CONFIG
-}
 
 /// What a run is set up with before the runtime starts.
 struct Setup {
