@@ -182,20 +182,10 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = service_fn(move |req| handle(req, peer, shared.clone()));
-    if h2 {
-        let builder = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        tokio::pin!(conn);
-        tokio::select! {
-            _ = conn.as_mut() => {}
-            _ = stop.cancelled() => {
-                conn.as_mut().graceful_shutdown();
-                let _ = conn.await;
-            }
-        }
-        return;
-    }
-    let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    // The protocol is known (ALPN, or plain HTTP/1.1): no sniffing.
+    let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    let builder = if h2 { builder.http2_only() } else { builder.http1_only() };
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}
